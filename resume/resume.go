@@ -1,0 +1,105 @@
+// Package resume holds the one idea the data plane and the storage backends
+// share about interrupted transfers: a Position in a byte stream, made of the
+// offset of the next byte and the SHA-256 state of every byte before it.
+//
+// A receiver persists the Position next to its partial receive; to continue it
+// asks the source for offset O together with the digest of bytes [0, O), and
+// the source only continues if its regenerated stream has the same prefix.
+package resume
+
+import (
+	"crypto/sha256"
+	"encoding"
+	"fmt"
+	"hash"
+	"io"
+)
+
+// Position is how far into a stream a receiver has got.
+type Position struct {
+	// Offset is the number of bytes before the position.
+	Offset int64 `json:"offset"`
+	// HashState is the marshalled SHA-256 state of bytes [0, Offset);
+	// empty means the start of the stream.
+	HashState []byte `json:"hash_state,omitempty"`
+}
+
+// IsStart reports whether p is the beginning of a stream.
+func (p Position) IsStart() bool { return p.Offset == 0 }
+
+// Hasher returns a SHA-256 hash that has already absorbed bytes [0, Offset).
+func (p Position) Hasher() (hash.Hash, error) {
+	h := sha256.New()
+	if len(p.HashState) == 0 {
+		if p.Offset != 0 {
+			return nil, fmt.Errorf("resume position at offset %d has no hash state: discard the partial receive and start over", p.Offset)
+		}
+		return h, nil
+	}
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(p.HashState); err != nil {
+		return nil, fmt.Errorf("resume position at offset %d has a corrupt hash state (%v): discard the partial receive and start over", p.Offset, err)
+	}
+	return h, nil
+}
+
+// PrefixDigest is the SHA-256 of bytes [0, Offset).
+func (p Position) PrefixDigest() ([sha256.Size]byte, error) {
+	var d [sha256.Size]byte
+	h, err := p.Hasher()
+	if err != nil {
+		return d, err
+	}
+	copy(d[:], h.Sum(nil))
+	return d, nil
+}
+
+// Stream is a byte stream that knows its Position: everything it has
+// delivered through Read is before the position, nothing after it is.
+// The data plane's client implements it; backends that resume by offset
+// persist Position() at the moments their applied state is durable.
+type Stream interface {
+	io.Reader
+	Position() Position
+}
+
+// Reader counts and hashes exactly the bytes it delivers.
+type Reader struct {
+	r   io.Reader
+	h   hash.Hash
+	off int64
+}
+
+// NewReader wraps r, whose first byte is at position from.
+func NewReader(r io.Reader, from Position) (*Reader, error) {
+	h, err := from.Hasher()
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{r: r, h: h, off: from.Offset}, nil
+}
+
+func (r *Reader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.h.Write(p[:n])
+		r.off += int64(n)
+	}
+	return n, err
+}
+
+// Position returns the position after the last byte delivered.
+func (r *Reader) Position() Position {
+	st, err := r.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		// crypto/sha256 cannot fail to marshal; a panic here is a programming error.
+		panic(fmt.Sprintf("resume: marshal sha256 state: %v", err))
+	}
+	return Position{Offset: r.off, HashState: st}
+}
+
+// Sum is the SHA-256 of every byte delivered so far, the prefix included.
+func (r *Reader) Sum() [sha256.Size]byte {
+	var d [sha256.Size]byte
+	copy(d[:], r.h.Sum(nil))
+	return d
+}

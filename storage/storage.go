@@ -1,0 +1,137 @@
+// Package storage defines what ferry needs from a storage backend (dir, btrfs,
+// zfs): snapshots with identities, deterministic send streams, receives that
+// are either complete or recognisably partial, and verification.
+//
+// Replication logic lives in the workflow; a backend only answers for its own
+// host's storage. Every backend passes the conformance suite in storagetest
+// against real storage.
+package storage
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/ferry-nas/ferry/resume"
+)
+
+// Snapshot is one read-only snapshot of a dataset as its host sees it.
+type Snapshot struct {
+	Dataset string `json:"dataset"`
+	Name    string `json:"name"`
+	// GUID is this copy's own identity (btrfs uuid, zfs guid, dir uuid).
+	GUID string `json:"guid"`
+	// ReceivedGUID is, for a received snapshot, the GUID of the snapshot it
+	// was received from (btrfs received_uuid); empty for one made here.
+	// Common snapshots are matched by identity, never by name alone.
+	ReceivedGUID string `json:"received_guid,omitempty"`
+	// ParentGUID is the source GUID of the incremental base a received
+	// snapshot was applied on; empty for a full receive or a local snapshot.
+	ParentGUID string    `json:"parent_guid,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	ReadOnly   bool      `json:"read_only"`
+	// Digest is the backend's digest of the snapshot's content where it keeps
+	// one (dir: the manifest digest); empty otherwise.
+	Digest string `json:"digest,omitempty"`
+}
+
+// Partial is state a receive left behind that is not a complete snapshot:
+// it must be resumed or discarded, and never treated as received.
+type Partial struct {
+	Dataset string `json:"dataset"`
+	// Name is the snapshot the interrupted receive was producing, if known.
+	Name string `json:"name,omitempty"`
+	// ID names the partial for DiscardPartial (a path under the backend's
+	// root or a backend-specific handle).
+	ID string `json:"id"`
+	// Reason says in words why this is partial, for logs and errors.
+	Reason string `json:"reason"`
+	// SourceGUID and ParentGUID identify the stream being received, if known.
+	SourceGUID string `json:"source_guid,omitempty"`
+	ParentGUID string `json:"parent_guid,omitempty"`
+	// Resume, when set, is where the receive can continue by offset: the
+	// stream must be re-sent from Resume.Offset with a matching prefix.
+	Resume *resume.Position `json:"resume,omitempty"`
+	// ResumeToken is a backend's native resume handle (zfs receive_resume_token).
+	ResumeToken string `json:"resume_token,omitempty"`
+}
+
+// SendRequest names the stream to produce on the source.
+type SendRequest struct {
+	Dataset string
+	// From is the incremental base's name on the source; empty for a full send.
+	From string
+	To   string
+}
+
+// ReceiveRequest describes a receive on the target.
+type ReceiveRequest struct {
+	Dataset string
+	// Name is the snapshot's name, the same on both sides.
+	Name string
+	// SourceGUID is the identity of the snapshot being sent.
+	SourceGUID string
+	// Parent is the incremental base's name on the target; empty for a full receive.
+	Parent string
+	// Resume continues the partial receive of Name at its saved position; the
+	// stream then starts at that position. Without it any partial for Name is
+	// discarded first.
+	Resume bool
+	// Durable, when set, is called whenever more of the stream is durable on
+	// the target; a retried receive can resume from the last such position.
+	Durable func(resume.Position)
+}
+
+// VerifyRequest is what the target checks a received snapshot against.
+type VerifyRequest struct {
+	Dataset string
+	Name    string
+	// SourceGUID must equal the received snapshot's ReceivedGUID.
+	SourceGUID string
+	// ParentSourceGUID, for an incremental, must equal its ParentGUID.
+	ParentSourceGUID string
+	// Digest, when the backend keeps one, must equal the received snapshot's.
+	Digest string
+}
+
+// Backend is one host's storage of one kind, rooted at its configured root.
+// Datasets are paths relative to that root, already validated by config.
+// All errors are *Error or wrap one, so callers can classify them.
+type Backend interface {
+	// Kind is "dir", "btrfs" or "zfs".
+	Kind() string
+	// Check reports whether the root and the backend's tools are usable.
+	Check(ctx context.Context) error
+
+	// CreateSnapshot makes a read-only snapshot of the live dataset; when a
+	// complete snapshot of that name exists it is returned unchanged.
+	CreateSnapshot(ctx context.Context, dataset, name string) (Snapshot, error)
+	// ListSnapshots lists the complete snapshots ferry holds for the dataset,
+	// oldest first; a dataset with none (or none yet) gives an empty list.
+	ListSnapshots(ctx context.Context, dataset string) ([]Snapshot, error)
+	// DestroySnapshot removes one snapshot; a missing one is not an error.
+	DestroySnapshot(ctx context.Context, dataset, name string) error
+
+	// EstimateSendSize estimates the stream's size in bytes, for progress.
+	EstimateSendSize(ctx context.Context, req SendRequest) (int64, error)
+	// Send writes the stream for req to w. The same request gives the same
+	// bytes each time where the backend can promise it (dir can), which is
+	// what offset resume relies on.
+	Send(ctx context.Context, req SendRequest, w io.Writer) error
+
+	// Partials lists what earlier receives into the dataset left behind.
+	Partials(ctx context.Context, dataset string) ([]Partial, error)
+	// DiscardPartial removes one partial; a missing one is not an error.
+	DiscardPartial(ctx context.Context, p Partial) error
+	// Receive applies the stream and returns the received snapshot. It only
+	// returns success after the whole stream (through io.EOF, which is where
+	// the data plane checks its trailer) has been applied and made durable;
+	// anything less leaves a Partial.
+	Receive(ctx context.Context, req ReceiveRequest, s resume.Stream) (Snapshot, error)
+	// Verify checks a received snapshot against what was sent.
+	Verify(ctx context.Context, req VerifyRequest) (Snapshot, error)
+	// ContentDigest is a digest of the snapshot's file tree (paths, types,
+	// modes, sizes, contents, link targets, file mtimes), comparable across
+	// hosts and backends: what `verify: deep` and the tests compare.
+	ContentDigest(ctx context.Context, dataset, name string) (string, error)
+}
