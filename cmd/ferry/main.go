@@ -7,7 +7,20 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/logging"
 )
+
+var logOpts logging.Options
+
+func init() {
+	rootCmd.PersistentFlags().StringVar(&logOpts.Level, "log-level", "info", "log level: debug, info, warn or error")
+	rootCmd.PersistentFlags().BoolVar(&logOpts.JSON, "log-json", false, "log JSON lines instead of console text")
+}
+
+// newLogger builds the process logger from the global flags.
+func newLogger() (*zap.Logger, error) { return logging.New(logOpts) }
 
 var rootCmd = &cobra.Command{
 	Use:   "ferry",
