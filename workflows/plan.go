@@ -1,0 +1,167 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// PlanInput is what the greet step learned from both sides.
+type PlanInput struct {
+	Job string
+	// Want is the source snapshot this run replicates up to.
+	Want string
+	// Source and Target list each side's complete snapshots, oldest first.
+	Source []storage.Snapshot
+	Target []storage.Snapshot
+	// Partials is what earlier receives left on the target.
+	Partials []storage.Partial
+}
+
+// Step is one send/receive: a full one when From is empty.
+type Step struct {
+	From     string `json:"from,omitempty"`
+	FromGUID string `json:"from_guid,omitempty"`
+	// TargetParent is the base's name on the target (incrementals only).
+	TargetParent string `json:"target_parent,omitempty"`
+	To           string `json:"to"`
+	ToGUID       string `json:"to_guid"`
+	// Resume continues this partial receive instead of starting over.
+	Resume *storage.Partial `json:"resume,omitempty"`
+}
+
+// Plan is what a run does to bring the target up to Want.
+type Plan struct {
+	// Base is the most recent snapshot both sides hold (source name), if any.
+	Base  string `json:"base,omitempty"`
+	Steps []Step `json:"steps"`
+	// Discard lists partial receives to remove before streaming.
+	Discard []storage.Partial `json:"discard,omitempty"`
+}
+
+// ConflictError says why the target cannot be brought up to date without
+// destroying something on it. Nothing is changed when it is returned.
+type ConflictError struct {
+	Reason string
+	// Target names the target snapshots that are in the way.
+	Target []string
+}
+
+func (e *ConflictError) Error() string {
+	msg := e.Reason
+	if len(e.Target) > 0 {
+		msg += ": " + strings.Join(e.Target, ", ")
+	}
+	return msg + "; nothing on the target was changed — inspect those snapshots, remove or rename them on the target (or choose another target), then run the job again"
+}
+
+// NotFoundError says the snapshot the run wants to send is not on the source.
+type NotFoundError struct{ Snapshot string }
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("snapshot %s is not on the source; the snapshot step must have failed or it was removed by hand — run the job again", e.Snapshot)
+}
+
+// SnapshotPrefix is how every snapshot ferry makes for job starts.
+func SnapshotPrefix(job string) string { return "ferry_" + job + "_" }
+
+// ComputePlan finds the most recent common snapshot (by identity, never by
+// name), the chain of steps from it to Want, partial receives to resume or
+// discard, or the conflict that stops the run. It is pure: same input, same plan.
+func ComputePlan(in PlanInput) (Plan, error) {
+	wantIdx := -1
+	sourceIdx := make(map[string]int, len(in.Source))
+	for i, s := range in.Source {
+		sourceIdx[s.GUID] = i
+		if s.Name == in.Want {
+			wantIdx = i
+		}
+	}
+	if wantIdx < 0 {
+		return Plan{}, &NotFoundError{Snapshot: in.Want}
+	}
+
+	baseSrc, baseTgt := -1, -1
+	for i := len(in.Target) - 1; i >= 0; i-- {
+		if j, ok := matchSource(in.Target[i], sourceIdx); ok {
+			baseSrc, baseTgt = j, i
+			break
+		}
+	}
+
+	var plan Plan
+	switch {
+	case baseTgt >= 0:
+		if newer := in.Target[baseTgt+1:]; len(newer) > 0 {
+			return Plan{}, &ConflictError{
+				Reason: fmt.Sprintf("target has diverged: it holds snapshots newer than the common base %s that the source does not have", in.Target[baseTgt].Name),
+				Target: names(newer),
+			}
+		}
+		plan.Base = in.Source[baseSrc].Name
+	case len(in.Target) > 0:
+		return Plan{}, &ConflictError{
+			Reason: "no common snapshot: the target holds snapshots, none of them received from this source",
+			Target: names(in.Target),
+		}
+	}
+
+	if baseSrc >= wantIdx {
+		// The target already holds Want (or something newer): nothing to send.
+		plan.Discard = append(plan.Discard, in.Partials...)
+		return plan, nil
+	}
+
+	if baseSrc < 0 {
+		// First replication: send the wanted snapshot whole, not the history.
+		plan.Steps = []Step{{To: in.Want, ToGUID: in.Source[wantIdx].GUID}}
+	} else {
+		from, targetParent := in.Source[baseSrc], in.Target[baseTgt].Name
+		prefix := SnapshotPrefix(in.Job)
+		for _, s := range in.Source[baseSrc+1 : wantIdx+1] {
+			// Another job's snapshots may be pruned under us at any time: skip them.
+			if s.Name != in.Want && !strings.HasPrefix(s.Name, prefix) {
+				continue
+			}
+			plan.Steps = append(plan.Steps, Step{
+				From: from.Name, FromGUID: from.GUID, TargetParent: targetParent,
+				To: s.Name, ToGUID: s.GUID,
+			})
+			from, targetParent = s, s.Name
+		}
+	}
+
+	first := &plan.Steps[0]
+	for _, p := range in.Partials {
+		resumable := p.Resume != nil || p.ResumeToken != ""
+		if first.Resume == nil && resumable && p.Name == first.To &&
+			p.SourceGUID == first.ToGUID && p.ParentGUID == first.FromGUID {
+			p := p
+			first.Resume = &p
+			continue
+		}
+		plan.Discard = append(plan.Discard, p)
+	}
+	return plan, nil
+}
+
+// matchSource finds the source snapshot a target snapshot is a copy of:
+// btrfs and dir record the sender's identity as ReceivedGUID, ZFS keeps the guid.
+func matchSource(t storage.Snapshot, sourceIdx map[string]int) (int, bool) {
+	if t.ReceivedGUID != "" {
+		if j, ok := sourceIdx[t.ReceivedGUID]; ok {
+			return j, true
+		}
+	}
+	j, ok := sourceIdx[t.GUID]
+	return j, ok
+}
+
+func names(snaps []storage.Snapshot) []string {
+	out := make([]string, len(snaps))
+	for i, s := range snaps {
+		out[i] = s.Name
+	}
+	return out
+}
