@@ -1,0 +1,403 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The file's shape. Every leaf is a string so that the checks, not the YAML
+// decoder, decide what a value means; map values are pointers so that an
+// entry written with no value ("nas-a:") decodes as nil rather than failing.
+type rawConfig struct {
+	Temporal *rawTemporal        `yaml:"temporal"`
+	TLS      *rawTLS             `yaml:"tls"`
+	Hosts    map[string]*rawHost `yaml:"hosts"`
+	Jobs     map[string]*rawJob  `yaml:"jobs"`
+}
+
+type rawTemporal struct {
+	Address   string        `yaml:"address"`
+	Namespace string        `yaml:"namespace"`
+	TLS       *rawClientTLS `yaml:"tls"`
+}
+
+type rawClientTLS struct {
+	CA         string `yaml:"ca"`
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	ServerName string `yaml:"server_name"`
+}
+
+type rawTLS struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+type rawHost struct {
+	DataAddress string `yaml:"data_address"`
+	Backend     string `yaml:"backend"`
+	Root        string `yaml:"root"`
+	Cert        string `yaml:"cert"`
+	Key         string `yaml:"key"`
+}
+
+type rawJob struct {
+	Source    string        `yaml:"source"`
+	Target    string        `yaml:"target"`
+	Every     string        `yaml:"every"`
+	Cron      string        `yaml:"cron"`
+	Retention *rawRetention `yaml:"retention"`
+	Stream    *rawStream    `yaml:"stream"`
+	Verify    string        `yaml:"verify"`
+}
+
+type rawRetention struct {
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
+}
+
+type rawStream struct {
+	Compress string `yaml:"compress"`
+	BWLimit  string `yaml:"bwlimit"`
+	Resume   string `yaml:"resume"`
+}
+
+// parser collects problems for one file.
+type parser struct {
+	file     string
+	problems []Problem
+	// lines maps key paths to the line their key is on.
+	lines map[string]int
+}
+
+func (p *parser) err() error {
+	sortProblems(p.problems)
+	p.problems = dedupe(p.problems)
+	return &Error{File: p.file, Problems: p.problems}
+}
+
+// add records a problem at key, placed on the line of key or of its
+// nearest ancestor that is in the file.
+func (p *parser) add(key, fix, format string, args ...any) {
+	p.problems = append(p.problems, Problem{
+		File:   p.file,
+		Line:   p.lineOf(key),
+		Key:    key,
+		Reason: fmt.Sprintf(format, args...),
+		Fix:    fix,
+	})
+}
+
+// addErr records err (from one of the Parse functions) at key, using the
+// error's own fix when it has one.
+func (p *parser) addErr(key, fix string, err error) {
+	var fe *fixError
+	if errors.As(err, &fe) && fe.fix != "" {
+		fix = fe.fix
+	}
+	p.add(key, fix, "%s", err.Error())
+}
+
+func (p *parser) lineOf(key string) int {
+	for k := key; k != ""; {
+		if l, ok := p.lines[k]; ok {
+			return l
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// decode parses data into the raw shape, recording structural problems. It
+// returns false when there is nothing to validate further.
+func (p *parser) decode(data []byte) (*rawConfig, bool) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add("", "write the configuration: temporal, tls, hosts and jobs (see docs/config.md)", "the file is empty")
+			return nil, false
+		}
+		p.yamlError(err, "fix the YAML syntax")
+		return nil, false
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		line := extra.Line
+		if err != nil {
+			line = 0
+		}
+		p.problems = append(p.problems, Problem{File: p.file, Line: line,
+			Reason: "the file holds more than one YAML document",
+			Fix:    `keep a single document (remove the "---" separator)`})
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		p.add("", "write the configuration: temporal, tls, hosts and jobs (see docs/config.md)", "the file is empty")
+		return nil, false
+	}
+	root := doc.Content[0]
+	for root.Kind == yaml.AliasNode && root.Alias != nil {
+		root = root.Alias
+	}
+	if root.Kind != yaml.MappingNode {
+		p.problems = append(p.problems, Problem{File: p.file, Line: root.Line,
+			Reason: fmt.Sprintf("expected a mapping of temporal, tls, hosts and jobs, found %s", kindName(root)),
+			Fix:    "write the configuration as key: value pairs (see docs/config.md)"})
+		return nil, false
+	}
+	var raw rawConfig
+	p.walk(root, reflect.ValueOf(&raw).Elem(), "", nil)
+
+	// The walk above reported unknown keys, duplicate keys and wrong shapes
+	// with their key paths, and kept going. yaml.v3's strict decoder checks
+	// the same things (it gives up on a whole mapping at the first
+	// duplicate, hence the walk); it is asked as well, so that anything the
+	// walk does not know about is still refused.
+	if len(p.problems) == 0 {
+		var check rawConfig
+		strict := yaml.NewDecoder(bytes.NewReader(data))
+		strict.KnownFields(true)
+		if err := strict.Decode(&check); err != nil {
+			p.yamlError(err, "fix the value's type or remove the key")
+		}
+	}
+	return &raw, true
+}
+
+// yamlError turns a yaml.v3 error into problems, keeping its line numbers.
+func (p *parser) yamlError(err error, fix string) {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	for _, m := range msgs {
+		line := 0
+		if sub := yamlLine.FindStringSubmatch(m); sub != nil {
+			line, _ = strconv.Atoi(sub[1])
+			m = sub[2]
+		}
+		m = strings.TrimPrefix(m, "yaml: ")
+		p.problems = append(p.problems, Problem{File: p.file, Line: line, Reason: "invalid YAML: " + m, Fix: fix})
+	}
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	}
+	return "something else"
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// walk fills v from node n at key path, checking the shape as it goes:
+// mappings where mappings belong, known keys, no duplicate keys, single
+// values for leaves. It records the line of every key it sees. seen guards
+// against alias cycles.
+func (p *parser) walk(n *yaml.Node, v reflect.Value, path string, seen map[*yaml.Node]bool) {
+	if n.Kind == yaml.AliasNode {
+		if seen[n] || n.Alias == nil {
+			return
+		}
+		if seen == nil {
+			seen = map[*yaml.Node]bool{}
+		}
+		seen[n] = true
+		p.walk(n.Alias, v, path, seen)
+		delete(seen, n)
+		return
+	}
+	if isNull(n) {
+		return // absent value: defaults or "required" checks apply
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			p.add(path, "write a single value here", "expected a single value, found %s", kindName(n))
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Struct, reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			fix := "write key: value pairs here"
+			if names := fieldNames(v.Type()); len(names) > 0 {
+				fix += " (keys: " + strings.Join(names, ", ") + ")"
+			}
+			p.add(path, fix, "expected a mapping, found %s", kindName(n))
+			return
+		}
+		if v.Kind() == reflect.Map && v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		p.walkMapping(n, v, path, seen, map[string]int{}, false)
+	}
+}
+
+// walkMapping fills v (a struct or a map) from mapping n. set holds the keys
+// already filled, with their lines. Keys merged in with "<<: *anchor" fill
+// only keys not already set, as YAML defines; explicit keys come first.
+func (p *parser) walkMapping(n *yaml.Node, v reflect.Value, path string, seen map[*yaml.Node]bool, set map[string]int, merged bool) {
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
+			merges = append(merges, val)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			p.problems = append(p.problems, Problem{File: p.file, Line: k.Line, Key: path,
+				Reason: "a key is not a plain name", Fix: "use plain names as keys"})
+			continue
+		}
+		key := join(path, k.Value)
+		var field reflect.Value
+		if v.Kind() == reflect.Struct {
+			f, ok := fieldByTag(v.Type(), k.Value)
+			if !ok {
+				names := fieldNames(v.Type())
+				fix := "remove it (known keys: " + strings.Join(names, ", ") + ")"
+				if s := closest(k.Value, names); s != "" {
+					fix = fmt.Sprintf("did you mean %q? (known keys: %s)", s, strings.Join(names, ", "))
+				}
+				p.problems = append(p.problems, Problem{File: p.file, Line: k.Line, Key: key,
+					Reason: "unknown key", Fix: fix})
+				continue
+			}
+			field = v.FieldByIndex(f.Index)
+		}
+		if l, dup := set[k.Value]; dup {
+			if !merged {
+				p.problems = append(p.problems, Problem{File: p.file, Line: k.Line, Key: key,
+					Reason: fmt.Sprintf("duplicate key (first defined at line %d)", l),
+					Fix:    "remove one of the two"})
+			}
+			continue
+		}
+		set[k.Value] = k.Line
+		if _, ok := p.lines[key]; !ok {
+			p.lines[key] = k.Line
+		}
+		if v.Kind() == reflect.Map {
+			elem := reflect.New(v.Type().Elem()).Elem()
+			p.walk(val, elem, key, seen)
+			v.SetMapIndex(reflect.ValueOf(k.Value), elem)
+			continue
+		}
+		p.walk(val, field, key, seen)
+	}
+	for _, m := range merges {
+		p.walkMerge(m, v, path, seen, set)
+	}
+}
+
+func (p *parser) walkMerge(m *yaml.Node, v reflect.Value, path string, seen map[*yaml.Node]bool, set map[string]int) {
+	for m.Kind == yaml.AliasNode && m.Alias != nil {
+		m = m.Alias
+	}
+	switch m.Kind {
+	case yaml.MappingNode:
+		p.walkMapping(m, v, path, seen, set, true)
+	case yaml.SequenceNode:
+		for _, e := range m.Content {
+			p.walkMerge(e, v, path, seen, set)
+		}
+	}
+}
+
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tagName(f) == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func fieldNames(t reflect.Type) []string {
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		names = append(names, tagName(t.Field(i)))
+	}
+	sort.Strings(names)
+	return names
+}
+
+func tagName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return name
+}
+
+// closest returns the candidate within edit distance 2 of s (the nearest),
+// or "".
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
