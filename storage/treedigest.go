@@ -1,0 +1,189 @@
+package storage
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// ComparePaths orders slash-separated relative paths component by component
+// ("." first, then every path in depth-first pre-order with the names of one
+// directory in byte order). In this order a directory comes right before its
+// whole subtree: "a" < "a/z" < "a b". Backends that keep sorted listings
+// (dir's manifests) use it so that listings can be merged in one pass.
+func ComparePaths(a, b string) int {
+	if a == b {
+		return 0
+	}
+	if a == "." {
+		return -1
+	}
+	if b == "." {
+		return 1
+	}
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		if ca == '/' {
+			return -1
+		}
+		if cb == '/' {
+			return 1
+		}
+		if ca < cb {
+			return -1
+		}
+		return 1
+	}
+	return len(a) - len(b)
+}
+
+// UnixMode converts the permission, setuid, setgid and sticky bits of an
+// fs.FileMode to their Unix values (0o7777 at most).
+func UnixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= syscall.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= syscall.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= syscall.S_ISVTX
+	}
+	return u
+}
+
+// FileMode converts Unix permission, setuid, setgid and sticky bits to an
+// fs.FileMode (without type bits).
+func FileMode(u uint32) fs.FileMode {
+	m := fs.FileMode(u & 0o777)
+	if u&syscall.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if u&syscall.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
+	if u&syscall.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// TreeDigest is a deterministic digest of the file tree at root, comparable
+// across hosts and backends. It covers, for every entry in ComparePaths order
+// (the root itself as "."): the relative path, the type, the permission bits
+// with setuid/setgid/sticky, and for regular files the size, the SHA-256 of
+// the content and the mtime in ns, for symlinks the target and the mtime in
+// ns. It does not cover directory mtimes (a receive cannot help touching
+// them), ownership, xattrs or hard-link structure. Symlinks are never
+// followed.
+//
+// modeOf, when not nil, is called for every entry in that order and returns
+// the mode to digest instead of the on-disk one (only its permission and
+// special bits are used); dir's read-only snapshots use it to report their
+// true modes.
+func TreeDigest(root string, modeOf func(rel string, fi fs.FileInfo) fs.FileMode) (string, error) {
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("tree digest: %s is not a directory", root)
+	}
+	d := &treeDigester{h: sha256.New(), content: sha256.New(), modeOf: modeOf, buf: make([]byte, 256<<10)}
+	io.WriteString(d.h, "ferry-tree-digest-v1\n")
+	if err := d.entry(root, ".", fi); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(d.h.Sum(nil)), nil
+}
+
+type treeDigester struct {
+	h, content hash.Hash
+	modeOf     func(string, fs.FileInfo) fs.FileMode
+	buf        []byte
+}
+
+func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
+	mode := fi.Mode()
+	if d.modeOf != nil {
+		mode = d.modeOf(rel, fi)
+	}
+	perm := strconv.FormatUint(uint64(UnixMode(mode)), 8)
+	var line strings.Builder
+	line.WriteString(strconv.Quote(rel))
+	switch t := fi.Mode().Type(); {
+	case t == 0:
+		sum, err := d.fileSum(abs)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&line, " f %s %d %s %d\n", perm, fi.Size(), sum, fi.ModTime().UnixNano())
+	case t == fs.ModeSymlink:
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&line, " l %s %d\n", strconv.Quote(target), fi.ModTime().UnixNano())
+	case t == fs.ModeDir:
+		fmt.Fprintf(&line, " d %s\n", perm)
+	default:
+		fmt.Fprintf(&line, " o %s %s\n", t.String(), perm)
+	}
+	io.WriteString(d.h, line.String())
+	if !fi.IsDir() {
+		return nil
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		cabs := filepath.Join(abs, name)
+		cfi, err := os.Lstat(cabs)
+		if err != nil {
+			return err
+		}
+		crel := name
+		if rel != "." {
+			crel = path.Join(rel, name)
+		}
+		if err := d.entry(cabs, crel, cfi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *treeDigester) fileSum(abs string) (string, error) {
+	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	d.content.Reset()
+	if _, err := io.CopyBuffer(d.content, f, d.buf); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(d.content.Sum(nil)), nil
+}
