@@ -55,7 +55,10 @@ func TestTreeDigest(t *testing.T) {
 		func(r string) { must(t, os.WriteFile(filepath.Join(r, "d/f"), []byte("hellO"), 0o640)) },
 		func(r string) { must(t, os.Chmod(filepath.Join(r, "d/f"), 0o600)) },
 		func(r string) { must(t, os.Chtimes(filepath.Join(r, "d/f"), time.Unix(5, 1), time.Unix(5, 1))) },
-		func(r string) { must(t, os.Remove(filepath.Join(r, "l"))); must(t, os.Symlink("d/e", filepath.Join(r, "l"))) },
+		func(r string) {
+			must(t, os.Remove(filepath.Join(r, "l")))
+			must(t, os.Symlink("d/e", filepath.Join(r, "l")))
+		},
 		func(r string) { must(t, os.Mkdir(filepath.Join(r, "d/e/x"), 0o755)) },
 		func(r string) { must(t, os.Chmod(filepath.Join(r, "d"), 0o755|fs.ModeSetgid)) },
 	}
