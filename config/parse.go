@@ -78,6 +78,9 @@ func ParseDuration(s string) (time.Duration, error) {
 		}
 		unit := rest[:j]
 		rest = rest[j:]
+		if unit == "" && rest != "" {
+			return 0, fixErrorf(durationFix, "%q is not a duration", s)
+		}
 		if unit == "" {
 			return 0, fixErrorf(durationFix, "duration %q has no unit", s)
 		}
