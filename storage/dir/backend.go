@@ -1,0 +1,228 @@
+// Package dir is ferry's storage backend for plain directories on any
+// filesystem: snapshots are copies (reflinked where the filesystem can,
+// hard-linked from the previous snapshot where a file is unchanged) kept
+// read-only under <root>/.ferry, streams are deterministic tar archives of
+// the changes between two snapshot manifests, and receives stage into a
+// private directory with checkpoints so that they can resume by offset.
+//
+// See docs/storage-dir.md for the on-disk layout and the stream format.
+package dir
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// Kind is this backend's name in configuration and errors.
+const Kind = "dir"
+
+// metaDir is the one name at the top of the root that belongs to ferry.
+const metaDir = ".ferry"
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithLogger sets where the backend logs (skipped special files, fallbacks).
+func WithLogger(l *slog.Logger) Option { return func(b *Backend) { b.log = l } }
+
+// WithCheckpointEvery sets how often a receive makes its progress durable:
+// at the first entry boundary after at least bytes of stream or interval of
+// time since the last checkpoint (defaults 8 MiB and 1 s).
+func WithCheckpointEvery(bytes int64, interval time.Duration) Option {
+	return func(b *Backend) { b.ckptBytes, b.ckptEvery = bytes, interval }
+}
+
+// WithReflink enables (the default) or disables trying FICLONE when copying
+// a file into a snapshot.
+func WithReflink(enabled bool) Option { return func(b *Backend) { b.reflink.Store(enabled) } }
+
+// Backend is a dir storage backend rooted at one directory.
+type Backend struct {
+	root      string
+	log       *slog.Logger
+	ckptBytes int64
+	ckptEvery time.Duration
+	isRoot    bool
+
+	// reflink is true while FICLONE is worth trying; the first "not
+	// supported here" answer turns it off for this backend.
+	reflink atomic.Bool
+	// clone is FICLONE; tests replace it to exercise the fallbacks.
+	clone func(dst, src *os.File) error
+
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+var _ storage.Backend = (*Backend)(nil)
+
+// New opens (and prepares) the dir backend rooted at root, which must be an
+// existing directory. It creates root/.ferry for its own bookkeeping.
+func New(root string, opts ...Option) (*Backend, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, storage.Wrap(err, storage.KindInvalid, "open dir backend", "", "")
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, storage.Wrap(err, storage.KindInvalid, "open dir backend "+abs, "", "")
+	}
+	if !fi.IsDir() {
+		return nil, storage.Errorf(storage.KindInvalid, "open dir backend", "", "", "set the host's root to a directory", "%s is not a directory", abs)
+	}
+	b := &Backend{
+		root:      abs,
+		log:       slog.Default(),
+		ckptBytes: 8 << 20,
+		ckptEvery: time.Second,
+		isRoot:    os.Geteuid() == 0,
+		clone:     ficlone,
+		busy:      map[string]bool{},
+	}
+	b.reflink.Store(true)
+	for _, o := range opts {
+		o(b)
+	}
+	for _, d := range []string{"snapshots", "staging", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(abs, metaDir, d), 0o700); err != nil {
+			return nil, storage.Wrap(err, storage.KindInvalid, "open dir backend "+abs, "", "")
+		}
+	}
+	return b, nil
+}
+
+// Root is the backend's root directory.
+func (b *Backend) Root() string { return b.root }
+
+// Kind implements storage.Backend.
+func (b *Backend) Kind() string { return Kind }
+
+// Check implements storage.Backend: the root is a directory and ferry can
+// write its bookkeeping under it.
+func (b *Backend) Check(ctx context.Context) error {
+	fi, err := os.Stat(b.root)
+	if err != nil {
+		return storage.Wrap(err, storage.KindUnsupported, "check dir backend "+b.root, "", "")
+	}
+	if !fi.IsDir() {
+		return storage.Errorf(storage.KindUnsupported, "check dir backend", "", "", "set the host's root to a directory", "%s is not a directory", b.root)
+	}
+	f, err := os.CreateTemp(filepath.Join(b.root, metaDir, "tmp"), ".check-*")
+	if err != nil {
+		return storage.Wrap(err, storage.KindUnsupported, "check dir backend "+b.root, "", "")
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// ---- names and paths ----
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:@+=-]{0,199}$`)
+
+func checkName(op, dataset, name string) error {
+	if !nameRE.MatchString(name) || strings.HasSuffix(name, ".meta.json") || strings.HasSuffix(name, ".manifest") || strings.HasSuffix(name, ".tmp") {
+		return storage.Errorf(storage.KindInvalid, op, dataset, name, "use a snapshot name of letters, digits and _ . : @ + = - that does not start with a dot", "invalid snapshot name %q", name)
+	}
+	return nil
+}
+
+func checkDataset(op, dataset string) error {
+	bad := func(why string) error {
+		return storage.Errorf(storage.KindInvalid, op, dataset, "", "datasets are relative paths inside the host's root", "invalid dataset %q: %s", dataset, why)
+	}
+	switch {
+	case dataset == "":
+		return bad("empty")
+	case strings.ContainsRune(dataset, 0):
+		return bad("contains NUL")
+	case path.IsAbs(dataset):
+		return bad("absolute path")
+	case len(escape(dataset)) > 250:
+		return bad("too long")
+	}
+	for i, c := range strings.Split(dataset, "/") {
+		switch {
+		case c == "" || c == ".":
+			return bad("empty or '.' path component")
+		case c == "..":
+			return bad("'..' escapes the root")
+		case i == 0 && c == metaDir:
+			return bad("the root's .ferry directory belongs to ferry")
+		}
+	}
+	return nil
+}
+
+// escape makes a dataset path one path component: '%' -> %25, '/' -> %2F.
+func escape(dataset string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(dataset, "%", "%25"), "/", "%2F")
+}
+
+func (b *Backend) live(ds string) string { return filepath.Join(b.root, filepath.FromSlash(ds)) }
+func (b *Backend) snapDir(ds string) string {
+	return filepath.Join(b.root, metaDir, "snapshots", escape(ds))
+}
+func (b *Backend) snapTree(ds, name string) string { return filepath.Join(b.snapDir(ds), name) }
+func (b *Backend) metaPath(ds, name string) string {
+	return filepath.Join(b.snapDir(ds), name+".meta.json")
+}
+func (b *Backend) manifestPath(ds, name string) string {
+	return filepath.Join(b.snapDir(ds), name+".manifest")
+}
+func (b *Backend) stagingDir(ds string) string {
+	return filepath.Join(b.root, metaDir, "staging", escape(ds))
+}
+func (b *Backend) tmpDir(ds string) string { return filepath.Join(b.root, metaDir, "tmp", escape(ds)) }
+
+// rel is p relative to the root, for Partial IDs and messages.
+func (b *Backend) rel(p string) string {
+	r, err := filepath.Rel(b.root, p)
+	if err != nil {
+		return p
+	}
+	return filepath.ToSlash(r)
+}
+
+// lock serialises the mutating operations on one dataset within this
+// process (ferry runs one worker per host and root). A second operation
+// while one runs is refused as temporary, so an activity retry that races
+// its own earlier attempt backs off instead of interleaving with it.
+func (b *Backend) lock(op, ds string) (func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.busy[ds] {
+		return nil, storage.Errorf(storage.KindTemporary, op, ds, "", "retry when the running operation has finished", "another operation on this dataset is running")
+	}
+	b.busy[ds] = true
+	return func() {
+		b.mu.Lock()
+		delete(b.busy, ds)
+		b.mu.Unlock()
+	}, nil
+}
+
+func ctxErr(ctx context.Context, op, ds, name string) error {
+	if err := ctx.Err(); err != nil {
+		return &storage.Error{Kind: storage.KindTemporary, Op: op, Dataset: ds, Snapshot: name, Err: err}
+	}
+	return nil
+}
+
+func errorf(kind storage.Kind, op, ds, name, format string, args ...any) *storage.Error {
+	return &storage.Error{Kind: kind, Op: op, Dataset: ds, Snapshot: name, Err: fmt.Errorf(format, args...)}
+}

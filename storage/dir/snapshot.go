@@ -1,0 +1,499 @@
+package dir
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// meta is <name>.meta.json beside a snapshot's tree. Its presence is what
+// makes a snapshot complete: it is written last, atomically.
+type meta struct {
+	Version      int       `json:"version"`
+	Dataset      string    `json:"dataset"`
+	Name         string    `json:"name"`
+	GUID         string    `json:"guid"`
+	ReceivedGUID string    `json:"received_guid,omitempty"`
+	ParentGUID   string    `json:"parent_guid,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	// Digest is the manifest digest.
+	Digest  string `json:"digest"`
+	Entries int64  `json:"entries"`
+	// Skipped lists (quoted, at most maxSkipped) the special files the
+	// snapshot left out; SkippedCount counts all of them.
+	Skipped      []string `json:"skipped,omitempty"`
+	SkippedCount int      `json:"skipped_count,omitempty"`
+	// Linked and Copied count how the files got into a local snapshot.
+	Linked int64 `json:"linked,omitempty"`
+	Copied int64 `json:"copied,omitempty"`
+}
+
+const maxSkipped = 1000
+
+func (m *meta) snapshot() storage.Snapshot {
+	return storage.Snapshot{
+		Dataset: m.Dataset, Name: m.Name, GUID: m.GUID, ReceivedGUID: m.ReceivedGUID,
+		ParentGUID: m.ParentGUID, CreatedAt: m.CreatedAt, ReadOnly: true, Digest: m.Digest,
+	}
+}
+
+// loadMeta reads a complete snapshot's metadata; ok is false when there is
+// no complete snapshot of that name.
+func (b *Backend) loadMeta(ds, name string) (*meta, bool, error) {
+	data, err := os.ReadFile(b.metaPath(ds, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var m meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, false, fmt.Errorf("corrupt snapshot metadata %s: %w", b.metaPath(ds, name), err)
+	}
+	if fi, err := os.Lstat(b.snapTree(ds, name)); err != nil || !fi.IsDir() {
+		return nil, false, fmt.Errorf("snapshot metadata %s has no tree beside it", b.metaPath(ds, name))
+	}
+	return &m, true, nil
+}
+
+func (b *Backend) mustMeta(op, ds, name string) (*meta, error) {
+	m, ok, err := b.loadMeta(ds, name)
+	if err != nil {
+		return nil, storage.Wrap(err, storage.KindConflict, op, ds, name)
+	}
+	if !ok {
+		return nil, storage.Errorf(storage.KindNotFound, op, ds, name, "", "no snapshot %q of dataset %q on this host", name, ds)
+	}
+	return m, nil
+}
+
+// commitMeta writes the metadata last, which makes the snapshot complete.
+func (b *Backend) commitMeta(m *meta) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(b.metaPath(m.Dataset, m.Name), append(data, '\n'))
+}
+
+// ListSnapshots implements storage.Backend: complete snapshots, oldest first.
+func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snapshot, error) {
+	const op = "list snapshots"
+	if err := checkDataset(op, ds); err != nil {
+		return nil, err
+	}
+	metas, err := b.listMetas(ds)
+	if err != nil {
+		return nil, storage.Wrap(err, storage.KindTemporary, op, ds, "")
+	}
+	out := make([]storage.Snapshot, 0, len(metas))
+	for _, m := range metas {
+		out = append(out, m.snapshot())
+	}
+	return out, nil
+}
+
+func (b *Backend) listMetas(ds string) ([]*meta, error) {
+	names, err := readDirNames(b.snapDir(ds))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*meta
+	for _, n := range names {
+		name, ok := strings.CutSuffix(n, ".meta.json")
+		if !ok || checkName("", ds, name) != nil {
+			continue
+		}
+		m, ok, err := b.loadMeta(ds, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, m)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *meta) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// DestroySnapshot implements storage.Backend. The metadata goes first, so a
+// half-destroyed snapshot is never listed as complete.
+func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
+	const op = "destroy snapshot"
+	if err := checkDataset(op, ds); err != nil {
+		return err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return err
+	}
+	unlock, err := b.lock(op, ds)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return storage.Wrap(b.destroy(ds, name), storage.KindTemporary, op, ds, name)
+}
+
+func (b *Backend) destroy(ds, name string) error {
+	if err := os.Remove(b.metaPath(ds, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := syncPath(b.snapDir(ds)); err != nil {
+		return err
+	}
+	if err := removeTree(b.snapTree(ds, name)); err != nil {
+		return err
+	}
+	if err := os.Remove(b.manifestPath(ds, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	os.Remove(b.snapDir(ds)) // only if now empty
+	return nil
+}
+
+// CreateSnapshot implements storage.Backend.
+func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.Snapshot, error) {
+	const op = "create snapshot"
+	if err := checkDataset(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return storage.Snapshot{}, err
+	}
+	unlock, err := b.lock(op, ds)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	defer unlock()
+	if m, ok, err := b.loadMeta(ds, name); err != nil {
+		return storage.Snapshot{}, storage.Wrap(err, storage.KindConflict, op, ds, name)
+	} else if ok {
+		return m.snapshot(), nil
+	}
+	if err := b.checkLive(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
+	m, err := b.createSnapshot(ctx, ds, name)
+	if err != nil {
+		removeTree(filepath.Join(b.tmpDir(ds), name))
+		os.Remove(b.tmpDir(ds))
+		return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, ds, name)
+	}
+	return m.snapshot(), nil
+}
+
+// checkLive checks that every component of the live dataset path is a real
+// directory (no symlink leading out of the root).
+func (b *Backend) checkLive(op, ds string) error {
+	p := b.root
+	for _, c := range strings.Split(ds, "/") {
+		p = filepath.Join(p, c)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return storage.Errorf(storage.KindNotFound, op, ds, "", "create the dataset directory or fix the job's dataset", "dataset directory %s does not exist", b.live(ds))
+		}
+		if err != nil {
+			return storage.Wrap(err, storage.KindTemporary, op, ds, "")
+		}
+		if fi.Mode().Type() == fs.ModeSymlink {
+			return storage.Errorf(storage.KindInvalid, op, ds, "", "datasets must be real directories inside the root", "%s is a symlink", p)
+		}
+		if !fi.IsDir() {
+			return storage.Errorf(storage.KindInvalid, op, ds, "", "", "%s is not a directory", p)
+		}
+	}
+	return nil
+}
+
+type snapshotter struct {
+	b        *Backend
+	ctx      context.Context
+	live     string // the live dataset
+	tree     string // the temporary tree being built
+	prevTree string // the previous snapshot's tree, if any
+	prev     *manifestReader
+	out      *manifestWriter
+	m        *meta
+	buf      []byte
+	h        hash.Hash
+}
+
+func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, error) {
+	// A leftover of an interrupted attempt at this name (a temporary tree,
+	// or a tree or manifest in place without metadata) is discarded.
+	tmp := filepath.Join(b.tmpDir(ds), name)
+	if err := removeTree(tmp); err != nil {
+		return nil, err
+	}
+	if err := removeTree(b.snapTree(ds, name)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	s := &snapshotter{
+		b: b, ctx: ctx, live: b.live(ds), tree: filepath.Join(tmp, "tree"),
+		m:   &meta{Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString()},
+		buf: make([]byte, 1<<20), h: sha256.New(),
+	}
+	metas, err := b.listMetas(ds)
+	if err != nil {
+		return nil, err
+	}
+	s.prev, _ = openManifest("")
+	if len(metas) > 0 {
+		last := metas[len(metas)-1]
+		if p, err := openManifest(b.manifestPath(ds, last.Name)); err == nil {
+			s.prev, s.prevTree = p, b.snapTree(ds, last.Name)
+		}
+	}
+	defer s.prev.close()
+	s.out, err = createManifest(filepath.Join(tmp, "manifest"))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Lstat(s.live)
+	if err != nil {
+		s.out.abort()
+		return nil, err
+	}
+	if err := s.entry(".", fi); err != nil {
+		s.out.abort()
+		return nil, err
+	}
+	if err := s.prev.err; err != nil {
+		s.out.abort()
+		return nil, err
+	}
+	if s.m.Digest, err = s.out.close(); err != nil {
+		return nil, err
+	}
+	s.m.Entries = s.out.n
+	if err := syncFS(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(b.snapDir(ds), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(filepath.Join(tmp, "manifest"), b.manifestPath(ds, name)); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(s.tree, b.snapTree(ds, name)); err != nil {
+		return nil, err
+	}
+	s.m.CreatedAt = time.Now().UTC()
+	if err := b.commitMeta(s.m); err != nil {
+		return nil, err
+	}
+	os.Remove(tmp)
+	os.Remove(b.tmpDir(ds))
+	if s.m.SkippedCount > 0 {
+		b.log.Warn("dir snapshot skipped special files (sockets, fifos, devices)", "dataset", ds, "snapshot", name, "count", s.m.SkippedCount, "first", s.m.Skipped[0])
+	}
+	return s.m, nil
+}
+
+// entry copies one live entry (and, for a directory, its subtree) into the
+// temporary tree and records it in the manifest.
+func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	src := filepath.Join(s.live, filepath.FromSlash(rel))
+	dst := filepath.Join(s.tree, filepath.FromSlash(rel))
+	st := statInfo(fi)
+	e := Entry{Path: rel, Mode: st.mode, Mtime: st.mtime, UID: st.uid, GID: st.gid, Dev: st.dev, Ino: st.ino, Ctime: st.ctime}
+	switch st.fileType {
+	case fs.ModeDir:
+		e.Type = typeDir
+		if err := os.Mkdir(dst, 0o700); err != nil {
+			return err
+		}
+		if err := s.out.add(&e); err != nil {
+			return err
+		}
+		names, err := readDirNames(src)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			crel := join(rel, n)
+			cfi, err := os.Lstat(filepath.Join(src, n))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted while we looked
+			}
+			if err != nil {
+				return err
+			}
+			if err := s.entry(crel, cfi); err != nil {
+				return err
+			}
+		}
+		// The directory gets its metadata once its children are in.
+		if err := s.b.own(dst, st.uid, st.gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(dst, storage.FileMode(st.mode&^0o222)); err != nil {
+			return err
+		}
+		return setTimes(dst, st.atime, st.mtime)
+	case fs.ModeSymlink:
+		e.Type = typeSymlink
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		e.Link = target
+		if err := os.Symlink(target, dst); err != nil {
+			return err
+		}
+		if err := s.b.own(dst, st.uid, st.gid); err != nil {
+			return err
+		}
+		if err := setTimes(dst, st.atime, st.mtime); err != nil {
+			return err
+		}
+		s.skipPrev(rel)
+		return s.out.add(&e)
+	case 0:
+		e.Type = typeFile
+		if err := s.file(rel, src, dst, st, &e); err != nil {
+			return err
+		}
+		return s.out.add(&e)
+	default:
+		s.m.SkippedCount++
+		if len(s.m.Skipped) < maxSkipped {
+			s.m.Skipped = append(s.m.Skipped, strconv.Quote(rel))
+		}
+		return nil
+	}
+}
+
+// skipPrev advances the previous manifest up to rel and returns its entry
+// for rel, if it has one.
+func (s *snapshotter) skipPrev(rel string) *Entry {
+	for p := s.prev.peek(); p != nil && storage.ComparePaths(p.Path, rel) < 0; p = s.prev.peek() {
+		s.prev.take()
+	}
+	if p := s.prev.peek(); p != nil && p.Path == rel {
+		return s.prev.take()
+	}
+	return nil
+}
+
+func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
+	// Unchanged since the previous snapshot: share its (read-only) copy.
+	if p := s.skipPrev(rel); p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
+		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.Ctime == st.ctime && p.UID == st.uid && p.GID == st.gid {
+		if err := os.Link(filepath.Join(s.prevTree, filepath.FromSlash(rel)), dst); err == nil {
+			e.Size, e.SHA256 = p.Size, p.SHA256
+			s.m.Linked++
+			return nil
+		}
+		// Too many links, or the previous copy is gone: copy instead.
+	}
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	sum, size, err := s.b.copyContent(out, in, s.h, s.buf)
+	if err == nil {
+		err = s.b.fown(out, st.uid, st.gid)
+	}
+	if err == nil {
+		err = out.Chmod(storage.FileMode(st.mode &^ 0o222))
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = setTimes(dst, st.atime, st.mtime)
+	}
+	if err != nil {
+		return err
+	}
+	e.Size, e.SHA256 = size, sum
+	s.m.Copied++
+	return nil
+}
+
+// copyContent copies in to out, by reflink where it can, and returns the
+// SHA-256 and size of what out now holds.
+func (b *Backend) copyContent(out, in *os.File, h hash.Hash, buf []byte) (string, int64, error) {
+	h.Reset()
+	if b.reflink.Load() {
+		err := b.clone(out, in)
+		if err == nil {
+			// Hash the clone: it is what the snapshot holds.
+			if _, err := out.Seek(0, io.SeekStart); err != nil {
+				return "", 0, err
+			}
+			rd, err := os.Open(out.Name())
+			if err != nil {
+				return "", 0, err
+			}
+			n, err := io.CopyBuffer(h, rd, buf)
+			rd.Close()
+			return hex.EncodeToString(h.Sum(nil)), n, err
+		}
+		if !reflinkFallback(err) {
+			return "", 0, err
+		}
+		if reflinkUnsupported(err) {
+			b.reflink.Store(false)
+			b.log.Debug("dir backend: reflink not supported here, copying", "root", b.root, "error", err)
+		}
+		if err := out.Truncate(0); err != nil {
+			return "", 0, err
+		}
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), in, buf)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// own sets ownership (as root only; otherwise files belong to ferry's user).
+func (b *Backend) own(p string, uid, gid int) error {
+	if !b.isRoot {
+		return nil
+	}
+	return os.Lchown(p, uid, gid)
+}
+
+func (b *Backend) fown(f *os.File, uid, gid int) error {
+	if !b.isRoot {
+		return nil
+	}
+	return f.Chown(uid, gid)
+}

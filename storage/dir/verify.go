@@ -1,0 +1,278 @@
+package dir
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// treeWalker computes a manifest from a tree on disk, in ComparePaths order.
+type treeWalker struct {
+	root string
+	out  *manifestWriter // where entries go (or d alone)
+	d    *digester
+	buf  []byte
+	h    hash.Hash
+
+	// strip makes freshly written entries read-only as they are recorded
+	// (a receive's last step).
+	strip bool
+	// parent and parentTree identify files hard-linked from the incremental
+	// base: they keep the base's true mode and content hash.
+	parent     *manifestReader
+	parentTree string
+	// stored, when set, is the snapshot's own manifest: true modes come from
+	// it and the on-disk mode must be the true mode without write bits.
+	stored *manifestReader
+}
+
+func (w *treeWalker) walk() error {
+	fi, err := os.Lstat(w.root)
+	if err != nil {
+		return err
+	}
+	if err := w.entry(".", fi); err != nil {
+		return err
+	}
+	if w.stored != nil {
+		if e := w.stored.peek(); e != nil {
+			return fmt.Errorf("%q is missing: %w", e.Path, errTampered)
+		}
+		if w.stored.err != nil {
+			return w.stored.err
+		}
+	}
+	if w.parent != nil && w.parent.err != nil {
+		return w.parent.err
+	}
+	return nil
+}
+
+func (w *treeWalker) emit(e *Entry) error {
+	if w.d != nil {
+		w.d.add(e)
+	}
+	if w.out != nil {
+		return w.out.add(e)
+	}
+	return nil
+}
+
+// seek advances m to rel and returns its entry for rel, or nil; skipped
+// entries are reported through skipped.
+func seek(m *manifestReader, rel string, skipped func(*Entry) error) (*Entry, error) {
+	for e := m.peek(); e != nil && storage.ComparePaths(e.Path, rel) < 0; e = m.peek() {
+		m.take()
+		if skipped != nil {
+			if err := skipped(e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if e := m.peek(); e != nil && e.Path == rel {
+		return m.take(), nil
+	}
+	return nil, m.err
+}
+
+func missing(e *Entry) error { return fmt.Errorf("%q is missing: %w", e.Path, errTampered) }
+
+func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
+	abs := filepath.Join(w.root, filepath.FromSlash(rel))
+	st := statInfo(fi)
+	e := Entry{Path: rel, Mode: st.mode, Mtime: st.mtime, UID: st.uid, GID: st.gid}
+	var fromStored *Entry
+	if w.stored != nil {
+		se, err := seek(w.stored, rel, missing)
+		if err != nil {
+			return err
+		}
+		if se == nil {
+			return fmt.Errorf("%q is not in the manifest: %w", rel, errTampered)
+		}
+		if st.mode != se.Mode&^0o222 {
+			return fmt.Errorf("%q has mode %o, its snapshot mode is %o: %w", rel, st.mode, se.Mode&^0o222, errTampered)
+		}
+		e.Mode, fromStored = se.Mode, se
+	}
+	switch st.fileType {
+	case fs.ModeDir:
+		e.Type = typeDir
+		if err := w.emit(&e); err != nil {
+			return err
+		}
+		names, err := readDirNames(abs)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			cfi, err := os.Lstat(filepath.Join(abs, n))
+			if err != nil {
+				return err
+			}
+			if err := w.entry(join(rel, n), cfi); err != nil {
+				return err
+			}
+		}
+		if w.strip && st.mode&0o222 != 0 {
+			return os.Chmod(abs, storage.FileMode(st.mode&^0o222))
+		}
+		return nil
+	case fs.ModeSymlink:
+		e.Type = typeSymlink
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return err
+		}
+		e.Link = target
+		return w.emit(&e)
+	case 0:
+		e.Type = typeFile
+		if w.parent != nil {
+			p, err := seek(w.parent, rel, nil)
+			if err != nil {
+				return err
+			}
+			if p != nil && p.Type == typeFile {
+				if pfi, err := os.Lstat(filepath.Join(w.parentTree, filepath.FromSlash(rel))); err == nil && os.SameFile(pfi, fi) {
+					if st.mode != p.Mode&^0o222 {
+						return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("base snapshot file %q has mode %o, its manifest says %o: %w", rel, st.mode, p.Mode&^0o222, errTampered)}
+					}
+					e.Mode, e.Size, e.SHA256 = p.Mode, p.Size, p.SHA256
+					return w.emit(&e)
+				}
+			}
+		}
+		f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		w.h.Reset()
+		n, err := io.CopyBuffer(w.h, f, w.buf)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		e.Size, e.SHA256 = n, hex.EncodeToString(w.h.Sum(nil))
+		if fromStored != nil && (fromStored.Size != e.Size || fromStored.SHA256 != e.SHA256) {
+			return fmt.Errorf("content of %q changed: %w", rel, errTampered)
+		}
+		if err := w.emit(&e); err != nil {
+			return err
+		}
+		if w.strip && st.mode&0o222 != 0 {
+			return os.Chmod(abs, storage.FileMode(st.mode&^0o222))
+		}
+		return nil
+	default:
+		return fmt.Errorf("%q is a %s, which a dir snapshot never holds: %w", rel, st.fileType, errTampered)
+	}
+}
+
+// Verify implements storage.Backend: identities as requested, then the
+// manifest digest recomputed from the tree on disk (content, modes, mtimes)
+// against the stored one.
+func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storage.Snapshot, error) {
+	const op = "verify"
+	if err := checkDataset(op, req.Dataset); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := checkName(op, req.Dataset, req.Name); err != nil {
+		return storage.Snapshot{}, err
+	}
+	m, err := b.mustMeta(op, req.Dataset, req.Name)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	conflict := func(format string, args ...any) error {
+		return storage.Errorf(storage.KindConflict, op, req.Dataset, req.Name, "discard the received snapshot and send it again", format, args...)
+	}
+	switch {
+	case req.SourceGUID != m.ReceivedGUID:
+		return storage.Snapshot{}, conflict("received from guid %q, expected %q", m.ReceivedGUID, req.SourceGUID)
+	case req.ParentSourceGUID != "" && req.ParentSourceGUID != m.ParentGUID:
+		return storage.Snapshot{}, conflict("applied on base guid %q, expected %q", m.ParentGUID, req.ParentSourceGUID)
+	case req.Digest != "" && req.Digest != m.Digest:
+		return storage.Snapshot{}, conflict("manifest digest %s, expected %s", m.Digest, req.Digest)
+	}
+	digest, err := b.recomputeDigest(req.Dataset, req.Name)
+	if err != nil {
+		if errors.Is(err, errTampered) {
+			return storage.Snapshot{}, conflict("modified after it was made: %v", err)
+		}
+		return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, req.Dataset, req.Name)
+	}
+	if digest != m.Digest {
+		return storage.Snapshot{}, conflict("modified after it was made: manifest digest on disk %s, recorded %s", digest, m.Digest)
+	}
+	return m.snapshot(), nil
+}
+
+func (b *Backend) recomputeDigest(ds, name string) (string, error) {
+	stored, err := openManifest(b.manifestPath(ds, name))
+	if err != nil {
+		return "", err
+	}
+	defer stored.close()
+	w := &treeWalker{root: b.snapTree(ds, name), d: newDigester(), buf: make([]byte, 1<<20), h: newHash(), stored: stored}
+	if err := w.walk(); err != nil {
+		return "", err
+	}
+	return w.d.sum(), nil
+}
+
+// ContentDigest implements storage.Backend with storage.TreeDigest over the
+// snapshot, reporting the manifest's true modes after checking that every
+// on-disk mode is the true mode without write bits.
+func (b *Backend) ContentDigest(ctx context.Context, ds, name string) (string, error) {
+	const op = "content digest"
+	if err := checkDataset(op, ds); err != nil {
+		return "", err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return "", err
+	}
+	if _, err := b.mustMeta(op, ds, name); err != nil {
+		return "", err
+	}
+	stored, err := openManifest(b.manifestPath(ds, name))
+	if err != nil {
+		return "", storage.Wrap(err, storage.KindTemporary, op, ds, name)
+	}
+	defer stored.close()
+	var bad error
+	digest, err := storage.TreeDigest(b.snapTree(ds, name), func(rel string, fi fs.FileInfo) fs.FileMode {
+		se, err := seek(stored, rel, missing)
+		switch {
+		case err != nil:
+		case se == nil:
+			err = fmt.Errorf("%q is not in the manifest: %w", rel, errTampered)
+		case storage.UnixMode(fi.Mode()) != se.Mode&^0o222:
+			err = fmt.Errorf("%q has mode %o, its snapshot mode is %o: %w", rel, storage.UnixMode(fi.Mode()), se.Mode&^0o222, errTampered)
+		default:
+			return storage.FileMode(se.Mode)
+		}
+		if bad == nil {
+			bad = err
+		}
+		return fi.Mode()
+	})
+	if err == nil && bad == nil {
+		if e := stored.peek(); e != nil {
+			bad = missing(e)
+		}
+	}
+	if bad != nil {
+		return "", storage.Errorf(storage.KindConflict, op, ds, name, "the snapshot was modified on disk; destroy it and take or receive it again", "%v", bad)
+	}
+	return digest, storage.Wrap(err, storage.KindTemporary, op, ds, name)
+}
