@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -266,4 +267,21 @@ func TestProblemString(t *testing.T) {
 	assert.Equal(t, `ferry.yaml: jobs.share01.target: host "nas-c" is not declared under hosts (declared: nas-a, nas-b); fix the name or add the host`, p.String())
 	p.Line = 9
 	assert.True(t, strings.HasPrefix(p.String(), "ferry.yaml:9: jobs.share01.target: "))
+}
+
+func TestMergeBombIsBounded(t *testing.T) {
+	// Each job merges the previous one ten times: 10^12 keys if expanded.
+	var b strings.Builder
+	b.WriteString("hosts: {}\njobs:\n  j0: &a0 {verify: deep}\n")
+	for i := 1; i <= 12; i++ {
+		fmt.Fprintf(&b, "  j%d: &a%d {<<: [%s]}\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+	}
+	start := time.Now()
+	ps := problems(t, b.String())
+	assert.Less(t, time.Since(start), 5*time.Second)
+	found := false
+	for _, p := range ps {
+		found = found || strings.Contains(p.Reason, "expand to more than")
+	}
+	assert.True(t, found, "the expansion limit is reported")
 }

@@ -78,7 +78,14 @@ type parser struct {
 	problems []Problem
 	// lines maps key paths to the line their key is on.
 	lines map[string]int
+	// budget bounds the keys the walk visits, so that aliases merged into
+	// aliases cannot make it take exponential time.
+	budget int
 }
+
+// maxKeys is far more keys than any real configuration has, counting each
+// merged key once per place it is merged into.
+const maxKeys = 100000
 
 func (p *parser) err() error {
 	sortProblems(p.problems)
@@ -174,7 +181,7 @@ func (p *parser) decode(data []byte) (*rawConfig, bool) {
 		strict := yaml.NewDecoder(bytes.NewReader(data))
 		strict.KnownFields(true)
 		if err := strict.Decode(&check); err != nil {
-			p.yamlError(err, "fix the value's type or remove the key")
+			p.yamlError(err, "fix the YAML there")
 		}
 	}
 	return &raw, true
@@ -279,6 +286,14 @@ func (p *parser) walkMapping(n *yaml.Node, v reflect.Value, path string, seen ma
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
+		if p.budget++; p.budget > maxKeys {
+			if p.budget == maxKeys+1 {
+				p.problems = append(p.problems, Problem{File: p.file, Line: k.Line, Key: path,
+					Reason: fmt.Sprintf("aliases and merges expand to more than %d keys", maxKeys),
+					Fix:    "write the configuration without nested merges"})
+			}
+			return
+		}
 		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
 			merges = append(merges, val)
 			continue
@@ -330,8 +345,17 @@ func (p *parser) walkMapping(n *yaml.Node, v reflect.Value, path string, seen ma
 }
 
 func (p *parser) walkMerge(m *yaml.Node, v reflect.Value, path string, seen map[*yaml.Node]bool, set map[string]int) {
-	for m.Kind == yaml.AliasNode && m.Alias != nil {
-		m = m.Alias
+	if m.Kind == yaml.AliasNode {
+		if seen[m] || m.Alias == nil {
+			return // a mapping merged into itself
+		}
+		if seen == nil {
+			seen = map[*yaml.Node]bool{}
+		}
+		seen[m] = true
+		p.walkMerge(m.Alias, v, path, seen, set)
+		delete(seen, m)
+		return
 	}
 	switch m.Kind {
 	case yaml.MappingNode:
