@@ -130,6 +130,12 @@ type Backend interface {
 	Receive(ctx context.Context, req ReceiveRequest, s resume.Stream) (Snapshot, error)
 	// Verify checks a received snapshot against what was sent.
 	Verify(ctx context.Context, req VerifyRequest) (Snapshot, error)
+	// SetMark records that mark (e.g. "cursor.share01") points at snapshot,
+	// replacing where it pointed before; the snapshot must exist. Retention
+	// never deletes a marked snapshot.
+	SetMark(ctx context.Context, dataset, mark, snapshot string) error
+	// Marks returns the dataset's marks, mark name -> snapshot name.
+	Marks(ctx context.Context, dataset string) (map[string]string, error)
 	// ContentDigest is a digest of the snapshot's file tree (paths, types,
 	// modes, sizes, contents, link targets, file mtimes), comparable across
 	// hosts and backends: what `verify: deep` and the tests compare.

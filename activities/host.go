@@ -1,0 +1,381 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/logging"
+	"github.com/ferry-nas/ferry/resume"
+	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/transfer"
+)
+
+// Sessions is the part of the data server the source-side activities use.
+type Sessions interface {
+	Register(spec transfer.SessionSpec) (token string, expires time.Time, err error)
+	Revoke(token string) bool
+}
+
+// Fetcher opens streams from other hosts' data servers.
+type Fetcher interface {
+	Open(ctx context.Context, req transfer.FetchRequest) (*transfer.Stream, error)
+}
+
+// Host holds one NAS host's dependencies; its methods are the activities the
+// worker registers on the host's task queue.
+type Host struct {
+	// Name is the host's ferry name (also its certificate name).
+	Name string
+	// DataAddress is where other hosts reach this host's data server.
+	DataAddress string
+	Backend     storage.Backend
+	Sessions    Sessions
+	Fetcher     Fetcher
+	Logger      *zap.Logger
+	// HeartbeatEvery is how often Receive heartbeats; default 2 s.
+	HeartbeatEvery time.Duration
+
+	mu     sync.Mutex
+	tokens map[string][]string // job -> tokens this host registered
+}
+
+func (h *Host) log(ctx context.Context, job, step string) *zap.Logger {
+	l := h.Logger
+	if l == nil {
+		l = zap.NewNop()
+	}
+	l = l.With(logging.Host(h.Name), logging.Job(job), logging.Step(step))
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		l = l.With(zap.String("workflow_id", info.WorkflowExecution.ID), zap.Int32("attempt", info.Attempt))
+	}
+	return l
+}
+
+// CreateSnapshot makes the run's snapshot on the source; a retry finds it.
+func (h *Host) CreateSnapshot(ctx context.Context, in CreateSnapshotInput) (CreateSnapshotResult, error) {
+	log := h.log(ctx, in.Job, "snapshot").With(logging.Snapshot(in.Name))
+	snap, err := h.Backend.CreateSnapshot(ctx, in.Dataset, in.Name)
+	if err != nil {
+		return CreateSnapshotResult{}, h.fail(log, "create snapshot", err)
+	}
+	log.Info("snapshot ready", zap.String("guid", snap.GUID))
+	return CreateSnapshotResult{Snapshot: snap}, nil
+}
+
+// Inventory is this host's side of the greet step.
+func (h *Host) Inventory(ctx context.Context, in InventoryInput) (InventoryResult, error) {
+	log := h.log(ctx, in.Job, "greet")
+	snaps, err := h.Backend.ListSnapshots(ctx, in.Dataset)
+	if err != nil {
+		return InventoryResult{}, h.fail(log, "list snapshots", err)
+	}
+	partials, err := h.Backend.Partials(ctx, in.Dataset)
+	if err != nil {
+		return InventoryResult{}, h.fail(log, "list partial receives", err)
+	}
+	for _, p := range partials {
+		log.Info("found partial receive", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
+	}
+	return InventoryResult{Host: h.Name, Backend: h.Backend.Kind(), Snapshots: snaps, Partials: partials}, nil
+}
+
+// DiscardPartials removes partial receives from the target.
+func (h *Host) DiscardPartials(ctx context.Context, in DiscardPartialsInput) (DiscardPartialsResult, error) {
+	log := h.log(ctx, in.Job, "discard")
+	todo := in.Partials
+	if in.All {
+		var err error
+		if todo, err = h.Backend.Partials(ctx, in.Dataset); err != nil {
+			return DiscardPartialsResult{}, h.fail(log, "list partial receives", err)
+		}
+	}
+	var res DiscardPartialsResult
+	for _, p := range todo {
+		if err := h.Backend.DiscardPartial(ctx, p); err != nil {
+			return res, h.fail(log, "discard partial receive "+p.ID, err)
+		}
+		log.Info("discarded partial receive", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
+		res.Discarded = append(res.Discarded, p)
+	}
+	return res, nil
+}
+
+// OpenSend authorises one stream of a snapshot for the target host.
+func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, error) {
+	log := h.log(ctx, in.Job, "stream").With(logging.Snapshot(in.To))
+	snaps, err := h.Backend.ListSnapshots(ctx, in.Dataset)
+	if err != nil {
+		return OpenSendResult{}, h.fail(log, "list snapshots", err)
+	}
+	to, ok := findSnapshot(snaps, in.To)
+	if !ok {
+		return OpenSendResult{}, h.fail(log, "open send", storage.Errorf(storage.KindNotFound, "send", in.Dataset, in.To,
+			"the snapshot was removed on the source; run the job again to make a new one", "no such snapshot"))
+	}
+	var parentGUID string
+	if in.From != "" {
+		from, ok := findSnapshot(snaps, in.From)
+		if !ok {
+			return OpenSendResult{}, h.fail(log, "open send", storage.Errorf(storage.KindNotFound, "send", in.Dataset, in.From,
+				"the incremental base was removed on the source; the next run plans from what is left", "no such snapshot"))
+		}
+		parentGUID = from.GUID
+	}
+	req := storage.SendRequest{Dataset: in.Dataset, From: in.From, To: in.To}
+	expected, err := h.Backend.EstimateSendSize(ctx, req)
+	if err != nil {
+		return OpenSendResult{}, h.fail(log, "estimate send size", err)
+	}
+	backend := h.Backend
+	token, expires, err := h.Sessions.Register(transfer.SessionSpec{
+		Job:  in.Job,
+		Peer: in.TargetHost,
+		Open: func(ctx context.Context) (io.ReadCloser, error) {
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(backend.Send(ctx, req, pw)) }()
+			return pr, nil
+		},
+		Compress:  in.Compress,
+		RateLimit: in.BWLimit,
+		TTL:       in.TTL,
+	})
+	if err != nil {
+		return OpenSendResult{}, h.fail(log, "register send session", err)
+	}
+	h.mu.Lock()
+	if h.tokens == nil {
+		h.tokens = map[string][]string{}
+	}
+	h.tokens[in.Job] = append(h.tokens[in.Job], token)
+	h.mu.Unlock()
+	log.Info("send session open", zap.String("peer", in.TargetHost), zap.Int64("expected_bytes", expected), zap.Time("expires", expires))
+	return OpenSendResult{
+		Token: token, Address: h.DataAddress, ServerName: h.Name, Expires: expires, Expected: expected,
+		SourceGUID: to.GUID, ParentGUID: parentGUID, SourceKind: h.Backend.Kind(), SourceDigest: to.Digest, Compress: in.Compress,
+	}, nil
+}
+
+// CloseSend revokes the job's send sessions on this host.
+func (h *Host) CloseSend(ctx context.Context, in CloseSendInput) (CloseSendResult, error) {
+	h.mu.Lock()
+	tokens := h.tokens[in.Job]
+	delete(h.tokens, in.Job)
+	h.mu.Unlock()
+	var res CloseSendResult
+	for _, t := range tokens {
+		if h.Sessions.Revoke(t) {
+			res.Revoked++
+		}
+	}
+	h.log(ctx, in.Job, "compensate").Info("revoked send sessions", zap.Int("revoked", res.Revoked))
+	return res, nil
+}
+
+// Receive pulls one step's stream from the source into the target's backend,
+// heartbeating progress; it resumes a partial receive when the target's own
+// state allows it, and starts over when the source refuses the resume.
+func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, error) {
+	log := h.log(ctx, in.Job, "stream").With(logging.Snapshot(in.Name))
+	var res ReceiveResult
+	from, resumeOK, err := h.resumePoint(ctx, in, log)
+	if err != nil {
+		return res, err
+	}
+	for restart := 0; ; restart++ {
+		snap, moved, reconnects, err := h.receiveOnce(ctx, in, from, resumeOK, log)
+		res.Bytes += moved
+		res.Reconnects += reconnects
+		res.Resumed = res.Resumed || (resumeOK && from.Offset > 0)
+		if err == nil {
+			res.Snapshot = snap
+			log.Info("received", zap.String("guid", snap.GUID), zap.Int64("bytes", res.Bytes), zap.Bool("resumed", res.Resumed))
+			return res, nil
+		}
+		if errors.Is(err, transfer.ErrResumeMismatch) && resumeOK && restart == 0 {
+			// The source's stream no longer matches what we hold: start over.
+			log.Warn("source refused the resume (its stream differs from the partial's prefix); discarding the partial and starting from byte 0", zap.Int64("offset", from.Offset))
+			from, resumeOK = resume.Position{}, false
+			continue
+		}
+		return res, h.fail(log, "receive", err)
+	}
+}
+
+// resumePoint decides where to start: the partial the target really holds
+// for this stream (its durable checkpoint) wins over heartbeat details,
+// which may be lost or older; anything else starts at byte 0.
+func (h *Host) resumePoint(ctx context.Context, in ReceiveInput, log *zap.Logger) (resume.Position, bool, error) {
+	partials, err := h.Backend.Partials(ctx, in.Dataset)
+	if err != nil {
+		return resume.Position{}, false, h.fail(log, "list partial receives", err)
+	}
+	for _, p := range partials {
+		if p.Name == in.Name && p.SourceGUID == in.SourceGUID && p.Resume != nil {
+			var hb ReceiveProgress
+			if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &hb) == nil && hb.DurableOffset != p.Resume.Offset {
+				log.Info("heartbeat and target disagree on the durable offset; trusting the target", zap.Int64("heartbeat", hb.DurableOffset), zap.Int64("target", p.Resume.Offset))
+			}
+			log.Info("resuming partial receive", zap.Int64("offset", p.Resume.Offset))
+			return *p.Resume, true, nil
+		}
+	}
+	return resume.Position{}, false, nil
+}
+
+func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Position, resumeOK bool, log *zap.Logger) (storage.Snapshot, int64, int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := h.Fetcher.Open(ctx, transfer.FetchRequest{
+		Address: in.Session.Address, ServerName: in.Session.ServerName, Token: in.Session.Token,
+		From: from, Compress: in.Session.Compress,
+	})
+	if err != nil {
+		return storage.Snapshot{}, 0, 0, err
+	}
+	defer stream.Close()
+
+	var durable atomic.Int64
+	durable.Store(from.Offset)
+	stop := h.heartbeat(ctx, stream, in.Session.Expected, &durable)
+	snap, err := h.Backend.Receive(ctx, storage.ReceiveRequest{
+		Dataset: in.Dataset, Name: in.Name, SourceGUID: in.SourceGUID, Parent: in.Parent, Resume: resumeOK,
+		Durable: func(p resume.Position) { durable.Store(p.Offset) },
+	}, stream)
+	stop()
+	st := stream.Stats()
+	return snap, st.WireBytes, st.Reconnects, err
+}
+
+// heartbeat reports progress until stop is called.
+func (h *Host) heartbeat(ctx context.Context, s *transfer.Stream, expected int64, durable *atomic.Int64) (stop func()) {
+	every := h.HeartbeatEvery
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		lastAt, lastBytes := time.Now(), s.Position().Offset
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				pos := s.Position().Offset
+				rate := float64(pos-lastBytes) / now.Sub(lastAt).Seconds()
+				lastAt, lastBytes = now, pos
+				if activity.IsActivity(ctx) {
+					activity.RecordHeartbeat(ctx, ReceiveProgress{Bytes: pos, Expected: expected, DurableOffset: durable.Load(), Rate: rate})
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// Verify checks the received snapshot against the source's identity.
+func (h *Host) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
+	log := h.log(ctx, in.Job, "verify").With(logging.Snapshot(in.Name))
+	snap, err := h.Backend.Verify(ctx, in.VerifyRequest)
+	if err != nil {
+		if storage.KindOf(err) == storage.KindConflict {
+			return VerifyResult{}, h.failAs(log, ErrVerifyFailed, "verify", err)
+		}
+		return VerifyResult{}, h.fail(log, "verify", err)
+	}
+	if in.Deep {
+		got, err := h.Backend.ContentDigest(ctx, in.Dataset, in.Name)
+		if err != nil {
+			return VerifyResult{}, h.fail(log, "content digest", err)
+		}
+		if got != in.SourceContentDigest {
+			return VerifyResult{}, h.failAs(log, ErrVerifyFailed, "deep verify",
+				fmt.Errorf("content digest %s differs from the source's %s", got, in.SourceContentDigest))
+		}
+	}
+	log.Info("verified", zap.Bool("deep", in.Deep))
+	return VerifyResult{Snapshot: snap}, nil
+}
+
+// ContentDigest computes a snapshot's content digest (deep verify, source side).
+func (h *Host) ContentDigest(ctx context.Context, in ContentDigestInput) (ContentDigestResult, error) {
+	d, err := h.Backend.ContentDigest(ctx, in.Dataset, in.Name)
+	if err != nil {
+		return ContentDigestResult{}, h.fail(h.log(ctx, "", "verify"), "content digest", err)
+	}
+	return ContentDigestResult{Digest: d}, nil
+}
+
+// DestroySnapshot removes a received snapshot that failed verification.
+func (h *Host) DestroySnapshot(ctx context.Context, in DestroySnapshotInput) (DestroySnapshotResult, error) {
+	log := h.log(ctx, in.Job, "verify").With(logging.Snapshot(in.Name))
+	if err := h.Backend.DestroySnapshot(ctx, in.Dataset, in.Name); err != nil {
+		return DestroySnapshotResult{}, h.fail(log, "destroy snapshot", err)
+	}
+	log.Warn("destroyed unverified snapshot")
+	return DestroySnapshotResult{}, nil
+}
+
+// Mark records which snapshot the job has reached on this side.
+func (h *Host) Mark(ctx context.Context, in MarkInput) (MarkResult, error) {
+	log := h.log(ctx, in.Job, "mark").With(logging.Snapshot(in.Snapshot))
+	if err := h.Backend.SetMark(ctx, in.Dataset, MarkName(in.Mark, in.Job), in.Snapshot); err != nil {
+		return MarkResult{}, h.fail(log, "mark "+in.Mark, err)
+	}
+	log.Info("marked", zap.String("mark", in.Mark))
+	return MarkResult{}, nil
+}
+
+// MarkName is the storage mark a job's cursor or received marker is kept under.
+func MarkName(mark, job string) string { return mark + "." + job }
+
+// fail logs err and converts it into a Temporal application error whose
+// type is the storage kind (non-retryable unless temporary) or a data-plane
+// refusal mapped to what the workflow must do about it.
+func (h *Host) fail(log *zap.Logger, op string, err error) error {
+	var refused *transfer.RefusedError
+	if errors.As(err, &refused) {
+		switch refused.Code {
+		case transfer.CodeUnknownToken, transfer.CodeExpired, transfer.CodeReplayed:
+			return h.failAs(log, ErrSessionLost, op, err)
+		case transfer.CodeWrongPeer, transfer.CodeNoCertificate, transfer.CodeUntrustedCertificate, transfer.CodeBadVersion:
+			return h.failAs(log, ErrInvalid, op, err)
+		}
+	}
+	kind := storage.KindOf(err)
+	if kind == storage.KindTemporary {
+		log.Warn(op+" failed; will retry", zap.Error(err))
+		return temporal.NewApplicationErrorWithOptions(op+": "+err.Error(), kind.String(), temporal.ApplicationErrorOptions{Cause: err})
+	}
+	return h.failAs(log, kind.String(), op, err)
+}
+
+func (h *Host) failAs(log *zap.Logger, errType, op string, err error) error {
+	log.Error(op+" failed", zap.String("error_type", errType), zap.Error(err))
+	return temporal.NewApplicationErrorWithOptions(op+": "+err.Error(), errType, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
+}
+
+func findSnapshot(snaps []storage.Snapshot, name string) (storage.Snapshot, bool) {
+	for _, s := range snaps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return storage.Snapshot{}, false
+}

@@ -1,0 +1,188 @@
+// Package activities is the storage and data-plane work of a replication,
+// run by the `ferry worker` of the host that owns the storage it touches.
+// Every activity takes one input struct and returns one result struct; the
+// workflow routes each call to the host's own task queue.
+package activities
+
+import (
+	"time"
+
+	"github.com/ferry-nas/ferry/resume"
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// Application error types the workflow and its retry policies act on. The
+// storage kinds keep their names (storage.Kind.String()).
+const (
+	ErrConflict    = "Conflict"
+	ErrNotFound    = "NotFound"
+	ErrNoSpace     = "NoSpace"
+	ErrUnsupported = "Unsupported"
+	ErrInvalid     = "Invalid"
+	// ErrVerifyFailed: the received snapshot is not the one sent; the
+	// workflow discards it and redoes the step a bounded number of times.
+	ErrVerifyFailed = "VerifyFailed"
+	// ErrSessionLost: the source no longer knows the send session (it
+	// restarted or the token expired); the workflow opens a new one.
+	ErrSessionLost = "SessionLost"
+)
+
+// NonRetryable lists the error types no activity retry can fix.
+var NonRetryable = []string{ErrConflict, ErrNotFound, ErrNoSpace, ErrUnsupported, ErrInvalid, ErrVerifyFailed, ErrSessionLost}
+
+// CreateSnapshotInput names the snapshot to make on the source.
+type CreateSnapshotInput struct {
+	Job, Dataset, Name string
+}
+
+// CreateSnapshotResult is the snapshot made (or found, on a retry).
+type CreateSnapshotResult struct {
+	Snapshot storage.Snapshot
+}
+
+// InventoryInput asks a host what it holds for a dataset (the greet step).
+type InventoryInput struct {
+	Job, Dataset string
+}
+
+// InventoryResult is one side's greeting.
+type InventoryResult struct {
+	Host      string
+	Backend   string
+	Snapshots []storage.Snapshot
+	Partials  []storage.Partial
+}
+
+// OpenSendInput asks the source to authorise one stream for the target host.
+type OpenSendInput struct {
+	Job, Dataset string
+	// From is the incremental base on the source (empty: full); To the snapshot to send.
+	From, To string
+	// TargetHost is the only certificate name allowed to pull the stream.
+	TargetHost string
+	Compress   bool
+	// BWLimit caps the job's send rate in bytes per second (0: unlimited).
+	BWLimit int64
+	// TTL is how long the session stays valid without being completed.
+	TTL time.Duration
+}
+
+// OpenSendResult tells the target where and how to pull the stream.
+type OpenSendResult struct {
+	Token        string
+	Address      string
+	ServerName   string
+	Expires      time.Time
+	Expected     int64
+	SourceGUID   string
+	ParentGUID   string
+	SourceKind   string
+	SourceDigest string
+	Compress     bool
+}
+
+// ReceiveInput pulls one planned step from the source into the target.
+type ReceiveInput struct {
+	Job, Dataset string
+	Name         string
+	SourceGUID   string
+	// Parent is the incremental base's name on the target (empty: full).
+	Parent string
+	// Resume continues the planned partial instead of starting over.
+	Resume  bool
+	Session OpenSendResult
+}
+
+// ReceiveProgress is the heartbeat of a running receive, also what
+// `ferry status` shows.
+type ReceiveProgress struct {
+	Bytes         int64   `json:"bytes"`
+	Expected      int64   `json:"expected"`
+	DurableOffset int64   `json:"durable_offset"`
+	Rate          float64 `json:"rate"` // bytes per second, recent
+	// Durable is the position a retried attempt can resume from.
+	Durable *resume.Position `json:"durable,omitempty"`
+}
+
+// ReceiveResult is the received snapshot and what it cost.
+type ReceiveResult struct {
+	Snapshot storage.Snapshot
+	// Bytes moved over the wire in this activity, across reconnects.
+	Bytes      int64
+	Resumed    bool
+	Reconnects int
+}
+
+// DiscardPartialsInput lists partial receives to remove from the target.
+type DiscardPartialsInput struct {
+	Job, Dataset string
+	Partials     []storage.Partial
+	// All discards every partial the target has for the dataset (compensation).
+	All bool
+}
+
+// DiscardPartialsResult says what was removed.
+type DiscardPartialsResult struct {
+	Discarded []storage.Partial
+}
+
+// VerifyInput checks a received snapshot against the source's.
+type VerifyInput struct {
+	Job string
+	storage.VerifyRequest
+	// Deep also compares content digests computed on both sides.
+	Deep bool
+	// SourceContentDigest is the source's ContentDigest (deep verify only).
+	SourceContentDigest string
+}
+
+// VerifyResult is the verified snapshot.
+type VerifyResult struct {
+	Snapshot storage.Snapshot
+}
+
+// ContentDigestInput asks for a snapshot's content digest.
+type ContentDigestInput struct {
+	Dataset, Name string
+}
+
+// ContentDigestResult is the digest.
+type ContentDigestResult struct {
+	Digest string
+}
+
+// DestroySnapshotInput removes one snapshot (a received one that failed verify).
+type DestroySnapshotInput struct {
+	Job, Dataset, Name string
+}
+
+// DestroySnapshotResult is empty; the struct keeps the signature stable.
+type DestroySnapshotResult struct{}
+
+// MarkInput records on one side which snapshot the job has reached.
+type MarkInput struct {
+	Job, Dataset string
+	// Mark is MarkCursor on the source, MarkReceived on the target.
+	Mark     string
+	Snapshot string
+}
+
+// MarkResult is empty; the struct keeps the signature stable.
+type MarkResult struct{}
+
+// Marks: the names under which each side records a job's position.
+// Retention never deletes a marked snapshot.
+const (
+	MarkCursor   = "cursor"
+	MarkReceived = "received"
+)
+
+// CloseSendInput revokes a job's open send sessions on the source (compensation).
+type CloseSendInput struct {
+	Job string
+}
+
+// CloseSendResult says how many sessions were revoked.
+type CloseSendResult struct {
+	Revoked int
+}

@@ -1,0 +1,401 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/visibility"
+)
+
+// Task queues and query names shared by workers, starters and the CLI.
+const (
+	// WorkflowTaskQueue is polled by every worker for workflow tasks.
+	WorkflowTaskQueue = "ferry-workflows"
+	// QueryStatus answers with a Status.
+	QueryStatus = "status"
+	// ReplicateWorkflowName is the registered workflow type.
+	ReplicateWorkflowName = "ReplicateWorkflow"
+)
+
+// HostTaskQueue is the queue of the activities that touch host's storage.
+func HostTaskQueue(host string) string { return "ferry-host-" + host }
+
+// Phases a run goes through, as shown by the status query, the FerryPhase
+// search attribute and `ferry status`.
+const (
+	PhaseSnapshot     = "snapshot"
+	PhaseGreet        = "greet"
+	PhaseDiscard      = "discard"
+	PhaseStream       = "stream"
+	PhaseVerify       = "verify"
+	PhaseMark         = "mark"
+	PhaseDone         = "done"
+	PhaseFailed       = "failed"
+	PhaseCompensating = "compensating"
+)
+
+// Endpoint is one side of a job.
+type Endpoint struct {
+	Host    string `json:"host"`
+	Dataset string `json:"dataset"`
+}
+
+func (e Endpoint) String() string { return e.Host + ":" + e.Dataset }
+
+// ReplicateInput is one job's replication, as the schedule starts it.
+type ReplicateInput struct {
+	Job    string   `json:"job"`
+	Source Endpoint `json:"source"`
+	Target Endpoint `json:"target"`
+	// Compress asks for zstd frames on the wire.
+	Compress bool `json:"compress"`
+	// BWLimit caps the send rate in bytes per second (0: unlimited).
+	BWLimit int64 `json:"bwlimit,omitempty"`
+	// Resume is the stream's resume mode (auto, staged, off).
+	Resume string `json:"resume,omitempty"`
+	// DeepVerify also compares content digests of both trees.
+	DeepVerify bool `json:"deep_verify,omitempty"`
+	// Timeouts; zero values take the defaults below.
+	HostTimeout      time.Duration `json:"host_timeout,omitempty"`
+	StreamTimeout    time.Duration `json:"stream_timeout,omitempty"`
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+}
+
+// Defaults for ReplicateInput's timeouts.
+const (
+	// DefaultHostTimeout bounds a short activity, retries included, so a
+	// host that is down fails the run clearly instead of hanging it.
+	DefaultHostTimeout = 10 * time.Minute
+	// DefaultStreamTimeout bounds one step's receive, retries included.
+	DefaultStreamTimeout = 72 * time.Hour
+	// DefaultHeartbeatTimeout detects a dead worker mid-stream.
+	DefaultHeartbeatTimeout = 30 * time.Second
+	// MaxVerifyAttempts bounds how often a step is redone after verify fails.
+	MaxVerifyAttempts = 3
+	// MaxSessionReopens bounds how often a lost send session is reopened per step.
+	MaxSessionReopens = 20
+	// sessionTTL is how long a send session waits to be completed.
+	sessionTTL = 6 * time.Hour
+)
+
+// ReplicateResult says what a run did.
+type ReplicateResult struct {
+	Snapshot string `json:"snapshot"`
+	Plan     Plan   `json:"plan"`
+	// Bytes moved over the wire, across all steps and attempts.
+	Bytes int64 `json:"bytes"`
+	// Discarded counts partial receives removed before streaming.
+	Discarded int `json:"discarded"`
+}
+
+// Status is the answer to QueryStatus.
+type Status struct {
+	Job       string    `json:"job"`
+	Phase     string    `json:"phase"`
+	Snapshot  string    `json:"snapshot,omitempty"`
+	Step      int       `json:"step"`
+	Steps     int       `json:"steps"`
+	Plan      *Plan     `json:"plan,omitempty"`
+	Bytes     int64     `json:"bytes"`
+	LastError string    `json:"last_error,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// ReplicateWorkflow replicates one job: snapshot, greet, stream each planned
+// step, verify, mark cursor. It is the single durable record of where the
+// replication is; see DESIGN.md for the failure semantics.
+func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result ReplicateResult, err error) {
+	r := &replication{in: in.withDefaults(), status: Status{Job: in.Job, StartedAt: workflow.Now(ctx)}}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
+		return result, err
+	}
+	// Started by hand (not by the schedule) the run still carries its attributes.
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		visibility.FerryJob.ValueSet(in.Job),
+		visibility.FerrySource.ValueSet(in.Source.String()),
+		visibility.FerryTarget.ValueSet(in.Target.String()),
+	); err != nil {
+		return result, err
+	}
+
+	defer func() {
+		if err == nil {
+			r.setPhase(ctx, PhaseDone, "replicated "+r.status.Snapshot)
+			return
+		}
+		r.status.LastError = err.Error()
+		r.compensate(ctx)
+		r.setPhase(ctx, PhaseFailed, "failed: "+err.Error())
+	}()
+	result, err = r.run(ctx)
+	return result, err
+}
+
+func (in ReplicateInput) withDefaults() ReplicateInput {
+	if in.HostTimeout <= 0 {
+		in.HostTimeout = DefaultHostTimeout
+	}
+	if in.StreamTimeout <= 0 {
+		in.StreamTimeout = DefaultStreamTimeout
+	}
+	if in.HeartbeatTimeout <= 0 {
+		in.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	return in
+}
+
+// SnapshotName is the name of the snapshot a run started at t makes.
+func SnapshotName(job string, t time.Time) string {
+	return SnapshotPrefix(job) + t.UTC().Format("20060102T150405Z")
+}
+
+// replication is one run's state; every method runs on the workflow goroutine.
+type replication struct {
+	in     ReplicateInput
+	status Status
+}
+
+// act is the nil receiver the workflow names activities by.
+var act *activities.Host
+
+func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
+	var res ReplicateResult
+	name := SnapshotName(r.in.Job, r.status.StartedAt)
+	r.status.Snapshot, res.Snapshot = name, name
+
+	r.setPhase(ctx, PhaseSnapshot, "snapshot "+r.in.Source.String()+"@"+name)
+	var snap activities.CreateSnapshotResult
+	if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "snapshot "+name), act.CreateSnapshot,
+		activities.CreateSnapshotInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Name: name}).Get(ctx, &snap); err != nil {
+		return res, err
+	}
+
+	r.setPhase(ctx, PhaseGreet, "greet "+r.in.Source.Host+" and "+r.in.Target.Host)
+	srcF := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "inventory source"), act.Inventory,
+		activities.InventoryInput{Job: r.in.Job, Dataset: r.in.Source.Dataset})
+	tgtF := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "inventory target"), act.Inventory,
+		activities.InventoryInput{Job: r.in.Job, Dataset: r.in.Target.Dataset})
+	var srcInv, tgtInv activities.InventoryResult
+	if err := srcF.Get(ctx, &srcInv); err != nil {
+		return res, err
+	}
+	if err := tgtF.Get(ctx, &tgtInv); err != nil {
+		return res, err
+	}
+	plan, err := ComputePlan(PlanInput{Job: r.in.Job, Want: name, Source: srcInv.Snapshots, Target: tgtInv.Snapshots, Partials: tgtInv.Partials})
+	if err != nil {
+		return res, planError(r.in, err)
+	}
+	res.Plan, r.status.Plan, r.status.Steps = plan, &plan, len(plan.Steps)
+
+	if len(plan.Discard) > 0 {
+		r.setPhase(ctx, PhaseDiscard, fmt.Sprintf("discard %d leftover partial receive(s) on %s", len(plan.Discard), r.in.Target))
+		var d activities.DiscardPartialsResult
+		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard leftovers"), act.DiscardPartials,
+			activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Partials: plan.Discard}).Get(ctx, &d); err != nil {
+			return res, err
+		}
+		res.Discarded = len(d.Discarded)
+	}
+
+	for i, step := range plan.Steps {
+		r.status.Step = i + 1
+		moved, err := r.replicateStep(ctx, step)
+		res.Bytes += moved
+		r.status.Bytes = res.Bytes
+		if err != nil {
+			return res, err
+		}
+	}
+
+	if len(plan.Steps) > 0 || plan.Base != "" {
+		r.setPhase(ctx, PhaseMark, "mark "+name+" on both sides")
+		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "mark cursor"), act.Mark,
+			activities.MarkInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Mark: activities.MarkCursor, Snapshot: r.reached(plan)}).Get(ctx, nil); err != nil {
+			return res, err
+		}
+		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "mark received"), act.Mark,
+			activities.MarkInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Mark: activities.MarkReceived, Snapshot: r.reached(plan)}).Get(ctx, nil); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// reached is the newest snapshot both sides hold after the plan ran.
+func (r *replication) reached(plan Plan) string {
+	if n := len(plan.Steps); n > 0 {
+		return plan.Steps[n-1].To
+	}
+	return plan.Base
+}
+
+// replicateStep streams and verifies one step, reopening lost sessions and
+// redoing the step when verify fails, both a bounded number of times.
+func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, error) {
+	var moved int64
+	resumeNext := step.Resume != nil
+	for verifyAttempt := 1; ; verifyAttempt++ {
+		sess, err := r.stream(ctx, step, resumeNext, &moved)
+		if err != nil {
+			return moved, err
+		}
+		resumeNext = false
+
+		r.setPhase(ctx, PhaseVerify, r.stepText("verify", step))
+		err = r.verify(ctx, step, sess.SourceDigest)
+		if err == nil {
+			return moved, nil
+		}
+		if !isType(err, activities.ErrVerifyFailed) || verifyAttempt >= MaxVerifyAttempts {
+			return moved, err
+		}
+		r.status.LastError = err.Error()
+		workflow.GetLogger(ctx).Warn("verify failed, discarding the received snapshot and redoing the step",
+			"job", r.in.Job, "snapshot", step.To, "attempt", verifyAttempt, "error", err)
+		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard unverified "+step.To), act.DestroySnapshot,
+			activities.DestroySnapshotInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To}).Get(ctx, nil); err != nil {
+			return moved, err
+		}
+	}
+}
+
+// stream opens a send session on the source and receives it on the target;
+// it returns the session the received stream came through.
+func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool, moved *int64) (activities.OpenSendResult, error) {
+	r.setPhase(ctx, PhaseStream, r.stepText("stream", step))
+	for reopen := 0; ; reopen++ {
+		var sess activities.OpenSendResult
+		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "open send "+step.To), act.OpenSend,
+			activities.OpenSendInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, From: step.From, To: step.To,
+				TargetHost: r.in.Target.Host, Compress: r.in.Compress, BWLimit: r.in.BWLimit, TTL: sessionTTL}).Get(ctx, &sess); err != nil {
+			return sess, err
+		}
+		var rcv activities.ReceiveResult
+		err := workflow.ExecuteActivity(r.streamCtx(ctx, step), act.Receive, activities.ReceiveInput{
+			Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID,
+			Parent: step.TargetParent, Resume: resumePartial, Session: sess,
+		}).Get(ctx, &rcv)
+		*moved += rcv.Bytes
+		if err == nil {
+			return sess, nil
+		}
+		if !isType(err, activities.ErrSessionLost) || reopen >= MaxSessionReopens {
+			return sess, err
+		}
+		// The partial the lost session left is resumed by the next receive.
+		resumePartial = true
+		r.status.LastError = err.Error()
+		workflow.GetLogger(ctx).Warn("send session lost, opening a new one", "job", r.in.Job, "snapshot", step.To, "error", err)
+	}
+}
+
+// verify checks the received step on the target against the source's
+// identity and digest (and, for deep verify, its content digest).
+func (r *replication) verify(ctx workflow.Context, step Step, sourceDigest string) error {
+	in := activities.VerifyInput{Job: r.in.Job, VerifyRequest: storage.VerifyRequest{
+		Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID, ParentSourceGUID: step.FromGUID, Digest: sourceDigest,
+	}}
+	if r.in.DeepVerify {
+		var d activities.ContentDigestResult
+		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "content digest "+step.To), act.ContentDigest,
+			activities.ContentDigestInput{Dataset: r.in.Source.Dataset, Name: step.To}).Get(ctx, &d); err != nil {
+			return err
+		}
+		in.Deep, in.SourceContentDigest = true, d.Digest
+	}
+	return workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "verify "+step.To), act.Verify, in).Get(ctx, nil)
+}
+
+// compensate runs after the run failed for good or was cancelled: it
+// discards partial receives on the target and revokes send sessions on the
+// source. Complete snapshots on either side are never touched.
+func (r *replication) compensate(ctx workflow.Context) {
+	ctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	r.setPhase(ctx, PhaseCompensating, "cleaning up partial state after: "+r.status.LastError)
+	logger := workflow.GetLogger(ctx)
+	discard := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard partials"), act.DiscardPartials,
+		activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, All: true})
+	closeSend := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "revoke send sessions"), act.CloseSend,
+		activities.CloseSendInput{Job: r.in.Job})
+	if err := discard.Get(ctx, nil); err != nil {
+		logger.Error("compensation could not discard partial receives; the next run's greet will", "job", r.in.Job, "error", err)
+	}
+	if err := closeSend.Get(ctx, nil); err != nil {
+		logger.Error("compensation could not revoke send sessions; they expire by themselves", "job", r.in.Job, "error", err)
+	}
+}
+
+func (r *replication) stepText(verb string, s Step) string {
+	from := "full"
+	if s.From != "" {
+		from = "from " + s.From
+	}
+	return fmt.Sprintf("%s step %d/%d: %s (%s) %s -> %s", verb, r.status.Step, r.status.Steps, s.To, from, r.in.Source, r.in.Target)
+}
+
+// setPhase publishes the phase to the query, the search attribute and the UI.
+func (r *replication) setPhase(ctx workflow.Context, phase, details string) {
+	r.status.Phase = phase
+	if err := workflow.UpsertTypedSearchAttributes(ctx, visibility.FerryPhase.ValueSet(phase)); err != nil {
+		workflow.GetLogger(ctx).Warn("could not upsert FerryPhase", "error", err)
+	}
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s", phase, details))
+}
+
+func (r *replication) retryPolicy() *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		NonRetryableErrorTypes: activities.NonRetryable,
+	}
+}
+
+func (r *replication) hostCtx(ctx workflow.Context, host, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              HostTaskQueue(host),
+		ScheduleToCloseTimeout: r.in.HostTimeout,
+		StartToCloseTimeout:    r.in.HostTimeout,
+		RetryPolicy:            r.retryPolicy(),
+		Summary:                summary,
+	})
+}
+
+func (r *replication) streamCtx(ctx workflow.Context, s Step) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              HostTaskQueue(r.in.Target.Host),
+		ScheduleToCloseTimeout: r.in.StreamTimeout,
+		HeartbeatTimeout:       r.in.HeartbeatTimeout,
+		RetryPolicy:            r.retryPolicy(),
+		Summary:                "receive " + s.To,
+	})
+}
+
+// planError turns the planner's verdict into a non-retryable application error.
+func planError(in ReplicateInput, err error) error {
+	var ce *ConflictError
+	if errors.As(err, &ce) {
+		return temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("job %s: %s -> %s: %v", in.Job, in.Source, in.Target, err), activities.ErrConflict,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{ce.Target}})
+	}
+	var nf *NotFoundError
+	if errors.As(err, &nf) {
+		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("job %s: %v", in.Job, err), activities.ErrNotFound,
+			temporal.ApplicationErrorOptions{NonRetryable: true})
+	}
+	return err
+}
+
+func isType(err error, errType string) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == errType
+}
