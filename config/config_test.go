@@ -285,3 +285,15 @@ func TestMergeBombIsBounded(t *testing.T) {
 	}
 	assert.True(t, found, "the expansion limit is reported")
 }
+
+func TestDocsExampleIsTestdata(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	require.NoError(t, err)
+	example, err := os.ReadFile("testdata/example.yaml")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	require.True(t, ok, "docs/config.md has a yaml block")
+	block, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	assert.Equal(t, string(example), block, "the first example in docs/config.md is config/testdata/example.yaml")
+}

@@ -81,6 +81,7 @@ func TestRules(t *testing.T) {
 		{"data_address port too big", withHost("nas-x", "data_address: 10.0.0.9:65536, backend: dir, root: /srv"), "hosts.nas-x.data_address", "not a number from 1 to 65535"},
 		{"data_address port name", withHost("nas-x", "data_address: 10.0.0.9:ferry, backend: dir, root: /srv"), "hosts.nas-x.data_address", "not a number from 1 to 65535"},
 		{"data_address no host", withHost("nas-x", "data_address: \":7400\", backend: dir, root: /srv"), "hosts.nas-x.data_address", "has no valid host"},
+		{"data_address shared", "hosts:\n  nas-a: {" + goodHost + "}\n  nas-b: {" + goodHost + "}\n", "hosts.nas-b.data_address", "is also host nas-a's data_address"},
 		{"backend missing", withHost("nas-x", "data_address: 10.0.0.9:7400, root: /srv"), "hosts.nas-x.backend", "is required"},
 		{"backend unknown", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: ext4, root: /srv"), "hosts.nas-x.backend", `unknown backend "ext4"`},
 		{"root missing", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: dir"), "hosts.nas-x.root", "is required"},

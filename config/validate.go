@@ -81,8 +81,19 @@ func (p *parser) validate(raw *rawConfig, dir string) *Config {
 			"no hosts are declared")
 	}
 	hostNames := sortedKeys(raw.Hosts)
+	addrOwner := map[string]string{}
 	for _, name := range hostNames {
-		cfg.Hosts[name] = p.host(name, raw.Hosts[name], resolve)
+		h := p.host(name, raw.Hosts[name], resolve)
+		cfg.Hosts[name] = h
+		if h.DataAddress == "" {
+			continue
+		}
+		if other, dup := addrOwner[h.DataAddress]; dup {
+			p.add("hosts."+name+".data_address", "give each host's data server its own address",
+				"%s is also host %s's data_address", h.DataAddress, other)
+		} else {
+			addrOwner[h.DataAddress] = name
+		}
 	}
 
 	// jobs, each on its own
