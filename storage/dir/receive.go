@@ -287,6 +287,7 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 	}
 	defer func() { unix.Close(rx.tmpFd); rx.tmpFd = 0 }()
 	rx.ckOffset, rx.ckTime = rx.s.Position().Offset, time.Now()
+	var endAt int64
 
 	for {
 		if err := rx.ctx.Err(); err != nil {
@@ -296,6 +297,12 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 		if err == io.EOF {
 			if !rx.sawEnd {
 				return storage.Snapshot{}, fmt.Errorf("the stream ended before its end record (after %d entries)", rx.entries)
+			}
+			// archive/tar also reports a clean EOF after zero or one of the
+			// two end-of-archive blocks; the end record's padding is under
+			// one block, so both blocks were read iff 1024 bytes went by.
+			if rx.s.Position().Offset-endAt < 1024 {
+				return storage.Snapshot{}, fmt.Errorf("the stream ended inside its end-of-archive blocks")
 			}
 			break
 		}
@@ -314,6 +321,7 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 				return storage.Snapshot{}, invalid("the stream's end record counts %s entries, %d were received", end, rx.entries)
 			}
 			rx.sawEnd = true
+			endAt = rx.s.Position().Offset
 			continue
 		}
 		if err := rx.apply(hdr, tr); err != nil {

@@ -99,7 +99,7 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 		if se == nil {
 			return fmt.Errorf("%q is not in the manifest: %w", rel, errTampered)
 		}
-		if st.mode != se.Mode&^0o222 {
+		if st.fileType != fs.ModeSymlink && st.mode != se.Mode&^0o222 {
 			return fmt.Errorf("%q has mode %o, its snapshot mode is %o: %w", rel, st.mode, se.Mode&^0o222, errTampered)
 		}
 		e.Mode, fromStored = se.Mode, se
@@ -256,7 +256,7 @@ func (b *Backend) ContentDigest(ctx context.Context, ds, name string) (string, e
 		case err != nil:
 		case se == nil:
 			err = fmt.Errorf("%q is not in the manifest: %w", rel, errTampered)
-		case storage.UnixMode(fi.Mode()) != se.Mode&^0o222:
+		case fi.Mode().Type() != fs.ModeSymlink && storage.UnixMode(fi.Mode()) != se.Mode&^0o222:
 			err = fmt.Errorf("%q has mode %o, its snapshot mode is %o: %w", rel, storage.UnixMode(fi.Mode()), se.Mode&^0o222, errTampered)
 		default:
 			return storage.FileMode(se.Mode)
