@@ -235,6 +235,19 @@ func (h *Host) resumePoint(ctx context.Context, in ReceiveInput, log *zap.Logger
 func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Position, resumeOK bool, log *zap.Logger) (storage.Snapshot, int64, int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if activity.IsActivity(ctx) {
+		// On worker shutdown stop at once: the partial is resumable and the
+		// retried activity continues it on the restarted worker.
+		stopping := activity.GetWorkerStopChannel(ctx)
+		go func() {
+			select {
+			case <-stopping:
+				log.Info("worker stopping: interrupting the receive; it resumes on restart")
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	stream, err := h.Fetcher.Open(ctx, transfer.FetchRequest{
 		Address: in.Session.Address, ServerName: in.Session.ServerName, Token: in.Session.Token,
 		From: from, Compress: in.Session.Compress,

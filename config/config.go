@@ -139,6 +139,20 @@ type Job struct {
 	Stream    Stream
 	// Verify is VerifyQuick or VerifyDeep.
 	Verify string
+	// Timeouts bound the run's steps; zero values take the workflow's defaults.
+	Timeouts Timeouts
+}
+
+// Timeouts bound a run's steps (jobs.<j>.timeouts).
+type Timeouts struct {
+	// Heartbeat is how long a receive may go silent before its worker is
+	// presumed dead and the step is retried (default 30s).
+	Heartbeat time.Duration
+	// Host bounds each short step on a host, retries included, so a host
+	// that is down fails the run instead of hanging it (default 10m).
+	Host time.Duration
+	// Stream bounds one step's transfer, retries included (default 72h).
+	Stream time.Duration
 }
 
 // Manual reports whether the job has no schedule and only runs on demand.

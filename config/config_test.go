@@ -297,3 +297,10 @@ func TestDocsExampleIsTestdata(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, string(example), block, "the first example in docs/config.md is config/testdata/example.yaml")
 }
+
+func TestJobTimeoutsParse(t *testing.T) {
+	cfg := mustParse(t, withJob("timeouts: {heartbeat: 5s, host: 2m, stream: 12h}"))
+	j, err := cfg.Job("j1")
+	require.NoError(t, err)
+	require.Equal(t, Timeouts{Heartbeat: 5 * time.Second, Host: 2 * time.Minute, Stream: 12 * time.Hour}, j.Timeouts)
+}

@@ -59,6 +59,13 @@ type rawJob struct {
 	Retention *rawRetention `yaml:"retention"`
 	Stream    *rawStream    `yaml:"stream"`
 	Verify    string        `yaml:"verify"`
+	Timeouts  *rawTimeouts  `yaml:"timeouts"`
+}
+
+type rawTimeouts struct {
+	Heartbeat string `yaml:"heartbeat"`
+	Host      string `yaml:"host"`
+	Stream    string `yaml:"stream"`
 }
 
 type rawRetention struct {

@@ -148,6 +148,11 @@ func TestRules(t *testing.T) {
 		{"bwlimit too small", withJob("stream: {bwlimit: 512}"), "jobs.j1.stream.bwlimit", "below the minimum 1KiB"},
 		{"bwlimit zero", withJob("stream: {bwlimit: 0}"), "jobs.j1.stream.bwlimit", "below the minimum 1KiB"},
 		{"verify unknown", withJob("verify: full"), "jobs.j1.verify", `unknown verify level "full"`},
+		{"heartbeat timeout too short", withJob("timeouts: {heartbeat: 500ms}"), "jobs.j1.timeouts.heartbeat", "out of range"},
+		{"heartbeat timeout too long", withJob("timeouts: {heartbeat: 1h}"), "jobs.j1.timeouts.heartbeat", "out of range"},
+		{"host timeout garbage", withJob("timeouts: {host: soon}"), "jobs.j1.timeouts.host", `"soon" is not a duration`},
+		{"stream timeout too short", withJob("timeouts: {stream: 10s}"), "jobs.j1.timeouts.stream", "out of range"},
+		{"timeouts unknown key", withJob("timeouts: {verify: 1m}"), "jobs.j1.timeouts.verify", "unknown key"},
 
 		// tls and temporal
 		{"ca missing with jobs", strings.Replace(withJob(""), "tls: {ca: ca.pem}\n", "", 1), "tls.ca", "is not set"},

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/robfig/cron/v3"
@@ -288,6 +289,36 @@ func (p *parser) job(name string, rj *rawJob, hosts map[string]Host, hostNames [
 					"bwlimit %s is below the minimum 1KiB", rs.BWLimit)
 			default:
 				j.Stream.BWLimit = n
+			}
+		}
+	}
+
+	if rt := rj.Timeouts; rt != nil {
+		for _, t := range []struct {
+			name     string
+			text     string
+			min, max time.Duration
+			dst      *time.Duration
+		}{
+			{"heartbeat", rt.Heartbeat, time.Second, 10 * time.Minute, &j.Timeouts.Heartbeat},
+			{"host", rt.Host, 10 * time.Second, 0, &j.Timeouts.Host},
+			{"stream", rt.Stream, time.Minute, 0, &j.Timeouts.Stream},
+		} {
+			if t.text == "" {
+				continue
+			}
+			d, err := ParseDuration(t.text)
+			switch {
+			case err != nil:
+				p.addErr(key+".timeouts."+t.name, durationFix, err)
+			case d < t.min || (t.max > 0 && d > t.max):
+				limits := "at least " + t.min.String()
+				if t.max > 0 {
+					limits = "between " + t.min.String() + " and " + t.max.String()
+				}
+				p.add(key+".timeouts."+t.name, "set it "+limits, "timeout %s is out of range", t.text)
+			default:
+				*t.dst = d
 			}
 		}
 	}
