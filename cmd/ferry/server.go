@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ferry-nas/ferry/server"
+)
+
+func init() { rootCmd.AddCommand(newServerCmd()) }
+
+func newServerCmd() *cobra.Command {
+	var (
+		opts     server.Options
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "server [--db FILE | --ephemeral]",
+		Short: "Run the embedded Temporal server and web UI",
+		Long: `Run an embedded Temporal server (SQLite) with its web UI, create the
+namespace if it is missing and register ferry's search attributes
+(FerryJob, FerrySource, FerryTarget, FerryPhase). Runs until interrupted.
+
+State lives in the --db file (default ./ferry-data/temporal.db), so workflows
+survive a restart; --ephemeral keeps everything in memory instead.
+
+The web UI listens on 127.0.0.1:8233, reachable from this host only. To open
+it to the LAN use --ui-address 0.0.0.0:8233 (the UI has no login: do this on a
+trusted network only); --ui-address off disables it. The frontend
+(--address) must be an IP:PORT; use 0.0.0.0:7233 when workers on other hosts
+connect to it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("db") && opts.Ephemeral {
+				return errors.New("--db and --ephemeral are mutually exclusive: --ephemeral keeps no database file")
+			}
+			if opts.Ephemeral {
+				opts.DBPath = ""
+			}
+			logger, err := newServerLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = logger.Sync() }()
+			opts.Logger = logger
+			opts.TemporalLogLevel = logLevel
+			return runServer(cmd, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.DBPath, "db", server.DefaultDBPath, "SQLite database file (its directory is created)")
+	f.BoolVar(&opts.Ephemeral, "ephemeral", false, "keep all state in memory; nothing survives the process")
+	f.StringVar(&opts.Address, "address", server.DefaultAddress, "frontend gRPC listen address, IP:PORT")
+	f.StringVar(&opts.UIAddress, "ui-address", server.DefaultUIAddress, `web UI listen address, HOST:PORT, or "off"`)
+	f.StringVar(&opts.Namespace, "namespace", server.DefaultNamespace, "namespace to create if missing")
+	f.StringVar(&logLevel, "log-level", "warn", "lowest level of the Temporal server's logs to show: debug, info, warn, error")
+	return cmd
+}
+
+func runServer(cmd *cobra.Command, opts server.Options) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	srv, err := server.Start(startCtx, opts)
+	cancel()
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	_, _ = fmt.Fprintf(out, "Temporal frontend: %s\n", srv.FrontendAddress())
+	_, _ = fmt.Fprintf(out, "Namespace:         %s\n", srv.Namespace())
+	if u := srv.UIURL(); u != "" {
+		_, _ = fmt.Fprintf(out, "Web UI:            %s\n", u)
+	} else {
+		_, _ = fmt.Fprintf(out, "Web UI:            off\n")
+	}
+	if p := srv.DBPath(); p != "" {
+		_, _ = fmt.Fprintf(out, "Database:          %s\n", p)
+	} else {
+		_, _ = fmt.Fprintf(out, "Database:          in memory (ephemeral)\n")
+	}
+	_, _ = fmt.Fprintln(out, "Running; stop with Ctrl-C (SIGINT) or SIGTERM.")
+
+	<-ctx.Done()
+	stop() // a second signal ends the process at once
+	_, _ = fmt.Fprintln(out, "Stopping...")
+	if err := srv.Stop(); err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintln(out, "Stopped.")
+	return nil
+}
+
+// newServerLogger writes human-readable logs to stderr at the given level.
+func newServerLogger(level string) (*zap.Logger, error) {
+	var l zapcore.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	cfg := zap.NewDevelopmentConfig()
+	cfg.Level = zap.NewAtomicLevelAt(l)
+	cfg.Development = false
+	cfg.DisableStacktrace = true
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return cfg.Build()
+}
