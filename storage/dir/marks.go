@@ -13,7 +13,9 @@ import (
 
 // Marks live in <root>/.ferry/marks/<escaped dataset>/<mark>, each file
 // holding the name of the snapshot it points at.
-func (b *Backend) marksDir(ds string) string { return filepath.Join(b.root, metaDir, "marks", escape(ds)) }
+func (b *Backend) marksDir(ds string) string {
+	return filepath.Join(b.root, metaDir, "marks", escape(ds))
+}
 
 // SetMark implements storage.Backend.
 func (b *Backend) SetMark(ctx context.Context, ds, mark, snapshot string) error {

@@ -2,6 +2,7 @@ package dir
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -33,6 +34,10 @@ const (
 	stStream     = "stream.json"     // the stream's header, written before any entry
 	stCheckpoint = "checkpoint.json" // the last durable position
 	stManifest   = "manifest"        // written at the end
+	// stDirModes lists, when ferry is not root, the true mode of every
+	// directory the stream carried ("quoted-path octal-mode" lines in
+	// stream order): staged directories keep owner rwx until the end.
+	stDirModes = "dirmodes"
 )
 
 // streamInfo is the stream's header as stored in the staging directory.
@@ -56,7 +61,9 @@ type checkpoint struct {
 	// which a resumed receive skips.
 	Position resume.Position `json:"position"`
 	Pad      int64           `json:"pad"`
-	Entries  int64           `json:"entries"`
+	// DirModesLen is the length of stDirModes at this checkpoint.
+	DirModesLen int64 `json:"dir_modes_len,omitempty"`
+	Entries     int64 `json:"entries"`
 	// LastPath (strconv-quoted) is the last applied entry, for the order check.
 	LastPath string    `json:"last_path"`
 	At       time.Time `json:"at"`
@@ -222,6 +229,8 @@ type receiver struct {
 	ckOffset int64
 	ckTime   time.Time
 
+	dirModes *os.File // stDirModes, when not root
+
 	buf []byte
 	h   hash.Hash
 }
@@ -286,6 +295,23 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 		return storage.Snapshot{}, err
 	}
 	defer func() { unix.Close(rx.tmpFd); rx.tmpFd = 0 }()
+	if !rx.b.isRoot {
+		// Entries after the checkpoint are applied again: drop their lines.
+		var keep int64
+		if rx.ck != nil {
+			keep = rx.ck.DirModesLen
+		}
+		if rx.dirModes, err = os.OpenFile(filepath.Join(rx.dir, stDirModes), os.O_WRONLY|os.O_CREATE, 0o600); err != nil {
+			return storage.Snapshot{}, err
+		}
+		defer rx.dirModes.Close()
+		if err := rx.dirModes.Truncate(keep); err != nil {
+			return storage.Snapshot{}, err
+		}
+		if _, err := rx.dirModes.Seek(keep, io.SeekStart); err != nil {
+			return storage.Snapshot{}, err
+		}
+	}
 	rx.ckOffset, rx.ckTime = rx.s.Position().Offset, time.Now()
 	var endAt int64
 
@@ -430,9 +456,6 @@ func (rx *receiver) populate() error {
 					return err
 				}
 			}
-			if err := rx.b.checkDirMode(e.Mode); err != nil {
-				return err
-			}
 		case typeFile:
 			if err := os.Link(filepath.Join(ptree, filepath.FromSlash(e.Path)), dst); err != nil {
 				return err
@@ -467,7 +490,7 @@ func (rx *receiver) populate() error {
 		if err := rx.b.own(dst, e.UID, e.GID); err != nil {
 			return err
 		}
-		if err := os.Chmod(dst, storage.FileMode(e.Mode)); err != nil {
+		if err := os.Chmod(dst, storage.FileMode(rx.b.stagingDirMode(e.Mode))); err != nil {
 			return err
 		}
 		if err := setTimes(dst, e.Mtime, e.Mtime); err != nil {
@@ -477,14 +500,25 @@ func (rx *receiver) populate() error {
 	return man2.err
 }
 
-// checkDirMode refuses, when ferry is not root, directories whose owner
-// could not write into them while staging.
-func (b *Backend) checkDirMode(mode uint32) error {
-	if !b.isRoot && mode&0o700 != 0o700 {
-		return &storage.Error{Kind: storage.KindUnsupported, Op: "receive",
-			Err: fmt.Errorf("directory mode %o lacks owner rwx, which an unprivileged receiver cannot stage", mode),
-			Fix: "run the ferry worker as root"}
+// stagingDirMode is the mode a directory has while staged: its true mode
+// as root (permissions do not stop root), with owner rwx added otherwise so
+// that ferry can fill it. The true modes are then kept in stDirModes.
+func (b *Backend) stagingDirMode(mode uint32) uint32 {
+	if b.isRoot {
+		return mode
 	}
+	return mode | 0o700
+}
+
+// recordDirMode appends a directory's true mode to stDirModes (not root).
+func (rx *receiver) recordDirMode(name string, mode uint32) error {
+	if rx.b.isRoot {
+		return nil
+	}
+	if _, err := fmt.Fprintf(rx.dirModes, "%s %o\n", strconv.Quote(name), mode); err != nil {
+		return err
+	}
+	rx.markDirty(rx.dirModes.Name())
 	return nil
 }
 
@@ -542,9 +576,6 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 			return invalid("malformed whiteout %q", name)
 		}
 	case hdr.Typeflag == tar.TypeDir:
-		if err := rx.b.checkDirMode(mode); err != nil {
-			return err
-		}
 	case name == ".":
 		return invalid("the root entry must be a directory")
 	case hdr.Typeflag == tar.TypeReg, hdr.Typeflag == tar.TypeSymlink:
@@ -557,7 +588,10 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 		if err := rx.b.own(rx.tree, hdr.Uid, hdr.Gid); err != nil {
 			return err
 		}
-		if err := os.Chmod(rx.tree, storage.FileMode(mode)); err != nil {
+		if err := os.Chmod(rx.tree, storage.FileMode(rx.b.stagingDirMode(mode))); err != nil {
+			return err
+		}
+		if err := rx.recordDirMode(name, mode); err != nil {
 			return err
 		}
 		rx.markDirty(rx.tree)
@@ -616,7 +650,10 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 				return err
 			}
 		}
-		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
+		if err := unix.Fchmodat(pfd, base, rx.b.stagingDirMode(mode), 0); err != nil {
+			return err
+		}
+		if err := rx.recordDirMode(name, mode); err != nil {
 			return err
 		}
 		if err := setTimesAt(pfd, base, mtime, mtime); err != nil {
@@ -734,6 +771,13 @@ func (rx *receiver) checkpoint(pos resume.Position, pad int64) error {
 	}
 	rx.dirty = rx.dirty[:0]
 	ck := &checkpoint{Position: pos, Pad: pad, Entries: rx.entries, LastPath: strconv.Quote(rx.last), At: time.Now().UTC()}
+	if rx.dirModes != nil {
+		off, err := rx.dirModes.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return err
+		}
+		ck.DirModesLen = off
+	}
 	if err := writeJSON(filepath.Join(rx.dir, stCheckpoint), ck); err != nil {
 		return err
 	}
@@ -755,7 +799,14 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
-	w := &treeWalker{root: rx.tree, out: mw, buf: rx.buf, h: rx.h, strip: true}
+	w := &treeWalker{root: rx.tree, out: mw, buf: rx.buf, h: rx.h, strip: true, trueDirModes: !b.isRoot}
+	if !b.isRoot {
+		if w.dirModes, err = openDirModes(filepath.Join(rx.dir, stDirModes)); err != nil {
+			mw.abort()
+			return storage.Snapshot{}, err
+		}
+		defer w.dirModes.close()
+	}
 	if rx.parent != nil {
 		if w.parent, err = openManifest(b.manifestPath(ds, rx.req.Parent)); err != nil {
 			mw.abort()
@@ -790,6 +841,9 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err := os.Rename(rx.tree, b.snapTree(ds, name)); err != nil {
 		return storage.Snapshot{}, err
 	}
+	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(w.rootMode&^0o222)); err != nil {
+		return storage.Snapshot{}, err
+	}
 	m := &meta{
 		Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString(), ReceivedGUID: rx.info.GUID,
 		ParentGUID: rx.info.ParentGUID, CreatedAt: time.Now().UTC(), Digest: digest, Entries: mw.n,
@@ -800,4 +854,73 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	removeTree(rx.dir)
 	os.Remove(b.stagingDir(ds))
 	return m.snapshot(), nil
+}
+
+// dirModesReader reads stDirModes in order.
+type dirModesReader struct {
+	f    *os.File
+	r    *bufio.Reader
+	next *Entry
+	err  error
+}
+
+func openDirModes(p string) (*dirModesReader, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &dirModesReader{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := &dirModesReader{f: f, r: bufio.NewReader(f)}
+	d.advance()
+	return d, nil
+}
+
+func (d *dirModesReader) advance() {
+	d.next = nil
+	if d.r == nil || d.err != nil {
+		return
+	}
+	line, err := d.r.ReadString('\n')
+	if err == io.EOF && line == "" {
+		return
+	}
+	if err != nil {
+		d.err = err
+		return
+	}
+	q, err := strconv.QuotedPrefix(line)
+	var p string
+	var mode uint64
+	if err == nil {
+		p, err = strconv.Unquote(q)
+	}
+	if err == nil {
+		mode, err = strconv.ParseUint(strings.TrimSpace(line[len(q):]), 8, 32)
+	}
+	if err != nil {
+		d.err = fmt.Errorf("corrupt %s line %q", stDirModes, line)
+		return
+	}
+	d.next = &Entry{Path: p, Type: typeDir, Mode: uint32(mode)}
+}
+
+// seek returns the recorded mode of rel, if any.
+func (d *dirModesReader) seek(rel string) (*Entry, error) {
+	for d.next != nil && storage.ComparePaths(d.next.Path, rel) < 0 {
+		d.advance()
+	}
+	if d.next != nil && d.next.Path == rel {
+		e := d.next
+		d.advance()
+		return e, nil
+	}
+	return nil, d.err
+}
+
+func (d *dirModesReader) close() {
+	if d.f != nil {
+		d.f.Close()
+	}
 }

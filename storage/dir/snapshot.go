@@ -242,6 +242,7 @@ type snapshotter struct {
 	m        *meta
 	buf      []byte
 	h        hash.Hash
+	rootMode uint32
 }
 
 func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, error) {
@@ -307,6 +308,9 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 	if err := os.Rename(s.tree, b.snapTree(ds, name)); err != nil {
 		return nil, err
 	}
+	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(s.rootMode&^0o222)); err != nil {
+		return nil, err
+	}
 	s.m.CreatedAt = time.Now().UTC()
 	if err := b.commitMeta(s.m); err != nil {
 		return nil, err
@@ -332,6 +336,9 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 	switch st.fileType {
 	case fs.ModeDir:
 		e.Type = typeDir
+		if rel == "." {
+			s.rootMode = st.mode
+		}
 		if err := os.Mkdir(dst, 0o700); err != nil {
 			return err
 		}
@@ -359,8 +366,13 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 		if err := s.b.own(dst, st.uid, st.gid); err != nil {
 			return err
 		}
-		if err := os.Chmod(dst, storage.FileMode(st.mode&^0o222)); err != nil {
-			return err
+		// The tree's root stays writable until it has been renamed into
+		// place: moving a directory to another parent needs write access
+		// to it (its ".." entry changes).
+		if rel != "." {
+			if err := os.Chmod(dst, storage.FileMode(st.mode&^0o222)); err != nil {
+				return err
+			}
 		}
 		return setTimes(dst, st.atime, st.mtime)
 	case fs.ModeSymlink:

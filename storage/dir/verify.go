@@ -33,6 +33,13 @@ type treeWalker struct {
 	// stored, when set, is the snapshot's own manifest: true modes come from
 	// it and the on-disk mode must be the true mode without write bits.
 	stored *manifestReader
+	// rootMode is the root's true mode (stripped by the caller).
+	rootMode uint32
+	// trueDirModes: staged directories have owner rwx added (ferry is not
+	// root); their true modes come from dirModes (what the stream set) or
+	// else from parent (what the base had).
+	trueDirModes bool
+	dirModes     *dirModesReader
 }
 
 func (w *treeWalker) walk() error {
@@ -104,9 +111,33 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 		}
 		e.Mode, fromStored = se.Mode, se
 	}
+	var p *Entry // the parent snapshot's entry for rel
+	if w.parent != nil {
+		var err error
+		if p, err = seek(w.parent, rel, nil); err != nil {
+			return err
+		}
+	}
 	switch st.fileType {
 	case fs.ModeDir:
 		e.Type = typeDir
+		if w.trueDirModes {
+			dm, err := w.dirModes.seek(rel)
+			switch {
+			case err != nil:
+				return err
+			case dm != nil:
+				e.Mode = dm.Mode
+			case p != nil && p.Type == typeDir:
+				e.Mode = p.Mode
+			}
+			if st.mode != e.Mode|0o700 {
+				return fmt.Errorf("staged directory %q has mode %o, expected %o", rel, st.mode, e.Mode|0o700)
+			}
+		}
+		if rel == "." {
+			w.rootMode = e.Mode
+		}
 		if err := w.emit(&e); err != nil {
 			return err
 		}
@@ -123,8 +154,8 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 				return err
 			}
 		}
-		if w.strip && st.mode&0o222 != 0 {
-			return os.Chmod(abs, storage.FileMode(st.mode&^0o222))
+		if w.strip && st.mode != e.Mode&^0o222 && rel != "." { // the root: after its rename
+			return os.Chmod(abs, storage.FileMode(e.Mode&^0o222))
 		}
 		return nil
 	case fs.ModeSymlink:
@@ -137,19 +168,14 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 		return w.emit(&e)
 	case 0:
 		e.Type = typeFile
-		if w.parent != nil {
-			p, err := seek(w.parent, rel, nil)
-			if err != nil {
-				return err
-			}
-			if p != nil && p.Type == typeFile {
-				if pfi, err := os.Lstat(filepath.Join(w.parentTree, filepath.FromSlash(rel))); err == nil && os.SameFile(pfi, fi) {
-					if st.mode != p.Mode&^0o222 {
-						return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("base snapshot file %q has mode %o, its manifest says %o: %w", rel, st.mode, p.Mode&^0o222, errTampered)}
-					}
-					e.Mode, e.Size, e.SHA256 = p.Mode, p.Size, p.SHA256
-					return w.emit(&e)
+		// A hard link to the base's copy keeps the base's true mode and hash.
+		if p != nil && p.Type == typeFile {
+			if pfi, err := os.Lstat(filepath.Join(w.parentTree, filepath.FromSlash(rel))); err == nil && os.SameFile(pfi, fi) {
+				if st.mode != p.Mode&^0o222 {
+					return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("base snapshot file %q has mode %o, its manifest says %o: %w", rel, st.mode, p.Mode&^0o222, errTampered)}
 				}
+				e.Mode, e.Size, e.SHA256 = p.Mode, p.Size, p.SHA256
+				return w.emit(&e)
 			}
 		}
 		f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
