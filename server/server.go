@@ -287,12 +287,18 @@ func (s *Server) register(ctx context.Context) error {
 
 // Stop stops the UI, then the Temporal server, and releases the database
 // file. It is safe to call more than once.
+//
+// The SQLite plugin keeps its connections for the life of the process (an
+// upstream choice), so a stopped server's database stays open, and an
+// ephemeral one stays in memory, until the process exits; starting again on
+// the same file in the same process reuses that connection.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		// While the services stop one by one, the ones still running log
-		// warnings about the ones already gone: only errors are news here.
-		if s.logLevel.Level() < zapcore.ErrorLevel {
-			s.logLevel.SetLevel(zapcore.ErrorLevel)
+		// warnings and errors about the ones already gone ("task queue
+		// closed", failed polls). A failed stop is returned below.
+		if s.logLevel.Level() < zapcore.DPanicLevel {
+			s.logLevel.SetLevel(zapcore.DPanicLevel)
 		}
 		if s.ui != nil {
 			s.ui.Stop()
