@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/ferry-nas/ferry/server"
 )
@@ -19,10 +17,7 @@ import (
 func init() { rootCmd.AddCommand(newServerCmd()) }
 
 func newServerCmd() *cobra.Command {
-	var (
-		opts     server.Options
-		logLevel string
-	)
+	var opts server.Options
 	cmd := &cobra.Command{
 		Use:   "server [--db FILE | --ephemeral]",
 		Short: "Run the embedded Temporal server and web UI",
@@ -46,13 +41,12 @@ connect to it.`,
 			if opts.Ephemeral {
 				opts.DBPath = ""
 			}
-			logger, err := newServerLogger(logLevel)
+			logger, err := newLogger()
 			if err != nil {
 				return err
 			}
 			defer func() { _ = logger.Sync() }()
 			opts.Logger = logger
-			opts.TemporalLogLevel = logLevel
 			return runServer(cmd, opts)
 		},
 	}
@@ -62,7 +56,8 @@ connect to it.`,
 	f.StringVar(&opts.Address, "address", server.DefaultAddress, "frontend gRPC listen address, IP:PORT")
 	f.StringVar(&opts.UIAddress, "ui-address", server.DefaultUIAddress, `web UI listen address, HOST:PORT, or "off"`)
 	f.StringVar(&opts.Namespace, "namespace", server.DefaultNamespace, "namespace to create if missing")
-	f.StringVar(&logLevel, "log-level", "warn", "lowest level of the Temporal server's logs to show: debug, info, warn, error")
+	f.StringVar(&opts.TemporalLogLevel, "temporal-log-level", "warn",
+		"lowest level of the Temporal server's own logs to show (debug, info, warn, error); --log-level still applies")
 	return cmd
 }
 
@@ -99,18 +94,4 @@ func runServer(cmd *cobra.Command, opts server.Options) error {
 	}
 	_, _ = fmt.Fprintln(out, "Stopped.")
 	return nil
-}
-
-// newServerLogger writes human-readable logs to stderr at the given level.
-func newServerLogger(level string) (*zap.Logger, error) {
-	var l zapcore.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	cfg := zap.NewDevelopmentConfig()
-	cfg.Level = zap.NewAtomicLevelAt(l)
-	cfg.Development = false
-	cfg.DisableStacktrace = true
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return cfg.Build()
 }
