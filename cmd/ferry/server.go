@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -72,10 +73,10 @@ func runServer(cmd *cobra.Command, opts server.Options) error {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	_, _ = fmt.Fprintf(out, "Temporal frontend: %s\n", srv.FrontendAddress())
+	_, _ = fmt.Fprintf(out, "Temporal frontend: %s%s\n", srv.FrontendAddress(), allInterfaces(opts.Address))
 	_, _ = fmt.Fprintf(out, "Namespace:         %s\n", srv.Namespace())
 	if u := srv.UIURL(); u != "" {
-		_, _ = fmt.Fprintf(out, "Web UI:            %s\n", u)
+		_, _ = fmt.Fprintf(out, "Web UI:            %s%s\n", u, allInterfaces(opts.UIAddress))
 	} else {
 		_, _ = fmt.Fprintf(out, "Web UI:            off\n")
 	}
@@ -94,4 +95,17 @@ func runServer(cmd *cobra.Command, opts server.Options) error {
 	}
 	_, _ = fmt.Fprintln(out, "Stopped.")
 	return nil
+}
+
+// allInterfaces notes when addr listens on every interface, where the
+// printed loopback address is only one way in.
+func allInterfaces(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return " (listening on all interfaces: " + addr + ")"
+	}
+	return ""
 }
