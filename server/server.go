@@ -62,9 +62,10 @@ type Options struct {
 	// Address is the frontend's gRPC listen address, IP:port (not a name).
 	// Default 127.0.0.1:7233; port 0 picks a free port (see FrontendAddress).
 	Address string
-	// UIAddress is the web UI's listen address, HOST:PORT. Default
-	// 127.0.0.1:8233 (this host only; "0.0.0.0:8233" exposes it); port 0
-	// picks a free port; "" or "off" disables the UI.
+	// UIAddress is the web UI's listen address, HOST:PORT; port 0 picks a
+	// free port. "" or "off" disables the UI, so the zero value has none;
+	// `ferry server` passes DefaultUIAddress, 127.0.0.1:8233 (this host
+	// only; "0.0.0.0:8233" exposes it).
 	UIAddress string
 	// Namespace is created if missing. Default "default".
 	Namespace string
@@ -75,8 +76,7 @@ type Options struct {
 	TemporalLogLevel string
 }
 
-// withDefaults fills in defaults. UIAddress is left as given: the caller
-// distinguishes "unset" (default) from "off" before calling.
+// withDefaults fills in defaults. UIAddress is left as given ("" is off).
 func (o Options) withDefaults() Options {
 	if o.Address == "" {
 		o.Address = DefaultAddress
