@@ -150,7 +150,7 @@ func OpenBackend(h config.Host, log *zap.Logger) (storage.Backend, error) {
 		if err := os.MkdirAll(h.Root, 0o755); err != nil {
 			return nil, fmt.Errorf("host %s: create root %s: %w", h.Name, h.Root, err)
 		}
-		return dir.New(h.Root)
+		return dir.New(h.Root, dir.WithLogger(log))
 	default:
 		return nil, &storage.Error{Kind: storage.KindUnsupported, Op: "open backend " + h.Backend,
 			Err: fmt.Errorf("the %s backend is not available in this ferry build", h.Backend),

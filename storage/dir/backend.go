@@ -11,7 +11,6 @@ package dir
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/ferry-nas/ferry/storage"
 )
@@ -34,7 +35,7 @@ const metaDir = ".ferry"
 type Option func(*Backend)
 
 // WithLogger sets where the backend logs (skipped special files, fallbacks).
-func WithLogger(l *slog.Logger) Option { return func(b *Backend) { b.log = l } }
+func WithLogger(l *zap.Logger) Option { return func(b *Backend) { b.log = l } }
 
 // WithCheckpointEvery sets how often a receive makes its progress durable:
 // at the first entry boundary after at least bytes of stream or interval of
@@ -50,7 +51,7 @@ func WithReflink(enabled bool) Option { return func(b *Backend) { b.reflink.Stor
 // Backend is a dir storage backend rooted at one directory.
 type Backend struct {
 	root      string
-	log       *slog.Logger
+	log       *zap.Logger
 	ckptBytes int64
 	ckptEvery time.Duration
 	isRoot    bool
@@ -86,7 +87,7 @@ func New(root string, opts ...Option) (*Backend, error) {
 	}
 	b := &Backend{
 		root:      abs,
-		log:       slog.Default(),
+		log:       zap.NewNop(),
 		ckptBytes: 8 << 20,
 		ckptEvery: time.Second,
 		isRoot:    os.Geteuid() == 0,

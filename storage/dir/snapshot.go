@@ -20,6 +20,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/storage"
 )
 
@@ -318,7 +321,7 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 	os.Remove(tmp)
 	os.Remove(b.tmpDir(ds))
 	if s.m.SkippedCount > 0 {
-		b.log.Warn("dir snapshot skipped special files (sockets, fifos, devices)", "dataset", ds, "snapshot", name, "count", s.m.SkippedCount, "first", s.m.Skipped[0])
+		b.log.Warn("dir snapshot skipped special files (sockets, fifos, devices)", zap.String("dataset", ds), logging.Snapshot(name), zap.Int("count", s.m.SkippedCount), zap.String("first", s.m.Skipped[0]))
 	}
 	return s.m, nil
 }
@@ -485,7 +488,7 @@ func (b *Backend) copyContent(out, in *os.File, h hash.Hash, buf []byte) (string
 		}
 		if reflinkUnsupported(err) {
 			b.reflink.Store(false)
-			b.log.Debug("dir backend: reflink not supported here, copying", "root", b.root, "error", err)
+			b.log.Debug("dir backend: reflink not supported here, copying", zap.String("root", b.root), zap.Error(err))
 		}
 		if err := out.Truncate(0); err != nil {
 			return "", 0, err
