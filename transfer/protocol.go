@@ -1,0 +1,190 @@
+// Package transfer is ferry's data plane: the source host's data server
+// streams a send stream to the target host's client over TCP with TLS 1.3 and
+// mutual certificates, in CRC-checked frames (optionally zstd-compressed),
+// resumable at any byte offset whose prefix digest the source can reproduce.
+// docs/data-plane.md describes the protocol, the session tokens and what to
+// do about each refusal.
+package transfer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ProtocolVersion is the version this package speaks; a server refuses any
+// other with CodeBadVersion.
+const ProtocolVersion = 1
+
+// DefaultIdleTimeout is how long either side waits for the other to read or
+// write anything before it drops the connection.
+const DefaultIdleTimeout = 30 * time.Second
+
+// DefaultTTL is the life of a session when SessionSpec.TTL is zero.
+const DefaultTTL = time.Hour
+
+// alpn is the TLS application protocol both sides insist on, so that a ferry
+// client never talks to some other TLS service by mistake and vice versa.
+const alpn = "ferry-data/1"
+
+var requestMagic = [4]byte{'F', 'R', 'R', 'Y'}
+
+// Request layout (big-endian), sent by the client right after the handshake:
+//
+//	magic   4 bytes  "FRRY"
+//	version 2 bytes
+//	flags   2 bytes  bit 0: the client accepts zstd frames
+//	token   32 bytes
+//	offset  8 bytes  resume offset O
+//	digest  32 bytes SHA-256 of stream bytes [0, O)
+const requestSize = 4 + 2 + 2 + 32 + 8 + 32
+
+const flagCompress = 1 << 0
+
+type request struct {
+	version uint16
+	flags   uint16
+	token   [32]byte
+	offset  int64
+	digest  [sha256.Size]byte
+}
+
+func (r *request) marshal() []byte {
+	b := make([]byte, requestSize)
+	copy(b[0:4], requestMagic[:])
+	binary.BigEndian.PutUint16(b[4:6], r.version)
+	binary.BigEndian.PutUint16(b[6:8], r.flags)
+	copy(b[8:40], r.token[:])
+	binary.BigEndian.PutUint64(b[40:48], uint64(r.offset))
+	copy(b[48:80], r.digest[:])
+	return b
+}
+
+// unmarshalRequest decodes b; ok is false when the magic is wrong (not a
+// ferry client at all).
+func unmarshalRequest(b []byte) (r request, ok bool) {
+	if len(b) != requestSize || [4]byte(b[0:4]) != requestMagic {
+		return r, false
+	}
+	r.version = binary.BigEndian.Uint16(b[4:6])
+	r.flags = binary.BigEndian.Uint16(b[6:8])
+	copy(r.token[:], b[8:40])
+	r.offset = int64(binary.BigEndian.Uint64(b[40:48]))
+	copy(r.digest[:], b[48:80])
+	return r, true
+}
+
+// Code says why a server refused a connection.
+type Code uint16
+
+const (
+	CodeUnknownToken         Code = 1  // no such session (never registered, or forgotten long ago)
+	CodeExpired              Code = 2  // the session's TTL has passed, or the source revoked it
+	CodeReplayed             Code = 3  // the session's transfer was already completed and acknowledged
+	CodeInUse                Code = 4  // another connection is streaming this session right now
+	CodeWrongPeer            Code = 5  // the client certificate is not the host the session is for
+	CodeResumeMismatch       Code = 6  // the regenerated stream's prefix differs from the client's
+	CodeBadVersion           Code = 7  // protocol version or magic not understood
+	CodeInternal             Code = 8  // the server failed (shutting down, ...)
+	CodeNoCertificate        Code = 9  // the client presented no certificate
+	CodeUntrustedCertificate Code = 10 // the client certificate is not from the ferry CA, or expired
+)
+
+var codeNames = map[Code]string{
+	CodeUnknownToken:         "unknown token",
+	CodeExpired:              "expired",
+	CodeReplayed:             "replayed",
+	CodeInUse:                "in use",
+	CodeWrongPeer:            "wrong peer",
+	CodeResumeMismatch:       "resume mismatch",
+	CodeBadVersion:           "bad version",
+	CodeInternal:             "internal",
+	CodeNoCertificate:        "no client certificate",
+	CodeUntrustedCertificate: "untrusted certificate",
+}
+
+func (c Code) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("code %d", uint16(c))
+}
+
+// Sentinel errors, one per Code: errors.Is(err, ErrResumeMismatch) is true
+// for a *RefusedError with CodeResumeMismatch.
+var (
+	ErrUnknownToken         = &RefusedError{Code: CodeUnknownToken}
+	ErrExpired              = &RefusedError{Code: CodeExpired}
+	ErrReplayed             = &RefusedError{Code: CodeReplayed}
+	ErrInUse                = &RefusedError{Code: CodeInUse}
+	ErrWrongPeer            = &RefusedError{Code: CodeWrongPeer}
+	ErrResumeMismatch       = &RefusedError{Code: CodeResumeMismatch}
+	ErrBadVersion           = &RefusedError{Code: CodeBadVersion}
+	ErrInternal             = &RefusedError{Code: CodeInternal}
+	ErrNoCertificate        = &RefusedError{Code: CodeNoCertificate}
+	ErrUntrustedCertificate = &RefusedError{Code: CodeUntrustedCertificate}
+)
+
+// RefusedError is a refusal sent by the server before any data.
+type RefusedError struct {
+	Code    Code
+	Message string
+}
+
+func (e *RefusedError) Error() string {
+	if e.Message == "" {
+		return "refused: " + e.Code.String()
+	}
+	return "refused: " + e.Code.String() + ": " + e.Message
+}
+
+// Is matches any *RefusedError with the same Code.
+func (e *RefusedError) Is(target error) bool {
+	t, ok := target.(*RefusedError)
+	return ok && t.Code == e.Code
+}
+
+// SourceError is the source's own failure (its stream could not be opened or
+// read), reported by the server in an error frame. The client does not retry
+// it by itself: the caller decides (the activity fails and Temporal retries,
+// resuming from the stream's Position).
+type SourceError struct {
+	Message string
+}
+
+func (e *SourceError) Error() string { return "source failed: " + e.Message }
+
+var (
+	// ErrIdleTimeout: nothing arrived (not even a keepalive) within the idle
+	// timeout, on the last of the allowed attempts.
+	ErrIdleTimeout = errors.New("idle timeout")
+	// ErrDigestMismatch: the trailer's length or SHA-256 differs from what
+	// was delivered. The received data must be discarded.
+	ErrDigestMismatch = errors.New("stream digest mismatch")
+	// ErrServerClosed is returned by Serve after Close or Shutdown.
+	ErrServerClosed = errors.New("transfer: server closed")
+)
+
+func refusalPayload(code Code, msg string) []byte {
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage]
+	}
+	b := make([]byte, 2, 2+len(msg))
+	binary.BigEndian.PutUint16(b, uint16(code))
+	return append(b, msg...)
+}
+
+func trailerPayload(total int64, sum [sha256.Size]byte) []byte {
+	b := make([]byte, trailerSize)
+	binary.BigEndian.PutUint64(b[0:8], uint64(total))
+	copy(b[8:], sum[:])
+	return b
+}
+
+func parseTrailer(p []byte) (total int64, sum [sha256.Size]byte) {
+	total = int64(binary.BigEndian.Uint64(p[0:8]))
+	copy(sum[:], p[8:40])
+	return total, sum
+}
