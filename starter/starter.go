@@ -1,0 +1,54 @@
+// Package starter is the client side of ferry's replication: it turns the
+// configuration's jobs into Temporal Schedules (Apply), triggers a job's
+// schedule now (Run), follows a run to its end with live progress (Follow,
+// Inspect) and reports each job's state from the schedules and the
+// visibility store (Status).
+//
+// The `ferry apply`, `ferry run` and `ferry status` commands are thin
+// wrappers around it; `ferry demo` reuses Follow.
+package starter
+
+import (
+	"errors"
+	"fmt"
+
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/workflows"
+)
+
+// SchedulePrefix starts the ID of every schedule ferry manages.
+const SchedulePrefix = "ferry-"
+
+// ScheduleID is the ID of job's schedule. It is also the workflow ID the
+// schedule's runs start with (the server appends the run's nominal time).
+func ScheduleID(job string) string { return SchedulePrefix + job }
+
+// InputFor maps a configured job to the input its replication runs start with.
+func InputFor(cfg *config.Config, job config.Job) workflows.ReplicateInput {
+	_ = cfg // the job carries everything the workflow needs today
+	return workflows.ReplicateInput{
+		Job:        job.Name,
+		Source:     workflows.Endpoint{Host: job.Source.Host, Dataset: job.Source.Dataset},
+		Target:     workflows.Endpoint{Host: job.Target.Host, Dataset: job.Target.Dataset},
+		Compress:   job.Stream.Compress == config.CompressZstd,
+		BWLimit:    job.Stream.BWLimit,
+		Resume:     job.Stream.Resume,
+		DeepVerify: job.Verify == config.VerifyDeep,
+	}
+}
+
+// NotAppliedError says a job has no schedule yet.
+type NotAppliedError struct {
+	Job string
+}
+
+func (e *NotAppliedError) Error() string {
+	return fmt.Sprintf("job %s is not applied (no schedule %s): run `ferry apply` first", e.Job, ScheduleID(e.Job))
+}
+
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
