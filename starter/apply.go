@@ -374,4 +374,3 @@ func formatEvery(d time.Duration) string {
 	}
 	return d.String()
 }
-

@@ -35,9 +35,9 @@ func TestInputFor(t *testing.T) {
     stream: {compress: none}
 `)
 	assert.Equal(t, workflows.ReplicateInput{
-		Job:    "deep",
-		Source: workflows.Endpoint{Host: "nas-a", Dataset: "share01"},
-		Target: workflows.Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
+		Job:      "deep",
+		Source:   workflows.Endpoint{Host: "nas-a", Dataset: "share01"},
+		Target:   workflows.Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
 		Compress: true, BWLimit: 50 << 20, Resume: config.ResumeStaged, DeepVerify: true,
 	}, InputFor(cfg, cfg.Jobs["deep"]))
 	assert.Equal(t, workflows.ReplicateInput{
