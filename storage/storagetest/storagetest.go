@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -123,6 +124,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"InvalidNames", testInvalidNames},
 		{"HostileStreams", testHostile},
 		{"NotFound", testNotFound},
+		{"Marks", testMarks},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -787,4 +789,35 @@ func testNotFound(t *testing.T, h *Harness) {
 		t.Fatalf("the refused incremental left things behind:\nbefore %q\nafter  %q", before, after)
 	}
 	_ = s1
+}
+
+func testMarks(t *testing.T, h *Harness) {
+	source(t, h)
+	snapshot(t, h, "snap1")
+	MutateTree(t, h.LivePath(Source, SourceDataset), 1)
+	snapshot(t, h, "snap2")
+
+	marks, err := h.Source.Marks(ctx, SourceDataset)
+	if err != nil || len(marks) != 0 {
+		t.Fatalf("a dataset without marks: got %v, %v", marks, err)
+	}
+	err = h.Source.SetMark(ctx, SourceDataset, "cursor.job1", "missing")
+	kindIs(t, err, storage.KindNotFound)
+	for _, step := range []struct{ mark, snap string }{
+		{"cursor.job1", "snap1"}, {"received.job1", "snap1"}, {"cursor.job1", "snap2"},
+	} {
+		if err := h.Source.SetMark(ctx, SourceDataset, step.mark, step.snap); err != nil {
+			t.Fatalf("set %s -> %s: %v", step.mark, step.snap, err)
+		}
+	}
+	marks, err = h.Source.Marks(ctx, SourceDataset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"cursor.job1": "snap2", "received.job1": "snap1"}
+	if !maps.Equal(marks, want) {
+		t.Fatalf("marks: got %v, want %v", marks, want)
+	}
+	err = h.Source.SetMark(ctx, "../escape", "cursor.job1", "snap1")
+	kindIs(t, err, storage.KindInvalid)
 }
