@@ -7,12 +7,17 @@ PKGS    ?= ./...
 # The suite must fit CI (2 cores, 90 min); individual tests bound themselves.
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test lint bench fuzz clean
+.PHONY: all build test lint bench fuzz demo clean
 
 all: lint test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ferry
+
+# The main job on the embedded default: server, two workers, sample data,
+# a full and an incremental replication. No root, nothing installed.
+demo: build
+	./$(BIN) demo
 
 test:
 	$(GO) test $(TESTFLAGS) $(PKGS)
