@@ -493,14 +493,14 @@ func TestIdleTimeout(t *testing.T) {
 func TestKeepalive(t *testing.T) {
 	e := newEnv(t, func(c *ServerConfig) { c.IdleTimeout = 300 * time.Millisecond })
 	tok := e.register(SessionSpec{Open: func(ctx context.Context) (io.ReadCloser, error) {
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond)
 		return struct {
 			io.Reader
 			io.Closer
-		}{io.MultiReader(newGen(12, random, 1<<20), &stall{d: 700 * time.Millisecond}, newGen(13, random, 1<<20)), io.NopCloser(nil)}, nil
+		}{io.MultiReader(newGen(12, random, 1<<20), &stall{d: 1500 * time.Millisecond}, newGen(13, random, 1<<20)), io.NopCloser(nil)}, nil
 	}})
 	cfg := e.clientCfg(dstHost)
-	cfg.IdleTimeout = 300 * time.Millisecond
+	cfg.IdleTimeout = 600 * time.Millisecond // keepalives come every 100 ms
 	s, err := e.open(context.Background(), cfg, e.fetch(tok))
 	require.NoError(t, err)
 	_, n, err := drain(s)
@@ -598,8 +598,8 @@ func TestConstantMemory(t *testing.T) {
 	allocated := after.TotalAlloc - before.TotalAlloc
 	t.Logf("heap in use before %.1f MiB, peak during %.1f MiB (growth %.1f MiB); allocated during the stream %.1f MiB",
 		mib(before.HeapInuse), mib(peakHeap), float64(growth)/(1<<20), mib(allocated))
-	assert.Less(t, growth, int64(48<<20), "heap growth while streaming 256 MiB")
-	assert.Less(t, allocated, uint64(64<<20), "allocation while streaming 256 MiB")
+	assert.Less(t, growth, int64(24<<20), "heap growth while streaming 256 MiB (both ends and zstd in this process)")
+	assert.Less(t, allocated, uint64(32<<20), "allocation while streaming 256 MiB")
 	assert.Equal(t, genDigest(16, nasMix, size), s.Sum())
 }
 
