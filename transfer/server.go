@@ -501,6 +501,10 @@ func (s *Server) handle(c *serverConn) {
 		c.refuse(nil, presented, CodeBadVersion, fmt.Sprintf("this source speaks data-plane protocol %d, the client %d: run the same ferry version on both hosts", ProtocolVersion, req.version))
 		return
 	}
+	if req.offset < 0 {
+		c.refuse(nil, presented, CodeResumeMismatch, fmt.Sprintf("resume offset %d is negative", req.offset))
+		return
+	}
 	sess, code, msg := s.acquire(req.token, presented, c)
 	if code != 0 {
 		c.refuse(sess, presented, code, msg)
