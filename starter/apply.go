@@ -112,8 +112,10 @@ func Apply(ctx context.Context, c client.Client, cfg *config.Config, opts ApplyO
 		if opts.Prune {
 			err := c.ScheduleClient().GetHandle(ctx, s.ID).Delete(ctx)
 			switch {
-			case err == nil || isNotFound(err):
+			case err == nil:
 				s.Deleted = true
+			case isNotFound(err):
+				continue // already gone; the list (visibility) lags behind
 			default:
 				s.Error = err.Error()
 				failed++

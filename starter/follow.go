@@ -112,6 +112,9 @@ func (p Progress) String() string {
 		b.WriteString(")")
 	}
 	if p.Unanswered {
+		if p.Phase == "" {
+			return "waiting for a worker (none answered the status query)"
+		}
 		b.WriteString("  (no worker answered the status query)")
 	}
 	return b.String()

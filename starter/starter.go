@@ -36,6 +36,10 @@ func InputFor(cfg *config.Config, job config.Job) workflows.ReplicateInput {
 		BWLimit:    job.Stream.BWLimit,
 		Resume:     job.Stream.Resume,
 		DeepVerify: job.Verify == config.VerifyDeep,
+		// Zero (timeouts not set in the config) takes the workflow's defaults.
+		HostTimeout:      job.Timeouts.Host,
+		StreamTimeout:    job.Timeouts.Stream,
+		HeartbeatTimeout: job.Timeouts.Heartbeat,
 	}
 }
 
@@ -46,6 +50,11 @@ type NotAppliedError struct {
 
 func (e *NotAppliedError) Error() string {
 	return fmt.Sprintf("job %s is not applied (no schedule %s): run `ferry apply` first", e.Job, ScheduleID(e.Job))
+}
+
+// Hint is the error with the apply command spelled out for configFile.
+func (e *NotAppliedError) Hint(configFile string) string {
+	return fmt.Sprintf("job %s is not applied (no schedule %s): run `ferry apply --config %s` first", e.Job, ScheduleID(e.Job), configFile)
 }
 
 func isNotFound(err error) bool {

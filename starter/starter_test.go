@@ -29,6 +29,7 @@ func TestInputFor(t *testing.T) {
     target: nas-b:replicas/share01
     stream: {compress: zstd, bwlimit: 50MiB, resume: staged}
     verify: deep
+    timeouts: {heartbeat: 1m, host: 20m, stream: 96h}
   plain:
     source: nas-a:share02
     target: nas-b:replicas/share02
@@ -39,6 +40,7 @@ func TestInputFor(t *testing.T) {
 		Source:   workflows.Endpoint{Host: "nas-a", Dataset: "share01"},
 		Target:   workflows.Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
 		Compress: true, BWLimit: 50 << 20, Resume: config.ResumeStaged, DeepVerify: true,
+		HeartbeatTimeout: time.Minute, HostTimeout: 20 * time.Minute, StreamTimeout: 96 * time.Hour,
 	}, InputFor(cfg, cfg.Jobs["deep"]))
 	assert.Equal(t, workflows.ReplicateInput{
 		Job:    "plain",
