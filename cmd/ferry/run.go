@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-nas/ferry/starter"
+	"github.com/ferry-nas/ferry/workflows"
+)
+
+func init() { rootCmd.AddCommand(newRunCmd()) }
+
+func newRunCmd() *cobra.Command {
+	var (
+		configPath string
+		wait       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run --config FILE JOB [--wait]",
+		Short: "Run a job now (trigger its schedule); --wait follows the run to its end",
+		Long: `Trigger the job's schedule now, as 'temporal schedule trigger --schedule-id
+ferry-JOB' does. This works for manual jobs too: their schedule stays paused
+and the run starts anyway. If a run of the job is already in progress the
+trigger is skipped (a job never runs twice at once) and ferry says so.
+
+Without --wait, ferry prints the run's workflow ID and returns. With --wait it
+follows the run (the one it started, or the one already in progress), printing
+a progress line when something changes (at most about once a second), then a
+summary; it exits non-zero with the run's error when the run fails.
+Interrupting --wait stops following; the run goes on.`,
+		Example: `  ferry run --config ferry.yaml share01
+  ferry run --config ferry.yaml share01 --wait`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			cfg, c, logger, err := configAndClient(ctx, configPath)
+			if logger != nil {
+				defer func() { _ = logger.Sync() }()
+			}
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			job, err := cfg.Job(args[0])
+			if err != nil {
+				return err
+			}
+
+			out := cmd.OutOrStdout()
+			st, err := starter.Run(ctx, c, job.Name)
+			var na *starter.NotAppliedError
+			if errors.As(err, &na) {
+				return errors.New(na.Hint(configPath))
+			}
+			if err != nil {
+				return err
+			}
+			if st.AlreadyRunning {
+				fmt.Fprintf(out, "a run of %s is already in progress, so the trigger was skipped: %s\n", job.Name, st.WorkflowID)
+			} else {
+				fmt.Fprintf(out, "started %s (schedule %s)\n", st.WorkflowID, st.ScheduleID)
+			}
+			fmt.Fprintf(out, "run ID: %s\n", st.RunID)
+			if !wait {
+				fmt.Fprintf(out, "watch it: ferry status --config %s %s\n", configPath, job.Name)
+				fmt.Fprintf(out, "web UI:   %s\n", webUIURL(cfg, st.WorkflowID, st.RunID))
+				return nil
+			}
+
+			begin := time.Now()
+			res, err := starter.Follow(ctx, c, st.WorkflowID, st.RunID, func(p starter.Progress) {
+				fmt.Fprintf(out, "%s  %s\n", time.Now().Format("15:04:05"), p)
+			})
+			if err != nil {
+				if errors.Is(err, context.Canceled) {
+					return fmt.Errorf("stopped following %s; the run goes on (ferry status --config %s %s)", st.WorkflowID, configPath, job.Name)
+				}
+				return err
+			}
+			// The run's own duration, also when ferry joined it midway.
+			took := time.Since(begin)
+			if d, err := c.DescribeWorkflowExecution(ctx, st.WorkflowID, st.RunID); err == nil {
+				if info := d.GetWorkflowExecutionInfo(); info.GetCloseTime() != nil && info.GetStartTime() != nil {
+					took = info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime())
+				}
+			}
+			printRunSummary(out, res, took)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "ferry.yaml", "the ferry config file")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the run to its end; exit non-zero if it fails")
+	return cmd
+}
+
+func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Duration) {
+	what := "done in " + starter.FormatDuration(took)
+	steps := len(res.Plan.Steps)
+	switch {
+	case steps == 0:
+		fmt.Fprintf(out, "%s: snapshot %s, the target already had everything (nothing sent)\n", what, res.Snapshot)
+	default:
+		fmt.Fprintf(out, "%s: snapshot %s, %s in %d step(s)", what, res.Snapshot, starter.FormatBytes(res.Bytes), steps)
+		if res.Discarded > 0 {
+			fmt.Fprintf(out, ", %d leftover partial receive(s) discarded", res.Discarded)
+		}
+		fmt.Fprintln(out)
+	}
+}
