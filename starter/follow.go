@@ -2,6 +2,7 @@ package starter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -50,8 +51,8 @@ type Progress struct {
 	Bytes    int64   `json:"bytes"`
 	Expected int64   `json:"expected"`
 	Rate     float64 `json:"rate"`
-	// ETA of the current step; 0 when unknown.
-	ETA time.Duration `json:"eta"`
+	// ETA of the current step; 0 when unknown. JSON: eta_seconds.
+	ETA time.Duration `json:"-"`
 	// LastHeartbeat is when the receiving worker last reported.
 	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
 	// Attempt of the current receive (above 1 after a retry) and the last
@@ -63,6 +64,16 @@ type Progress struct {
 	// Unanswered is set when the status query went unanswered (no worker
 	// is polling ferry's workflow queue); Phase then comes from FerryPhase.
 	Unanswered bool `json:"unanswered,omitempty"`
+}
+
+// MarshalJSON writes ETA as eta_seconds, which scripts read more easily
+// than nanoseconds.
+func (p Progress) MarshalJSON() ([]byte, error) {
+	type plain Progress
+	return json.Marshal(struct {
+		plain
+		ETASeconds int64 `json:"eta_seconds"`
+	}{plain(p), int64(p.ETA / time.Second)})
 }
 
 // Running reports whether the run had not finished when it was inspected.

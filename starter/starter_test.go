@@ -1,6 +1,7 @@
 package starter
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -417,6 +418,11 @@ func TestStatus(t *testing.T) {
 	assert.Equal(t, workflows.PhaseStream, ok.Current.Phase)
 	assert.EqualValues(t, fakeExpected, ok.Current.Expected)
 	assert.Equal(t, 3*time.Second, ok.Current.ETA)
+	js, err := json.Marshal(ok)
+	require.NoError(t, err)
+	assert.Contains(t, string(js), `"eta_seconds":3`)
+	assert.Contains(t, string(js), `"phase":"stream"`)
+	assert.Contains(t, string(js), `"schedule":{"id":"ferry-st-ok","paused":true`)
 	assert.Equal(t, done.WorkflowID, ok.LastSuccess.WorkflowID)
 	assert.Equal(t, "Completed", ok.LastSuccess.Status)
 	assert.Equal(t, res.Snapshot, ok.LastSuccess.Snapshot)
