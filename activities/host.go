@@ -263,6 +263,7 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 	snap, err := h.Backend.Receive(ctx, storage.ReceiveRequest{
 		Dataset: in.Dataset, Name: in.Name, SourceGUID: in.SourceGUID, Parent: in.Parent, Resume: resumeOK,
 		Durable: func(p resume.Position) { durable.Store(p.Offset) },
+		Mode:    in.Mode, ExpectedSize: in.Session.Expected,
 	}, stream)
 	stop()
 	st := stream.Stats()

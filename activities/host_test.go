@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ferry-nas/ferry/certs"
-	"github.com/ferry-nas/ferry/demo"
 	"github.com/ferry-nas/ferry/internal/relay"
+	"github.com/ferry-nas/ferry/internal/sampleshare"
 	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/dir"
 	"github.com/ferry-nas/ferry/transfer"
@@ -45,7 +45,7 @@ func newPair(t *testing.T, shareSize int64, clientRetries int) *pair {
 	srcRoot, tgtRoot := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
 	require.NoError(t, os.MkdirAll(filepath.Join(srcRoot, "share"), 0o755))
 	require.NoError(t, os.MkdirAll(tgtRoot, 0o755))
-	require.NoError(t, demo.WriteShare(filepath.Join(srcRoot, "share"), shareSize, 1))
+	require.NoError(t, sampleshare.Write(filepath.Join(srcRoot, "share"), shareSize, 1))
 	srcBackend, err := dir.New(srcRoot)
 	require.NoError(t, err)
 	tgtBackend, err := dir.New(tgtRoot)

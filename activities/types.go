@@ -89,7 +89,9 @@ type ReceiveInput struct {
 	// Parent is the incremental base's name on the target (empty: full).
 	Parent string
 	// Resume continues the planned partial instead of starting over.
-	Resume  bool
+	Resume bool
+	// Mode is the job's stream.resume mode (auto, staged, off).
+	Mode    string
 	Session OpenSendResult
 }
 

@@ -80,6 +80,13 @@ type ReceiveRequest struct {
 	// Durable, when set, is called whenever more of the stream is durable on
 	// the target; a retried receive can resume from the last such position.
 	Durable func(resume.Position)
+	// Mode is the job's stream.resume: "auto" (or ""), "staged" or "off".
+	// Backends that can always resume by offset (dir) ignore it; btrfs spools
+	// the stream before applying it when staged.
+	Mode string
+	// ExpectedSize is the source's estimate of the stream's size in bytes
+	// (0: unknown), for choosing a mode and checking free space.
+	ExpectedSize int64
 }
 
 // VerifyRequest is what the target checks a received snapshot against.

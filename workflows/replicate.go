@@ -280,7 +280,7 @@ func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool
 		var rcv activities.ReceiveResult
 		err := workflow.ExecuteActivity(r.streamCtx(ctx, step), act.Receive, activities.ReceiveInput{
 			Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID,
-			Parent: step.TargetParent, Resume: resumePartial, Session: sess,
+			Parent: step.TargetParent, Resume: resumePartial, Mode: r.in.Resume, Session: sess,
 		}).Get(ctx, &rcv)
 		*moved += rcv.Bytes
 		if err == nil {

@@ -1,4 +1,6 @@
-package demo
+// Package sampleshare writes realistic NAS shares, and the changes between
+// two replications, for the demo and the tests.
+package sampleshare
 
 import (
 	"bufio"
@@ -8,18 +10,18 @@ import (
 	"path/filepath"
 )
 
-// WriteShare fills dir with about size bytes of files that look like a NAS
+// Write fills dir with about size bytes of files that look like a NAS
 // share: large incompressible media, compressible documents, a deep tree of
 // small files, an empty file and a symlink. The same seed writes the same
 // share.
-func WriteShare(dir string, size int64, seed uint64) error {
+func Write(dir string, size int64, seed uint64) error {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	media := size * 6 / 10
 	docs := size * 3 / 10
 	small := size - media - docs
 
 	// File sizes scale with the share so that every kind of file has many
-	// instances whatever the size (ChangeShare relies on a few of each).
+	// instances whatever the size (Change relies on a few of each).
 	mediaFile, docFile := max(media/24, 64<<10), max(docs/16, 4<<10)
 	for i := 0; media > 0; i++ {
 		n := min(media, mediaFile/2+rng.Int64N(mediaFile))
@@ -49,10 +51,10 @@ func WriteShare(dir string, size int64, seed uint64) error {
 	return os.Symlink("documents/report-000.txt", filepath.Join(dir, "latest-report"))
 }
 
-// ChangeShare makes the changes an incremental replication must carry: a
+// Change makes the changes an incremental replication must carry: a
 // new file, a modified one, a deleted file and directory, a renamed file
 // and directory, and a retargeted symlink. It returns a line per change.
-func ChangeShare(dir string, seed uint64) ([]string, error) {
+func Change(dir string, seed uint64) ([]string, error) {
 	rng := rand.New(rand.NewPCG(seed, 0xc4a9))
 	var done []string
 	step := func(what string, err error) error {

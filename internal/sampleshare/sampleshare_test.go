@@ -1,4 +1,4 @@
-package demo
+package sampleshare
 
 import (
 	"io/fs"
@@ -22,11 +22,11 @@ func shareSize(t *testing.T, dir string) int64 {
 	return total
 }
 
-func TestWriteShareIsSizedAndDeterministic(t *testing.T) {
+func TestWriteIsSizedAndDeterministic(t *testing.T) {
 	a, b := t.TempDir(), t.TempDir()
 	const size = 8 << 20
-	require.NoError(t, WriteShare(a, size, 7))
-	require.NoError(t, WriteShare(b, size, 7))
+	require.NoError(t, Write(a, size, 7))
+	require.NoError(t, Write(b, size, 7))
 	require.Equal(t, int64(size), shareSize(t, a))
 	// mtimes differ between the two writes, so compare contents file by file.
 	for _, rel := range []string{"documents/report-000.txt", "photos/2026-01/IMG_0000.jpg", "documents/empty.txt"} {
@@ -41,11 +41,11 @@ func TestWriteShareIsSizedAndDeterministic(t *testing.T) {
 	require.Equal(t, "documents/report-000.txt", target)
 }
 
-func TestChangeShareChangesWhatItSays(t *testing.T) {
+func TestChangeChangesWhatItSays(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, WriteShare(dir, 8<<20, 1))
+	require.NoError(t, Write(dir, 8<<20, 1))
 	before := shareSize(t, dir)
-	changes, err := ChangeShare(dir, 2)
+	changes, err := Change(dir, 2)
 	require.NoError(t, err)
 	require.Len(t, changes, 7)
 	for _, gone := range []string{"documents/report-002.txt", "projects/p6", "documents/report-003.txt", "projects/p0"} {
