@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/demo"
+	"github.com/ferry-nas/ferry/starter"
+)
+
+// Interrupted streams are slowed down so that a kill lands mid-stream: the
+// first heartbeat comes 2 s into the receive, a 48 MiB share at 8 MiB/s
+// takes 6 s.
+const (
+	slowShare = 48 << 20
+	slowRate  = "8MiB"
+)
+
+// TestFullThenIncremental: a full run, then an incremental one after the
+// share changed, both through `ferry run --wait`; the replica's content
+// equals the source's and the incremental moves far fewer bytes.
+func TestFullThenIncremental(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: 32 << 20})
+
+	ap := e.ferry("apply")
+	require.Equal(t, 0, ap.Code, "ferry apply failed")
+	require.Contains(t, ap.Out, e.job)
+
+	out, st := e.runCLI()
+	require.Equal(t, 0, out.Code, "ferry run --wait failed")
+	full := e.mustSucceed(st)
+	require.Contains(t, out.Out, "snapshot "+full.Snapshot)
+	require.Len(t, full.Plan.Steps, 1)
+	require.Empty(t, full.Plan.Steps[0].From, "the first run is a full send")
+	fullWire := e.relay.Upstream.Load()
+	require.GreaterOrEqual(t, fullWire, e.shareSize, "a full send carries the whole share")
+	e.requireSameContent(full.Snapshot)
+
+	changes, err := demo.ChangeShare(e.share, uint64(time.Now().UnixNano()))
+	require.NoError(t, err)
+	t.Logf("changed the share: %v", changes)
+
+	out, st = e.runCLI()
+	require.Equal(t, 0, out.Code, "ferry run --wait failed")
+	incr := e.mustSucceed(st)
+	require.Contains(t, out.Out, "snapshot "+incr.Snapshot)
+	require.NotEqual(t, full.Snapshot, incr.Snapshot)
+	require.Len(t, incr.Plan.Steps, 1)
+	require.Equal(t, full.Snapshot, incr.Plan.Steps[0].From, "the second run is an incremental from the first")
+	incrWire := e.relay.Upstream.Load() - fullWire
+	t.Logf("share %d bytes; full run %d bytes on the wire (result %d), incremental %d (result %d)",
+		e.shareSize, fullWire, full.Bytes, incrWire, incr.Bytes)
+	require.Greater(t, incrWire, int64(2<<20), "the incremental carries at least the new 2 MiB file")
+	require.Less(t, incrWire, e.shareSize/4, "the incremental moved far fewer bytes than the share")
+	require.Less(t, incr.Bytes, e.shareSize/4)
+	e.requireSameContent(incr.Snapshot)
+}
+
+// TestReceiverKilledMidStream: the receiving worker is killed with SIGKILL
+// mid-stream and started again; the same run resumes the partial receive
+// and completes without sending the share twice.
+func TestReceiverKilledMidStream(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
+	e.apply()
+	st := e.start()
+	p := e.waitStreaming(st, 0.25)
+
+	// The job's timeouts.heartbeat is what lets a dead receiver be noticed
+	// in seconds: it must reach the Receive activity.
+	rcv := e.activities(st, starter.ReceiveActivity)
+	require.NotEmpty(t, rcv)
+	require.Equal(t, heartbeat, rcv[0].Scheduled.GetHeartbeatTimeout().AsDuration(),
+		"the Receive activity's heartbeat timeout is not the job's timeouts.heartbeat")
+
+	e.kill(target)
+	atKill := e.relay.Upstream.Load()
+	t.Logf("killed %s at %d of %d expected bytes (heartbeat); %d bytes through the relay", target, p.Bytes, p.Expected, atKill)
+	e.restart(target)
+
+	res := e.mustSucceed(st)
+	total := e.relay.Upstream.Load()
+	t.Logf("share %d bytes, %d through the relay in total (%.2fx), result says %d", e.shareSize, total, float64(total)/float64(e.shareSize), res.Bytes)
+	require.Less(t, float64(total), 1.5*float64(e.shareSize), "the stream was not resumed: too many bytes sent")
+
+	// The restarted receiver resumed the partial the killed one left.
+	resumed := logLines(e.logs[len(e.logs)-1], "resuming partial receive")
+	require.NotEmpty(t, resumed, "the restarted %s did not resume the partial receive", target)
+	require.Greater(t, resumed[0]["offset"], float64(0))
+	rcv = e.activities(st, starter.ReceiveActivity)
+	last := rcv[len(rcv)-1]
+	var rr activities.ReceiveResult
+	require.NoError(t, last.decode(&rr))
+	require.True(t, rr.Resumed, "the Receive that completed did not resume")
+	require.Less(t, rr.Bytes, e.shareSize, "the completing Receive moved the whole share again")
+	e.requireSameContent(res.Snapshot)
+	e.requireNoPartials()
+}
+
+// TestSenderKilledMidStream: the sending worker is killed with SIGKILL
+// mid-stream and started again on the same port; its send session is gone,
+// so the run opens a new one and the receiver resumes its partial.
+func TestSenderKilledMidStream(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
+	e.apply()
+	st := e.start()
+	p := e.waitStreaming(st, 0.25)
+
+	e.kill(source)
+	atKill := e.relay.Upstream.Load()
+	t.Logf("killed %s at %d of %d expected bytes (heartbeat); %d bytes through the relay", source, p.Bytes, p.Expected, atKill)
+	e.restart(source)
+
+	res := e.mustSucceed(st)
+	total := e.relay.Upstream.Load()
+	t.Logf("share %d bytes, %d through the relay in total (%.2fx), result says %d", e.shareSize, total, float64(total)/float64(e.shareSize), res.Bytes)
+	require.Less(t, float64(total), 1.5*float64(e.shareSize), "the stream was not resumed: too many bytes sent")
+
+	// A second send session was opened and the receive through it resumed.
+	require.GreaterOrEqual(t, len(e.activities(st, "OpenSend")), 2, "no new send session was opened")
+	rcv := e.activities(st, starter.ReceiveActivity)
+	require.GreaterOrEqual(t, len(rcv), 2, "the receive was not redone through a new session")
+	first := rcv[0]
+	require.NotNil(t, first.Failed, "the first Receive should fail when its session is lost")
+	require.Equal(t, activities.ErrSessionLost, first.Failed.GetFailure().GetApplicationFailureInfo().GetType())
+	var rr activities.ReceiveResult
+	require.NoError(t, rcv[len(rcv)-1].decode(&rr))
+	require.True(t, rr.Resumed, "the Receive that completed did not resume")
+	require.NotEmpty(t, e.workerLogs(target, "resuming partial receive"))
+	e.requireSameContent(res.Snapshot)
+	e.requireNoPartials()
+}
+
+// TestLeftoverPartialDiscarded: a partial receive left by an earlier run
+// that never cleaned up (receiver killed, run terminated so no compensation
+// ran) is discarded by the next run, which succeeds.
+func TestLeftoverPartialDiscarded(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
+	e.apply()
+	old := e.start()
+	e.waitStreaming(old, 0.25)
+	e.kill(target)
+	require.NoError(t, tc.TerminateWorkflow(e.ctx, old.WorkflowID, old.RunID, "e2e: leave a partial receive behind"))
+	e.restart(target)
+
+	left, err := e.backend(target).Partials(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.NotEmpty(t, left, "the killed receiver left no partial")
+	t.Logf("leftover: %+v", left)
+
+	st := e.start()
+	res := e.mustSucceed(st)
+	require.GreaterOrEqual(t, res.Discarded, 1, "the leftover partial was not discarded")
+	require.NotEmpty(t, res.Plan.Discard)
+	require.Equal(t, left[0].ID, res.Plan.Discard[0].ID)
+	e.requireNoPartials()
+	e.requireSameContent(res.Snapshot)
+}
+
+// TestDivergedTarget: the target holds a snapshot the source never had; the
+// next run fails with Conflict naming it, `ferry run --wait` exits non-zero,
+// and nothing on the target changed.
+func TestDivergedTarget(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: 8 << 20})
+	e.apply()
+	first := e.mustSucceed(e.start())
+	e.requireSameContent(first.Snapshot)
+
+	const local = "made-on-nas-b"
+	live := filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset))
+	require.NoError(t, os.MkdirAll(live, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(live, "local-notes.txt"), []byte("written on the target\n"), 0o644))
+	_, err := e.backend(target).CreateSnapshot(e.ctx, tgtDataset, local)
+	require.NoError(t, err)
+
+	before := treeListing(t, e.roots[target], ".ferry/tmp")
+	out, st := e.runCLI()
+	require.NotEqual(t, 0, out.Code, "ferry run --wait succeeded against a diverged target")
+	require.Contains(t, out.Out, activities.ErrConflict)
+	require.Contains(t, out.Out, local)
+
+	_, err = e.result(st)
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, activities.ErrConflict, ae.Type())
+	require.Contains(t, ae.Message(), local)
+	var named []string
+	require.NoError(t, ae.Details(&named))
+	require.Equal(t, []string{local}, named)
+
+	after := treeListing(t, e.roots[target], ".ferry/tmp")
+	require.Empty(t, listingDiff(before, after), "the failed run changed the target")
+}
+
+// TestCancelledRun: a run cancelled while it streams ends Cancelled and
+// leaves neither a partial receive nor staging on the target.
+func TestCancelledRun(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
+	e.apply()
+	st := e.start()
+	e.waitStreaming(st, 0.25)
+	require.NoError(t, tc.CancelWorkflow(e.ctx, st.WorkflowID, st.RunID))
+
+	_, err := e.result(st)
+	var ce *temporal.CanceledError
+	require.True(t, errors.As(err, &ce), "want a cancelled run, got %v", err)
+	d, err := tc.DescribeWorkflowExecution(e.ctx, st.WorkflowID, st.RunID)
+	require.NoError(t, err)
+	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, d.GetWorkflowExecutionInfo().GetStatus())
+	e.requireNoPartials()
+
+	// Compensation ran: the partial was discarded on the target.
+	require.NotEmpty(t, e.workerLogs(target, "discarded partial receive"))
+	var phases []string
+	for _, a := range e.activities(st, "") {
+		phases = append(phases, a.Type)
+	}
+	require.Contains(t, phases, "DiscardPartials")
+}
