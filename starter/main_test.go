@@ -2,6 +2,7 @@ package starter
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -35,7 +36,14 @@ var (
 
 func TestMain(m *testing.M) {
 	followInterval = 200 * time.Millisecond
-	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	flag.Parse()
+	// The stand-in runs fail on purpose; their "Activity error." lines are
+	// only worth seeing with -v.
+	level := slog.LevelError + 1
+	if testing.Verbose() {
+		level = slog.LevelWarn
+	}
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	testServer = temporaltest.NewServer(temporaltest.WithBaseClientOptions(client.Options{Logger: quiet}))
 	tc = testServer.GetDefaultClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

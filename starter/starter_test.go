@@ -162,6 +162,17 @@ func TestApplyCreatesUpdatesAndIsIdempotent(t *testing.T) {
 	rep, err = Apply(ctx, tc, cfg, ApplyOptions{})
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"ap-at-every": Unchanged, "ap-cron": Unchanged, "ap-every": Unchanged, "ap-manual": Unchanged}, results(rep))
+
+	// The pause state follows the config: a scheduled job paused by hand is
+	// unpaused by the next apply.
+	require.NoError(t, tc.ScheduleClient().GetHandle(ctx, "ferry-ap-cron").Pause(ctx, client.SchedulePauseOptions{Note: "by hand"}))
+	rep, err = Apply(ctx, tc, cfg, ApplyOptions{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"ap-at-every": Unchanged, "ap-cron": Updated, "ap-every": Unchanged, "ap-manual": Unchanged}, results(rep))
+	desc, err = tc.ScheduleClient().GetHandle(ctx, "ferry-ap-cron").Describe(ctx)
+	require.NoError(t, err)
+	assert.False(t, desc.Schedule.State.Paused)
+	assert.Contains(t, desc.Schedule.State.Note, "set by ferry apply")
 }
 
 func TestApplyPrune(t *testing.T) {
