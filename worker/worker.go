@@ -46,6 +46,9 @@ type Options struct {
 // DefaultStopTimeout is Options.StopTimeout's default.
 const DefaultStopTimeout = 10 * time.Second
 
+// progressEvery is how often a running receive's heartbeat reaches the server.
+const progressEvery = 2 * time.Second
+
 // Run serves until ctx is done, then stops gracefully: streams in flight are
 // cancelled at a point they can resume from.
 func Run(ctx context.Context, c client.Client, opts Options) error {
@@ -105,7 +108,12 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 	}
 	wfWorker := sdkworker.New(c, workflows.WorkflowTaskQueue, sdkworker.Options{WorkerStopTimeout: opts.StopTimeout})
 	wfWorker.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.ReplicateWorkflowName})
-	hostWorker := sdkworker.New(c, workflows.HostTaskQueue(host.Name), sdkworker.Options{WorkerStopTimeout: opts.StopTimeout})
+	hostWorker := sdkworker.New(c, workflows.HostTaskQueue(host.Name), sdkworker.Options{
+		WorkerStopTimeout: opts.StopTimeout,
+		// Send receive progress every few seconds, not every 0.8 x the
+		// heartbeat timeout (24 s by default): `ferry status` shows it live.
+		MaxHeartbeatThrottleInterval: progressEvery,
+	})
 	hostWorker.RegisterActivity(acts)
 
 	if err := wfWorker.Start(); err != nil {
