@@ -82,8 +82,8 @@ func TestReceiverKilledMidStream(t *testing.T) {
 
 	e.kill(target)
 	atKill := e.relay.Upstream.Load()
-	t.Logf("killed %s at %d of %d expected bytes (heartbeat); %d bytes through the relay", target, p.Bytes, p.Expected, atKill)
-	e.restart(target)
+	t.Logf("killed %s with %d bytes through the relay (%d of %d expected at the last heartbeat)", target, atKill, p.Bytes, p.Expected)
+	again := e.restart(target)
 
 	res := e.mustSucceed(st)
 	total := e.relay.Upstream.Load()
@@ -91,7 +91,7 @@ func TestReceiverKilledMidStream(t *testing.T) {
 	require.Less(t, float64(total), 1.5*float64(e.shareSize), "the stream was not resumed: too many bytes sent")
 
 	// The restarted receiver resumed the partial the killed one left.
-	resumed := logLines(e.logs[len(e.logs)-1], "resuming partial receive")
+	resumed := logLines(again.log, "resuming partial receive")
 	require.NotEmpty(t, resumed, "the restarted %s did not resume the partial receive", target)
 	require.Greater(t, resumed[0]["offset"], float64(0))
 	rcv = e.activities(st, starter.ReceiveActivity)
@@ -115,7 +115,7 @@ func TestSenderKilledMidStream(t *testing.T) {
 
 	e.kill(source)
 	atKill := e.relay.Upstream.Load()
-	t.Logf("killed %s at %d of %d expected bytes (heartbeat); %d bytes through the relay", source, p.Bytes, p.Expected, atKill)
+	t.Logf("killed %s with %d bytes through the relay (%d of %d expected at the last heartbeat)", source, atKill, p.Bytes, p.Expected)
 	e.restart(source)
 
 	res := e.mustSucceed(st)
