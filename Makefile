@@ -27,9 +27,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# Data-plane throughput and peak memory on a 1 GiB stream over loopback TLS.
+# Data-plane throughput and peak memory on a 1 GiB stream over loopback TLS,
+# and the latency of a no-change incremental run (median of 10).
 bench:
 	$(GO) test ./transfer/ -run '^$$' -bench 'BenchmarkTransfer1GiB' -benchtime 3x -count 1
+	$(GO) test ./demo/ -run '^$$' -bench 'BenchmarkNoChangeIncremental' -benchtime 10x -count 1
 
 # Coverage-guided fuzzing of the frame decoder (the seed corpus runs in `make test`).
 FUZZTIME ?= 60s

@@ -74,32 +74,108 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if out == nil {
 		out = io.Discard
 	}
-	if opts.ShareSize <= 0 {
-		opts.ShareSize = 200 << 20
-	}
-	dirPath := opts.Dir
-	if dirPath == "" {
-		if dirPath, err = os.MkdirTemp("", "ferry-demo-"); err != nil {
-			return res, err
-		}
-		if !opts.Keep {
-			defer os.RemoveAll(dirPath)
-		}
-	} else if err := os.MkdirAll(dirPath, 0o755); err != nil {
-		return res, err
-	}
-	res.Dir, res.ShareSize = dirPath, opts.ShareSize
-	logDir := filepath.Join(dirPath, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return res, err
-	}
-	logger, closeLog, err := fileLogger(filepath.Join(logDir, "ferry.log"))
+	env, err := Start(ctx, opts)
 	if err != nil {
 		return res, err
 	}
-	defer closeLog()
+	defer func() {
+		if cerr := env.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	res.Dir, res.UIURL, res.ShareSize = env.Dir, env.Server.UIURL(), env.ShareSize
 
-	fmt.Fprintf(out, "ferry demo: everything lives in %s\n", dirPath)
+	fmt.Fprintf(out, "\n[1/2] full replication %s -> %s\n", Source, Target)
+	full, took, err := env.Replicate(ctx, out)
+	if err != nil {
+		return res, err
+	}
+	res.Full, res.FullBytes = took, full.Bytes
+
+	if res.Changes, err = ChangeShare(env.Share, uint64(time.Now().UnixNano())); err != nil {
+		return res, fmt.Errorf("change the sample share: %w", err)
+	}
+	fmt.Fprintf(out, "\nchanges on %s:\n", Source)
+	for _, ch := range res.Changes {
+		fmt.Fprintf(out, "  - %s\n", ch)
+	}
+
+	fmt.Fprintf(out, "\n[2/2] incremental replication %s -> %s\n", Source, Target)
+	incr, took, err := env.Replicate(ctx, out)
+	if err != nil {
+		return res, err
+	}
+	res.Incr, res.IncrBytes, res.Snapshot = took, incr.Bytes, incr.Snapshot
+
+	if res.SourceDigest, res.TargetDigest, err = env.Digests(ctx, incr.Snapshot); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(out, "\ncontent digest of %s@%s\n  source %s\n  target %s\n", Job, incr.Snapshot, res.SourceDigest, res.TargetDigest)
+	if res.SourceDigest != res.TargetDigest {
+		return res, errors.New("the replica's content digest differs from the source's")
+	}
+	fmt.Fprintf(out, "source and target are identical.\n\nbrowse the runs: %s/namespaces/%s/workflows\n", env.Server.UIURL(), env.Server.Namespace())
+
+	if opts.Keep {
+		fmt.Fprintf(out, "--keep: server, UI and workers stay up; config %s. Press Ctrl-C to stop.\n", env.ConfigPath)
+		<-ctx.Done()
+	}
+	return res, nil
+}
+
+// Env is a running demo installation: server, workers, config and share.
+type Env struct {
+	Dir        string
+	ConfigPath string
+	Config     *config.Config
+	Server     *server.Server
+	Client     client.Client
+	// Share is the live source dataset's directory on nas-a.
+	Share     string
+	ShareSize int64
+
+	out      io.Writer
+	cleanups []func() error
+}
+
+// Start brings up the server, certificates, config, sample share and both
+// workers, and applies the demo job's schedule. Close tears it all down.
+func Start(ctx context.Context, opts Options) (env *Env, err error) {
+	env = &Env{out: opts.Out, ShareSize: opts.ShareSize}
+	if env.out == nil {
+		env.out = io.Discard
+	}
+	if env.ShareSize <= 0 {
+		env.ShareSize = 200 << 20
+	}
+	defer func() {
+		if err != nil {
+			env.Close()
+		}
+	}()
+	env.Dir = opts.Dir
+	if env.Dir == "" {
+		if env.Dir, err = os.MkdirTemp("", "ferry-demo-"); err != nil {
+			return env, err
+		}
+		if !opts.Keep {
+			dir := env.Dir
+			env.onClose(func() error { return os.RemoveAll(dir) })
+		}
+	} else if err := os.MkdirAll(env.Dir, 0o755); err != nil {
+		return env, err
+	}
+	logDir := filepath.Join(env.Dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return env, err
+	}
+	logger, closeLog, err := fileLogger(filepath.Join(logDir, "ferry.log"))
+	if err != nil {
+		return env, err
+	}
+	env.onClose(func() error { closeLog(); return nil })
+
+	fmt.Fprintf(env.out, "ferry demo: everything lives in %s\n", env.Dir)
 	srv, err := server.Start(ctx, server.Options{
 		Ephemeral: true,
 		Address:   freeOr(orDefault(opts.Address, server.DefaultAddress)),
@@ -107,107 +183,85 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		Logger:    logger.Named("server"),
 	})
 	if err != nil {
-		return res, fmt.Errorf("start the embedded Temporal server: %w", err)
+		return env, fmt.Errorf("start the embedded Temporal server: %w", err)
 	}
-	defer srv.Stop()
-	res.UIURL = srv.UIURL()
-	fmt.Fprintf(out, "  Temporal server  %s (namespace %s, in memory)\n  web UI           %s\n", srv.FrontendAddress(), srv.Namespace(), srv.UIURL())
+	env.Server = srv
+	env.onClose(srv.Stop)
+	fmt.Fprintf(env.out, "  Temporal server  %s (namespace %s, in memory)\n  web UI           %s\n", srv.FrontendAddress(), srv.Namespace(), srv.UIURL())
 
-	cfgPath, err := writeSetup(dirPath, srv.FrontendAddress(), srv.Namespace())
-	if err != nil {
-		return res, err
+	if env.ConfigPath, err = writeSetup(env.Dir, srv.FrontendAddress(), srv.Namespace()); err != nil {
+		return env, err
 	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return res, err
+	if env.Config, err = config.Load(env.ConfigPath); err != nil {
+		return env, err
 	}
-	share := filepath.Join(cfg.Hosts["nas-a"].Root, "share01")
-	if err := os.MkdirAll(share, 0o755); err != nil {
-		return res, err
+	env.Share = filepath.Join(env.Config.Hosts["nas-a"].Root, "share01")
+	if err := os.MkdirAll(env.Share, 0o755); err != nil {
+		return env, err
 	}
-	if err := WriteShare(share, opts.ShareSize, uint64(time.Now().UnixNano())); err != nil {
-		return res, fmt.Errorf("write the sample share: %w", err)
+	if err := WriteShare(env.Share, env.ShareSize, uint64(time.Now().UnixNano())); err != nil {
+		return env, fmt.Errorf("write the sample share: %w", err)
 	}
-	fmt.Fprintf(out, "  sample share     %s, %s of photos, documents and source files\n", Source, starter.FormatBytes(opts.ShareSize))
+	fmt.Fprintf(env.out, "  sample share     %s, %s of photos, documents and source files\n", Source, starter.FormatBytes(env.ShareSize))
 
-	c, err := client.DialContext(ctx, client.Options{
+	env.Client, err = client.DialContext(ctx, client.Options{
 		HostPort: srv.FrontendAddress(), Namespace: srv.Namespace(),
 		Logger: logging.Temporal(logger.Named("sdk").WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))),
 	})
 	if err != nil {
-		return res, err
+		return env, err
 	}
-	defer c.Close()
+	env.onClose(func() error { env.Client.Close(); return nil })
 
-	workerCtx, stopWorkers := context.WithCancel(ctx)
+	workerCtx, stopWorkers := context.WithCancel(context.Background())
 	workersDone := make(chan error, 2)
 	for _, h := range []string{"nas-a", "nas-b"} {
 		go func() {
-			workersDone <- worker.Run(workerCtx, c, worker.Options{Config: cfg, Host: h, Logger: logger.Named(h), StopTimeout: 2 * time.Second})
+			workersDone <- worker.Run(workerCtx, env.Client, worker.Options{Config: env.Config, Host: h, Logger: logger.Named(h), StopTimeout: 2 * time.Second})
 		}()
 	}
-	defer func() {
+	env.onClose(func() error {
 		stopWorkers()
+		var errs []error
 		for range 2 {
-			if werr := <-workersDone; werr != nil && err == nil {
-				err = fmt.Errorf("worker: %w", werr)
+			if err := <-workersDone; err != nil {
+				errs = append(errs, fmt.Errorf("worker: %w", err))
 			}
 		}
-	}()
-	fmt.Fprintf(out, "  workers          nas-a (source) and nas-b (target), dir backend; logs in %s\n", logDir)
+		return errors.Join(errs...)
+	})
+	fmt.Fprintf(env.out, "  workers          nas-a (source) and nas-b (target), dir backend; logs in %s\n", logDir)
 
-	if _, err := starter.Apply(ctx, c, cfg, starter.ApplyOptions{}); err != nil {
-		return res, fmt.Errorf("apply the demo job's schedule: %w", err)
+	if _, err := starter.Apply(ctx, env.Client, env.Config, starter.ApplyOptions{}); err != nil {
+		return env, fmt.Errorf("apply the demo job's schedule: %w", err)
 	}
-
-	fmt.Fprintf(out, "\n[1/2] full replication %s -> %s\n", Source, Target)
-	full, took, err := replicate(ctx, c, out)
-	if err != nil {
-		return res, err
-	}
-	res.Full, res.FullBytes = took, full.Bytes
-
-	changes, err := ChangeShare(share, uint64(time.Now().UnixNano()))
-	if err != nil {
-		return res, fmt.Errorf("change the sample share: %w", err)
-	}
-	res.Changes = changes
-	fmt.Fprintf(out, "\nchanges on %s:\n", Source)
-	for _, ch := range changes {
-		fmt.Fprintf(out, "  - %s\n", ch)
-	}
-
-	fmt.Fprintf(out, "\n[2/2] incremental replication %s -> %s\n", Source, Target)
-	incr, took, err := replicate(ctx, c, out)
-	if err != nil {
-		return res, err
-	}
-	res.Incr, res.IncrBytes, res.Snapshot = took, incr.Bytes, incr.Snapshot
-
-	if res.SourceDigest, res.TargetDigest, err = digests(cfg, incr.Snapshot); err != nil {
-		return res, err
-	}
-	fmt.Fprintf(out, "\ncontent digest of %s@%s\n  source %s\n  target %s\n", Job, incr.Snapshot, res.SourceDigest, res.TargetDigest)
-	if res.SourceDigest != res.TargetDigest {
-		return res, errors.New("the replica's content digest differs from the source's")
-	}
-	fmt.Fprintf(out, "source and target are identical.\n\nbrowse the runs: %s/namespaces/%s/workflows\n", srv.UIURL(), srv.Namespace())
-
-	if opts.Keep {
-		fmt.Fprintf(out, "--keep: server, UI and workers stay up; config %s. Press Ctrl-C to stop.\n", cfgPath)
-		<-ctx.Done()
-	}
-	return res, nil
+	return env, nil
 }
 
-// replicate runs the demo job once and follows it to the end.
-func replicate(ctx context.Context, c client.Client, out io.Writer) (workflows.ReplicateResult, time.Duration, error) {
+func (e *Env) onClose(f func() error) { e.cleanups = append(e.cleanups, f) }
+
+// Close stops the workers, the client and the server and removes what the
+// demo made (unless kept), in reverse order of creation.
+func (e *Env) Close() error {
+	var errs []error
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		if err := e.cleanups[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.cleanups = nil
+	return errors.Join(errs...)
+}
+
+// Replicate runs the demo job once, narrating its progress, and returns its
+// result and wall time (trigger to result).
+func (e *Env) Replicate(ctx context.Context, out io.Writer) (workflows.ReplicateResult, time.Duration, error) {
 	start := time.Now()
-	run, err := starter.Run(ctx, c, Job)
+	run, err := starter.Run(ctx, e.Client, Job)
 	if err != nil {
 		return workflows.ReplicateResult{}, 0, err
 	}
-	r, err := starter.Follow(ctx, c, run.WorkflowID, run.RunID, func(p starter.Progress) {
+	r, err := starter.Follow(ctx, e.Client, run.WorkflowID, run.RunID, func(p starter.Progress) {
 		fmt.Fprintf(out, "  %s\n", p)
 	})
 	if err != nil {
@@ -218,25 +272,23 @@ func replicate(ctx context.Context, c client.Client, out io.Writer) (workflows.R
 	return r, took, nil
 }
 
-// digests computes the snapshot's content digest on both hosts' storage.
-func digests(cfg *config.Config, snapshot string) (string, string, error) {
-	src, err := dir.New(cfg.Hosts["nas-a"].Root)
+// Digests computes the snapshot's content digest on both hosts' storage.
+func (e *Env) Digests(ctx context.Context, snapshot string) (source, target string, err error) {
+	src, err := dir.New(e.Config.Hosts["nas-a"].Root)
 	if err != nil {
 		return "", "", err
 	}
-	tgt, err := dir.New(cfg.Hosts["nas-b"].Root)
+	tgt, err := dir.New(e.Config.Hosts["nas-b"].Root)
 	if err != nil {
 		return "", "", err
 	}
-	s, err := src.ContentDigest(context.Background(), "share01", snapshot)
-	if err != nil {
+	if source, err = src.ContentDigest(ctx, "share01", snapshot); err != nil {
 		return "", "", fmt.Errorf("source content digest: %w", err)
 	}
-	t, err := tgt.ContentDigest(context.Background(), "replicas/share01", snapshot)
-	if err != nil {
+	if target, err = tgt.ContentDigest(ctx, "replicas/share01", snapshot); err != nil {
 		return "", "", fmt.Errorf("target content digest: %w", err)
 	}
-	return s, t, nil
+	return source, target, nil
 }
 
 // writeSetup makes the CA, the two host certificates and the config file.
