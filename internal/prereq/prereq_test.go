@@ -25,7 +25,7 @@ type fakeTB struct {
 	skipped, failed string
 }
 
-func (f *fakeTB) Helper()                         {}
+func (f *fakeTB) Helper()                          {}
 func (f *fakeTB) Skipf(format string, args ...any) { f.skipped = format }
 func (f *fakeTB) Fatalf(format string, args ...any) {
 	f.failed = format
