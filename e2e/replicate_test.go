@@ -224,3 +224,34 @@ func TestCancelledRun(t *testing.T) {
 	}
 	require.Contains(t, phases, "DiscardPartials")
 }
+
+// TestRunRightAfterARun: a run triggered right after the previous one ended,
+// in the same second it started (a small share replicates in well under a
+// second), must snapshot the share as it is now and replicate the change,
+// not find the previous run's snapshot under the same name and report
+// success with nothing sent.
+func TestRunRightAfterARun(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: 256 << 10})
+	e.apply()
+	// Not synchronisation: the first run starts just after a whole second so
+	// that it usually ends within that second, which is the case under test.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	st1 := e.start()
+	first := e.mustSucceed(st1)
+	changes, err := demo.ChangeShare(e.share, 7)
+	require.NoError(t, err)
+	require.NotEmpty(t, changes)
+	st2 := e.start()
+	second := e.mustSucceed(st2)
+	t.Logf("first run %s made %s; second run %s made %s (%d step(s))",
+		st1.WorkflowID, first.Snapshot, st2.WorkflowID, second.Snapshot, len(second.Plan.Steps))
+
+	require.NotEqual(t, first.Snapshot, second.Snapshot,
+		"the second run reused the first run's snapshot: the change made before it was triggered was not replicated")
+	require.Len(t, second.Plan.Steps, 1)
+	require.Equal(t, first.Snapshot, second.Plan.Steps[0].From)
+	added := filepath.Join("photos", "new", "IMG_NEW.jpg")
+	_, err = os.Lstat(filepath.Join(e.roots[target], ".ferry", "snapshots", "replicas%2Fshare", second.Snapshot, added))
+	require.NoError(t, err, "the file added before the second run is not on the target")
+	e.requireSameContent(second.Snapshot)
+}
