@@ -299,6 +299,7 @@ func (e *env) startWorker(host string) *workerProc {
 	defer f.Close()
 	cmd := exec.Command(ferryBin, "worker", "--config", e.cfgPath, "--host", host, "--log-json", "--listen", e.listen[host])
 	cmd.Stdout, cmd.Stderr = f, f
+	dieWithTest(cmd)
 	require.NoError(e.t, cmd.Start())
 	p := &workerProc{host: host, cmd: cmd, log: logPath, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
