@@ -1,0 +1,389 @@
+// Package btrfs is ferry's storage backend for btrfs, driving btrfs-progs:
+// datasets are subvolumes under the host's root, snapshots are read-only
+// snapshots kept under <root>/.ferry/snapshots, streams are `btrfs send`
+// streams, and receives run `btrfs receive` into a private staging area.
+//
+// A receive is only ever called done after ferry has checked it as a careful
+// administrator would (the stream was complete and is the one requested, the
+// result is read-only with the expected received_uuid and parent) and has
+// moved it into place; anything less is a Partial. In staged mode the stream
+// is spooled to disk with checkpoints first, so an interrupted transfer
+// resumes by offset instead of starting over.
+//
+// See docs/storage-btrfs.md for the layout, the modes and the error classes.
+package btrfs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// Kind is this backend's name in configuration and errors.
+const Kind = "btrfs"
+
+// metaDir is the one name at the top of the root that belongs to ferry.
+const metaDir = ".ferry"
+
+// MinVersion is the oldest btrfs-progs ferry drives (tested with 6.2).
+var MinVersion = [2]int{5, 4}
+
+// DefaultStagedThreshold is the expected stream size from which mode "auto"
+// spools the stream before applying it.
+const DefaultStagedThreshold = 1 << 30
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithLogger sets where the backend logs.
+func WithLogger(l *zap.Logger) Option { return func(b *Backend) { b.log = l } }
+
+// WithCheckpointEvery sets how often a staged receive makes its spool
+// durable and reports it: at the first command boundary after at least
+// bytes of stream or interval of time (defaults 16 MiB and 2 s).
+func WithCheckpointEvery(bytes int64, interval time.Duration) Option {
+	return func(b *Backend) { b.ckptBytes, b.ckptEvery = bytes, interval }
+}
+
+// WithStagedThreshold sets from which ExpectedSize mode "auto" stages the
+// stream (default DefaultStagedThreshold); 0 stages every auto receive,
+// including those of unknown size.
+func WithStagedThreshold(bytes int64) Option { return func(b *Backend) { b.stagedThreshold = bytes } }
+
+// WithCommand sets the btrfs program (default "btrfs" from PATH).
+func WithCommand(path string) Option { return func(b *Backend) { b.bin = path } }
+
+// Backend is a btrfs storage backend rooted at one directory of a mounted
+// btrfs filesystem.
+type Backend struct {
+	root            string
+	bin             string
+	log             *zap.Logger
+	ckptBytes       int64
+	ckptEvery       time.Duration
+	stagedThreshold int64
+
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+var _ storage.Backend = (*Backend)(nil)
+
+// New returns the btrfs backend rooted at root. It touches nothing on disk:
+// Check verifies the root, the tools and the privileges.
+func New(root string, opts ...Option) (*Backend, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, storage.Wrap(err, storage.KindInvalid, "open btrfs backend", "", "")
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	b := &Backend{
+		root:            abs,
+		bin:             "btrfs",
+		log:             zap.NewNop(),
+		ckptBytes:       16 << 20,
+		ckptEvery:       2 * time.Second,
+		stagedThreshold: DefaultStagedThreshold,
+		busy:            map[string]bool{},
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
+}
+
+// Root is the backend's root directory.
+func (b *Backend) Root() string { return b.root }
+
+// Kind implements storage.Backend.
+func (b *Backend) Kind() string { return Kind }
+
+// Check implements storage.Backend: btrfs-progs is installed and new
+// enough, the root is a mounted btrfs filesystem or a subvolume on one,
+// ferry has the privileges btrfs send/receive need, and it can write its
+// bookkeeping under <root>/.ferry.
+func (b *Backend) Check(ctx context.Context) error {
+	const op = "check btrfs backend"
+	if err := b.checkTool(ctx); err != nil {
+		return err
+	}
+	fi, err := os.Stat(b.root)
+	if err != nil {
+		return errorf(storage.KindUnsupported, op, "", "", "mount the btrfs filesystem there, or fix the host's root", "root %s: %v", b.root, err)
+	}
+	if !fi.IsDir() {
+		return errorf(storage.KindUnsupported, op, "", "", "set the host's root to a btrfs mount point or subvolume", "root %s is not a directory", b.root)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(b.root, &sfs); err != nil {
+		return errorf(storage.KindUnsupported, op, "", "", "", "statfs %s: %v", b.root, err)
+	}
+	if sfs.Type != unix.BTRFS_SUPER_MAGIC {
+		return errorf(storage.KindUnsupported, op, "", "", "mount a btrfs filesystem at the root (or point the host's root at one), or use backend: dir",
+			"root %s is not on btrfs (filesystem type %#x)", b.root, sfs.Type)
+	}
+	if ok, err := isSubvolume(b.root); err != nil || !ok {
+		return errorf(storage.KindUnsupported, op, "", "", "point the host's root at the filesystem's mount point or at a subvolume (btrfs subvolume create)",
+			"root %s is a plain directory on btrfs, not a mounted filesystem or a subvolume", b.root)
+	}
+	if err := checkPrivileges(); err != nil {
+		return errorf(storage.KindUnsupported, op, "", "", fixPrivileges, "%v", err)
+	}
+	for _, d := range []string{"snapshots", "staging", "marks"} {
+		if err := os.MkdirAll(filepath.Join(b.root, metaDir, d), 0o700); err != nil {
+			return errorf(storage.KindUnsupported, op, "", "", "make the root writable for the worker", "cannot create %s: %v", filepath.Join(b.root, metaDir, d), err)
+		}
+	}
+	return nil
+}
+
+var versionRE = regexp.MustCompile(`v?(\d+)\.(\d+)(?:\.(\d+))?`)
+
+// checkTool finds btrfs and checks its version.
+func (b *Backend) checkTool(ctx context.Context) error {
+	const op = "check btrfs backend"
+	const install = "install btrfs-progs %d.%d or newer (Debian/Ubuntu: apt-get install btrfs-progs; Fedora: dnf install btrfs-progs)"
+	fix := fmt.Sprintf(install, MinVersion[0], MinVersion[1])
+	bin, err := exec.LookPath(b.bin)
+	if err != nil {
+		return errorf(storage.KindUnsupported, op, "", "", fix, "btrfs-progs is not installed: %q not found in PATH", b.bin)
+	}
+	out, err := b.run(ctx, "--version")
+	if err != nil {
+		return errorf(storage.KindUnsupported, op, "", "", fix, "%s --version: %v", bin, err)
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	m := versionRE.FindStringSubmatch(first)
+	if m == nil {
+		return errorf(storage.KindUnsupported, op, "", "", fix, "cannot tell the version of %s from %q", bin, strings.TrimSpace(first))
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	if major < MinVersion[0] || (major == MinVersion[0] && minor < MinVersion[1]) {
+		return errorf(storage.KindUnsupported, op, "", "", fix, "%s is btrfs-progs %d.%d, too old", bin, major, minor)
+	}
+	return nil
+}
+
+// capSysAdmin is CAP_SYS_ADMIN's bit in /proc/self/status capability masks.
+const capSysAdmin = 21
+
+// checkPrivileges: btrfs send, receive and subvolume delete need root or
+// CAP_SYS_ADMIN, and the btrfs processes ferry starts only inherit the
+// capability when it is ambient.
+func checkPrivileges() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return fmt.Errorf("not root (euid %d) and cannot read capabilities: %v", os.Geteuid(), err)
+	}
+	eff, amb := capsFromStatus(string(data))
+	switch {
+	case eff&(1<<capSysAdmin) == 0:
+		return fmt.Errorf("not root (euid %d) and without CAP_SYS_ADMIN: btrfs send, receive and subvolume delete need it", os.Geteuid())
+	case amb&(1<<capSysAdmin) == 0:
+		return fmt.Errorf("CAP_SYS_ADMIN is effective but not ambient, so the btrfs programs ferry runs would not get it")
+	}
+	return nil
+}
+
+// capsFromStatus reads CapEff and CapAmb from /proc/<pid>/status text.
+func capsFromStatus(status string) (eff, amb uint64) {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "CapEff":
+			eff = n
+		case "CapAmb":
+			amb = n
+		}
+	}
+	return eff, amb
+}
+
+// ---- names and paths ----
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:@+=-]{0,199}$`)
+
+func checkName(op, dataset, name string) error {
+	if !nameRE.MatchString(name) || strings.HasSuffix(name, ".spool") || strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".tmp") {
+		return errorf(storage.KindInvalid, op, dataset, name, "use a snapshot name of letters, digits and _ . : @ + = - that does not start with a dot",
+			"invalid snapshot name %q", name)
+	}
+	return nil
+}
+
+func checkDataset(op, dataset string) error {
+	bad := func(why string) error {
+		return errorf(storage.KindInvalid, op, dataset, "", "datasets are relative paths inside the host's root", "invalid dataset %q: %s", dataset, why)
+	}
+	switch {
+	case dataset == "":
+		return bad("empty")
+	case strings.ContainsFunc(dataset, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return bad("contains a control character")
+	case path.IsAbs(dataset):
+		return bad("absolute path")
+	case len(escape(dataset)) > 250:
+		return bad("too long")
+	}
+	for i, c := range strings.Split(dataset, "/") {
+		switch {
+		case c == "" || c == ".":
+			return bad("empty or '.' path component")
+		case c == "..":
+			return bad("'..' escapes the root")
+		case i == 0 && c == metaDir:
+			return bad("the root's .ferry directory belongs to ferry")
+		}
+	}
+	return nil
+}
+
+// escape makes a dataset path one path component: '%' -> %25, '/' -> %2F.
+func escape(dataset string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(dataset, "%", "%25"), "/", "%2F")
+}
+
+func (b *Backend) live(ds string) string { return filepath.Join(b.root, filepath.FromSlash(ds)) }
+func (b *Backend) snapDir(ds string) string {
+	return filepath.Join(b.root, metaDir, "snapshots", escape(ds))
+}
+
+// container is a snapshot's directory: it holds the read-only subvolume
+// (named like the snapshot) and ferry's metadata.
+func (b *Backend) container(ds, name string) string { return filepath.Join(b.snapDir(ds), name) }
+func (b *Backend) subvolPath(ds, name string) string {
+	return filepath.Join(b.container(ds, name), name)
+}
+func (b *Backend) metaPath(ds, name string) string {
+	return filepath.Join(b.container(ds, name), metaFile)
+}
+func (b *Backend) stagingDir(ds string) string {
+	return filepath.Join(b.root, metaDir, "staging", escape(ds))
+}
+
+// stage is a receive's staging directory; btrfs receive (chrooted there)
+// creates the subvolume in it.
+func (b *Backend) stage(ds, name string) string { return filepath.Join(b.stagingDir(ds), name) }
+func (b *Backend) spoolPath(ds, name string) string {
+	return filepath.Join(b.stagingDir(ds), name+".spool")
+}
+func (b *Backend) spoolStatePath(ds, name string) string {
+	return filepath.Join(b.stagingDir(ds), name+".spool.json")
+}
+func (b *Backend) marksDir(ds string) string {
+	return filepath.Join(b.root, metaDir, "marks", escape(ds))
+}
+
+// rel is p relative to the root, for Partial IDs and messages.
+func (b *Backend) rel(p string) string {
+	r, err := filepath.Rel(b.root, p)
+	if err != nil {
+		return p
+	}
+	return filepath.ToSlash(r)
+}
+
+// lock serialises the mutating operations on one dataset within this
+// process (ferry runs one worker per host and root). A second operation
+// while one runs is refused as temporary.
+func (b *Backend) lock(op, ds string) (func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.busy[ds] {
+		return nil, errorf(storage.KindTemporary, op, ds, "", "retry when the running operation has finished", "another operation on this dataset is running")
+	}
+	b.busy[ds] = true
+	return func() {
+		b.mu.Lock()
+		delete(b.busy, ds)
+		b.mu.Unlock()
+	}, nil
+}
+
+// ---- small file helpers ----
+
+// writeFileAtomic writes p through a temporary file, fsyncs it, renames it
+// into place and fsyncs the directory.
+func writeFileAtomic(p string, data []byte) error {
+	tmp := p + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+func syncDir(p string) error {
+	d, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncFS commits the filesystem holding p (syncfs).
+func syncFS(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+// removeIfEmpty removes directory p when it is empty.
+func removeIfEmpty(p string) {
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+}
+
+func zapArgs(args []string) zap.Field { return zap.Strings("args", args) }

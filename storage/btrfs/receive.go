@@ -1,0 +1,572 @@
+package btrfs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-nas/ferry/logging"
+	"github.com/ferry-nas/ferry/resume"
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// Receive modes (storage.ReceiveRequest.Mode).
+const (
+	ModeAuto   = "auto"
+	ModeStaged = "staged"
+	ModeOff    = "off"
+)
+
+// spoolState is <name>.spool.json beside a staged receive's spool: the
+// last checkpoint. The spool's first Position.Offset bytes are durable.
+type spoolState struct {
+	Version      int             `json:"version"`
+	Dataset      string          `json:"dataset"`
+	Name         string          `json:"name"`
+	SourceGUID   string          `json:"source_guid,omitempty"`
+	TargetParent string          `json:"target_parent,omitempty"`
+	Position     resume.Position `json:"position"`
+	// Stream is the parser's state at Position (a command boundary).
+	Stream streamState `json:"stream"`
+	// Complete: the whole stream (through io.EOF) is in the spool.
+	Complete  bool      `json:"complete"`
+	StartedAt time.Time `json:"started_at"`
+	At        time.Time `json:"at"`
+}
+
+// loadSpoolState reads a resume state; (nil, nil) when there is none.
+func loadSpoolState(p string) (*spoolState, error) {
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st spoolState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("corrupt %s: %w", p, err)
+	}
+	if st.Position.Offset < streamHeaderLen || (len(st.Position.HashState) == 0) {
+		return nil, fmt.Errorf("%s holds no usable position", p)
+	}
+	return &st, nil
+}
+
+// Receive implements storage.Backend. The stream is parsed and checked
+// command by command (framing, CRCs, paths, identity) before btrfs receive
+// sees it; btrfs receive runs chrooted into .ferry/staging/<ds>/<name>/. In
+// staged mode the stream is first spooled to .ferry/staging/<ds>/<name>.spool
+// with checkpoints and applied with `btrfs receive -f` once the stream has
+// ended (io.EOF); in off mode it is piped straight into btrfs receive, which
+// only gets the stream's end command after io.EOF, so a stream that fails
+// (even after its last byte) never produces a finished subvolume. Either
+// way, the result is checked (read-only, received_uuid, parent) and only
+// then moved to .ferry/snapshots/<ds>/<name>.
+func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s resume.Stream) (storage.Snapshot, error) {
+	const op = "receive"
+	ds, name := req.Dataset, req.Name
+	if err := checkDataset(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if req.Parent != "" {
+		if err := checkName(op, ds, req.Parent); err != nil {
+			return storage.Snapshot{}, err
+		}
+	}
+	unlock, err := b.lock(op, ds)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	defer unlock()
+
+	st, err := b.inspect(ctx, ds, name)
+	if err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	}
+	if st.complete {
+		return storage.Snapshot{}, errorf(storage.KindConflict, op, ds, name,
+			"the target already holds a complete snapshot of that name; destroy it first if it is not the one being sent",
+			"snapshot %q already exists on the target", name)
+	}
+	rx := &receiver{b: b, ctx: ctx, req: req, s: s, op: op}
+	rx.rules = streamRules{name: name, sourceUUID: req.SourceGUID}
+	if req.Parent != "" {
+		if rx.parent, err = b.complete(ctx, op, ds, req.Parent); err != nil {
+			var se *storage.Error
+			if errors.As(err, &se) && se.Kind == storage.KindNotFound {
+				se.Err = fmt.Errorf("incremental base %q is not on the target: %w", req.Parent, se.Err)
+				se.Fix = "send a full stream, or restore the base snapshot on the target"
+			}
+			return storage.Snapshot{}, err
+		}
+		rx.rules.incremental = true
+		for _, u := range []string{rx.parent.sv.ReceivedUUID, rx.parent.sv.UUID} {
+			if u != "" {
+				rx.rules.parentUUIDs = append(rx.rules.parentUUIDs, u)
+			}
+		}
+	}
+
+	// Resume a spool, or start from nothing.
+	pos := s.Position()
+	var state *spoolState
+	if req.Resume {
+		state, err = loadSpoolState(b.spoolStatePath(ds, name))
+		if state != nil {
+			if fi, serr := os.Stat(b.spoolPath(ds, name)); serr != nil || fi.Size() < state.Position.Offset {
+				state = nil
+			}
+		}
+		switch {
+		case err == nil && state != nil:
+			if pos.Offset != state.Position.Offset || !bytes.Equal(pos.HashState, state.Position.HashState) {
+				return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "resume from the partial's position, or receive without resume",
+					"stream starts at offset %d but the partial receive is durable up to offset %d", pos.Offset, state.Position.Offset)
+			}
+			if state.TargetParent != req.Parent || state.SourceGUID != req.SourceGUID {
+				return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "receive without resume",
+					"the partial receive is of %s on base %q, not of %s on %q", state.SourceGUID, state.TargetParent, req.SourceGUID, req.Parent)
+			}
+		case pos.Offset == 0:
+			state = nil // nothing durable to resume: start over
+		default:
+			return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "receive from offset 0 without resume",
+				"stream starts at offset %d but there is no resumable partial receive", pos.Offset)
+		}
+	} else if pos.Offset != 0 {
+		return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "receive with resume set, or from offset 0",
+			"stream starts at offset %d without resume", pos.Offset)
+	}
+	cleanup := context.WithoutCancel(ctx)
+	if state == nil {
+		err = b.discardStaging(cleanup, ds, name)
+	} else {
+		// An apply that was interrupted is redone from the spool.
+		err = b.removeTree(cleanup, b.stage(ds, name))
+	}
+	if err == nil && st.exists {
+		b.log.Warn("removing an incomplete snapshot before receiving it again", zap.String("dataset", ds), logging.Snapshot(name), zap.String("reason", st.reason))
+		err = b.removeTree(cleanup, b.container(ds, name))
+	}
+	if err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	}
+
+	mode, why, err := b.chooseMode(req, state != nil)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	rx.mode = mode
+	b.log.Info("receive", zap.String("dataset", ds), logging.Snapshot(name), zap.String("mode", mode), zap.String("why", why),
+		zap.Int64("expected_bytes", req.ExpectedSize), zap.Int64("from_offset", pos.Offset))
+	var snap storage.Snapshot
+	if mode == ModeStaged {
+		snap, err = rx.staged(state)
+	} else {
+		snap, err = rx.direct()
+	}
+	if err == nil {
+		return snap, nil
+	}
+	err = rx.classify(err)
+	if storage.KindOf(err) != storage.KindTemporary {
+		// Refused, out of space or contradicting the target: retrying the
+		// same stream cannot help, and nothing partial may stay behind.
+		if derr := b.discardStaging(cleanup, ds, name); derr != nil {
+			b.log.Warn("discarding a failed receive", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(derr))
+		}
+	}
+	return storage.Snapshot{}, err
+}
+
+// chooseMode picks staged or off for a receive.
+func (b *Backend) chooseMode(req storage.ReceiveRequest, resuming bool) (mode, why string, err error) {
+	if resuming {
+		return ModeStaged, "resuming a spooled receive", nil
+	}
+	switch req.Mode {
+	case ModeStaged:
+		return ModeStaged, "the job asks for it", nil
+	case ModeOff:
+		return ModeOff, "the job asks for it", nil
+	case "", ModeAuto:
+	default:
+		return "", "", errorf(storage.KindInvalid, "receive", req.Dataset, req.Name, "set stream.resume to auto, staged or off", "unknown resume mode %q", req.Mode)
+	}
+	if req.ExpectedSize < b.stagedThreshold {
+		return ModeOff, fmt.Sprintf("expected %d bytes, below the staging threshold of %d", req.ExpectedSize, b.stagedThreshold), nil
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(b.root, &sfs); err != nil {
+		return ModeOff, "cannot tell the free space: " + err.Error(), nil
+	}
+	free := int64(sfs.Bavail) * sfs.Bsize
+	need := 2*req.ExpectedSize + req.ExpectedSize/20 + 64<<20
+	if free < need {
+		return ModeOff, fmt.Sprintf("%d bytes free, %d needed for spool and data", free, need), nil
+	}
+	return ModeStaged, fmt.Sprintf("expected %d bytes, room for spool and data", req.ExpectedSize), nil
+}
+
+type receiver struct {
+	b      *Backend
+	ctx    context.Context
+	req    storage.ReceiveRequest
+	s      resume.Stream
+	op     string
+	mode   string
+	parent *snapState
+	rules  streamRules
+}
+
+// classify maps the failure of a receive onto storage kinds.
+func (rx *receiver) classify(err error) error {
+	ds, name := rx.req.Dataset, rx.req.Name
+	var (
+		se *storage.Error
+		fe *formatError
+		re *readError
+		bm *baseMismatch
+		ce *cmdError
+	)
+	switch {
+	case errors.As(err, &se):
+		return err
+	case errors.As(err, &re):
+		return &storage.Error{Kind: storage.KindTemporary, Op: rx.op, Dataset: ds, Snapshot: name, Err: err}
+	case errors.As(err, &fe):
+		return &storage.Error{Kind: storage.KindInvalid, Op: rx.op, Dataset: ds, Snapshot: name, Err: fmt.Errorf("invalid btrfs stream: %w", err)}
+	case errors.As(err, &bm):
+		return &storage.Error{Kind: storage.KindConflict, Op: rx.op, Dataset: ds, Snapshot: name, Err: err,
+			Fix: "the target's base is not the snapshot the stream was made from; plan the step again"}
+	case errors.As(err, &ce):
+		kind, fix := storage.KindInvalid, ""
+		switch {
+		case ce.ctxErr != nil:
+			kind = storage.KindTemporary
+		case ce.noSpace():
+			kind, fix = storage.KindNoSpace, fixNoSpace
+		case ce.notPermitted():
+			kind, fix = storage.KindUnsupported, fixPrivileges
+		case containsAny(ce.stderr, "cannot find parent subvolume"):
+			kind, fix = storage.KindConflict, "the target's base is not the snapshot the stream was made from; plan the step again"
+		case containsAny(ce.stderr, "Input/output error", "Cannot allocate memory", "Resource temporarily unavailable"):
+			kind = storage.KindTemporary
+		}
+		return &storage.Error{Kind: kind, Op: rx.op, Dataset: ds, Snapshot: name, Err: fmt.Errorf("btrfs receive failed: %w", err), Fix: fix}
+	}
+	if rx.ctx.Err() != nil {
+		return &storage.Error{Kind: storage.KindTemporary, Op: rx.op, Dataset: ds, Snapshot: name, Err: err}
+	}
+	return storage.Wrap(err, storage.KindTemporary, rx.op, ds, name)
+}
+
+// ---- staged ----
+
+// staged spools the stream (continuing state's spool when set), then
+// applies the spool.
+func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
+	b, ds, name := rx.b, rx.req.Dataset, rx.req.Name
+	if err := os.MkdirAll(b.stagingDir(ds), 0o700); err != nil {
+		return storage.Snapshot{}, err
+	}
+	spoolPath := b.spoolPath(ds, name)
+	f, err := os.OpenFile(spoolPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	defer f.Close()
+	sr := newStreamReader(rx.s)
+	var st streamState
+	started := time.Now().UTC()
+	var written int64
+	lastCk := int64(-1)
+	if state != nil {
+		if err := f.Truncate(state.Position.Offset); err != nil {
+			return storage.Snapshot{}, err
+		}
+		if _, err := f.Seek(state.Position.Offset, io.SeekStart); err != nil {
+			return storage.Snapshot{}, err
+		}
+		sr.version, st, started = state.Stream.Version, state.Stream, state.StartedAt
+		written, lastCk = state.Position.Offset, state.Position.Offset
+	} else {
+		if err := f.Truncate(0); err != nil {
+			return storage.Snapshot{}, err
+		}
+		hdr, err := sr.header()
+		if err != nil {
+			return storage.Snapshot{}, err
+		}
+		if _, err := f.Write(hdr); err != nil {
+			return storage.Snapshot{}, err
+		}
+		st.Version = sr.version
+		written = int64(len(hdr))
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	lastCkAt := time.Now()
+	boundary := rx.s.Position()
+	if boundary.Offset != written {
+		return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary.Offset, written)
+	}
+	checkpoint := func(pos resume.Position, st streamState, complete bool) error {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		s := &spoolState{Version: 1, Dataset: ds, Name: name, SourceGUID: rx.req.SourceGUID, TargetParent: rx.req.Parent,
+			Position: pos, Stream: st, Complete: complete, StartedAt: started, At: time.Now().UTC()}
+		data, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(b.spoolStatePath(ds, name), data); err != nil {
+			return err
+		}
+		lastCk, lastCkAt = pos.Offset, time.Now()
+		if rx.req.Durable != nil {
+			rx.req.Durable(pos)
+		}
+		return nil
+	}
+	for {
+		c, err := sr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var re *readError
+			if errors.As(err, &re) && boundary.Offset > lastCk {
+				// Keep every whole command that arrived: a retry resumes here.
+				if cerr := checkpoint(boundary, st, false); cerr != nil {
+					return storage.Snapshot{}, errors.Join(err, cerr)
+				}
+			}
+			return storage.Snapshot{}, err
+		}
+		if err := st.check(c, &rx.rules); err != nil {
+			return storage.Snapshot{}, err
+		}
+		if _, err := w.Write(c.raw); err != nil {
+			return storage.Snapshot{}, err
+		}
+		written += int64(len(c.raw))
+		boundary = rx.s.Position()
+		if boundary.Offset != written {
+			return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary.Offset, written)
+		}
+		if written-lastCk >= b.ckptBytes || time.Since(lastCkAt) >= b.ckptEvery {
+			if err := checkpoint(boundary, st, false); err != nil {
+				return storage.Snapshot{}, err
+			}
+		}
+	}
+	if !st.Ended {
+		return storage.Snapshot{}, badStream("stream ended at byte %d before its end command (truncated)", written)
+	}
+	if err := checkpoint(rx.s.Position(), st, true); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := f.Close(); err != nil {
+		return storage.Snapshot{}, err
+	}
+
+	stage := b.stage(ds, name)
+	if err := os.Mkdir(stage, 0o700); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if _, err := b.run(rx.ctx, "receive", "--chroot", "-e", "-f", spoolPath, stage); err != nil {
+		return storage.Snapshot{}, err
+	}
+	return rx.finish(&st)
+}
+
+// ---- off: straight into btrfs receive ----
+
+func (rx *receiver) direct() (storage.Snapshot, error) {
+	b, ds, name := rx.b, rx.req.Dataset, rx.req.Name
+	if err := os.MkdirAll(b.stagingDir(ds), 0o700); err != nil {
+		return storage.Snapshot{}, err
+	}
+	stage := b.stage(ds, name)
+	if err := os.Mkdir(stage, 0o700); err != nil {
+		return storage.Snapshot{}, err
+	}
+	sr := newStreamReader(rx.s)
+	hdr, err := sr.header()
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	var stdin io.WriteCloser
+	p, err := b.start(rx.ctx, func(c *exec.Cmd) error {
+		c.Stdout = io.Discard
+		var err error
+		stdin, err = c.StdinPipe()
+		return err
+	}, "receive", "--chroot", "-e", stage)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	// abort kills btrfs receive before it can see the end of its input: a
+	// receive that does not get the whole stream never finishes a subvolume.
+	abort := func(err error) (storage.Snapshot, error) {
+		p.kill()
+		stdin.Close()
+		p.wait()
+		return storage.Snapshot{}, err
+	}
+	// died: btrfs receive stopped reading; its own error is the cause.
+	died := func(werr error) (storage.Snapshot, error) {
+		stdin.Close()
+		if err := p.wait(); err != nil {
+			return storage.Snapshot{}, err
+		}
+		return storage.Snapshot{}, fmt.Errorf("btrfs receive stopped reading its input: %w", werr)
+	}
+	st := streamState{Version: sr.version}
+	if _, err := stdin.Write(hdr); err != nil {
+		return died(err)
+	}
+	var end []byte
+	for {
+		c, err := sr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return abort(err)
+		}
+		if err := st.check(c, &rx.rules); err != nil {
+			return abort(err)
+		}
+		if c.typ == cmdEnd {
+			end = bytes.Clone(c.raw)
+			continue
+		}
+		if _, err := stdin.Write(c.raw); err != nil {
+			return died(err)
+		}
+	}
+	if !st.Ended {
+		return abort(badStream("stream ended at byte %d before its end command (truncated)", sr.n))
+	}
+	// The stream ended cleanly (io.EOF, where the data plane has checked its
+	// trailer): only now does btrfs receive get the end command.
+	if _, err := stdin.Write(end); err != nil {
+		return died(err)
+	}
+	if err := stdin.Close(); err != nil {
+		return died(err)
+	}
+	if err := p.wait(); err != nil {
+		return storage.Snapshot{}, err
+	}
+	return rx.finish(&st)
+}
+
+// ---- checking and committing ----
+
+// finish checks what btrfs receive made in the staging directory as a
+// careful administrator would, then commits it: metadata written, the
+// staging directory renamed into .ferry/snapshots/<ds>/<name>, the spool
+// removed. (A read-only subvolume cannot itself be moved to another
+// directory, which is why each snapshot lives in a directory of its own.)
+func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
+	b, ds, name := rx.b, rx.req.Dataset, rx.req.Name
+	stage := b.stage(ds, name)
+	entries, err := os.ReadDir(stage)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	if len(entries) != 1 || entries[0].Name() != name {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return storage.Snapshot{}, badStream("the stream wrote outside its subvolume: the receive directory holds %q", names)
+	}
+	svPath := stage + "/" + name
+	if ok, err := isSubvolume(svPath); err != nil {
+		return storage.Snapshot{}, err
+	} else if !ok {
+		return storage.Snapshot{}, badStream("btrfs receive made no subvolume %q", name)
+	}
+	// Commit first: the kernel reports the committed root item, and btrfs
+	// receive's last changes (received_uuid, read-only) are in the running
+	// transaction.
+	if err := syncFS(stage); err != nil {
+		return storage.Snapshot{}, err
+	}
+	sv, err := b.show(rx.ctx, svPath)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	conflict := func(format string, args ...any) (storage.Snapshot, error) {
+		return storage.Snapshot{}, errorf(storage.KindConflict, rx.op, ds, name, "discard the receive and plan the step again", format, args...)
+	}
+	switch {
+	case !sv.ReadOnly || sv.ReceivedUUID == "":
+		return storage.Snapshot{}, badStream("btrfs receive ended without finishing the subvolume (%s)", describe(sv))
+	case sv.ReceivedUUID != st.UUID:
+		return conflict("received_uuid %s, but the stream was of %s", sv.ReceivedUUID, st.UUID)
+	case rx.req.SourceGUID != "" && sv.ReceivedUUID != rx.req.SourceGUID:
+		return conflict("received_uuid %s, expected %s", sv.ReceivedUUID, rx.req.SourceGUID)
+	case sv.Stransid != st.Ctransid:
+		return conflict("stransid %d, but the stream carried ctransid %d", sv.Stransid, st.Ctransid)
+	case rx.parent == nil && sv.ParentUUID != "":
+		return conflict("a full receive made a snapshot of %s", sv.ParentUUID)
+	case rx.parent != nil && sv.ParentUUID != rx.parent.sv.UUID:
+		return conflict("btrfs applied the incremental on subvolume %s, not on the base %q (%s)", sv.ParentUUID, rx.req.Parent, rx.parent.sv.UUID)
+	}
+	end := rx.s.Position()
+	m := &meta{
+		Version: 1, Dataset: ds, Name: name, Kind: kindReceived, UUID: sv.UUID, ReceivedUUID: sv.ReceivedUUID,
+		ParentGUID: st.CloneUUID, TargetParent: rx.req.Parent, ParentUUID: sv.ParentUUID,
+		Ctransid: sv.Ctransid, Stransid: sv.Stransid, CreatedAt: sv.Created,
+		Mode: rx.mode, StreamBytes: end.Offset,
+	}
+	if d, err := end.PrefixDigest(); err == nil {
+		m.StreamSHA256 = hex.EncodeToString(d[:])
+	}
+	if err := b.writeMeta(stage+"/"+metaFile, m); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := os.MkdirAll(b.snapDir(ds), 0o700); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, b.container(ds, name), unix.RENAME_NOREPLACE); err != nil {
+		return storage.Snapshot{}, fmt.Errorf("commit %s: %w", name, err)
+	}
+	if err := errors.Join(syncDir(b.snapDir(ds)), syncDir(b.stagingDir(ds))); err != nil {
+		return storage.Snapshot{}, err
+	}
+	for _, p := range []string{b.spoolPath(ds, name), b.spoolStatePath(ds, name)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			b.log.Warn("removing the spool of a committed receive", zap.String("path", p), zap.Error(err))
+		}
+	}
+	removeIfEmpty(b.stagingDir(ds))
+	b.log.Info("received", zap.String("dataset", ds), logging.Snapshot(name), zap.String("uuid", sv.UUID),
+		zap.String("received_uuid", sv.ReceivedUUID), zap.String("mode", rx.mode), zap.Int64("stream_bytes", end.Offset))
+	done := &snapState{name: name, exists: true, meta: m, sv: sv, complete: true}
+	return done.snapshot(ds), nil
+}

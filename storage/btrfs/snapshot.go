@@ -1,0 +1,449 @@
+package btrfs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-nas/ferry/logging"
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// metaFile is ferry's record of a snapshot, inside its container beside
+// the subvolume. A snapshot is complete only when the record exists, its
+// subvolume is read-only with the recorded uuid and, for a received one,
+// still carries the recorded received_uuid.
+const metaFile = ".meta.json"
+
+const (
+	kindLocal    = "local"
+	kindReceived = "received"
+)
+
+type meta struct {
+	Version int    `json:"version"`
+	Dataset string `json:"dataset"`
+	Name    string `json:"name"`
+	// Kind is "local" (made here by CreateSnapshot) or "received".
+	Kind string `json:"kind"`
+	// UUID is the subvolume's own uuid (the snapshot's GUID).
+	UUID string `json:"uuid"`
+	// ReceivedUUID is the source snapshot's uuid (received only).
+	ReceivedUUID string `json:"received_uuid,omitempty"`
+	// ParentGUID is the source uuid of the incremental base a received
+	// snapshot was applied on; TargetParent names that base here and
+	// ParentUUID is btrfs's parent_uuid (the live subvolume of a local
+	// snapshot, the base's uuid here for a received incremental).
+	ParentGUID   string `json:"parent_guid,omitempty"`
+	TargetParent string `json:"target_parent,omitempty"`
+	ParentUUID   string `json:"parent_uuid,omitempty"`
+	// Ctransid is the subvolume's ctransid when it was committed: any
+	// change to its content later moves it (Verify, Send check it).
+	Ctransid uint64 `json:"ctransid"`
+	// Stransid is, for a received snapshot, the source's ctransid that
+	// btrfs receive stored.
+	Stransid  uint64    `json:"stransid,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Mode, StreamBytes and StreamSHA256 describe the receive.
+	Mode         string `json:"mode,omitempty"`
+	StreamBytes  int64  `json:"stream_bytes,omitempty"`
+	StreamSHA256 string `json:"stream_sha256,omitempty"`
+}
+
+// snapState is what is on disk for one snapshot name.
+type snapState struct {
+	name string
+	// exists: the container (or something) is there.
+	exists bool
+	meta   *meta
+	sv     *subvol
+	// complete, else reason says why it is partial.
+	complete bool
+	reason   string
+}
+
+func (st *snapState) snapshot(ds string) storage.Snapshot {
+	return storage.Snapshot{
+		Dataset: ds, Name: st.name, GUID: st.sv.UUID, ReceivedGUID: st.sv.ReceivedUUID,
+		ParentGUID: st.meta.ParentGUID, CreatedAt: st.sv.Created, ReadOnly: st.sv.ReadOnly,
+	}
+}
+
+// inspect looks at .ferry/snapshots/<ds>/<name>. Errors are for things that
+// could not be looked at; anything odd found is a reason.
+func (b *Backend) inspect(ctx context.Context, ds, name string) (*snapState, error) {
+	st := &snapState{name: name}
+	c := b.container(ds, name)
+	fi, err := os.Lstat(c)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st.exists = true
+	if !fi.IsDir() {
+		st.reason = "not a directory"
+		return st, nil
+	}
+	if ok, err := isSubvolume(c); err != nil {
+		return nil, err
+	} else if ok {
+		sv, err := b.show(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		st.reason = "a subvolume in place of a snapshot directory (not ferry's layout): " + describe(sv)
+		return st, nil
+	}
+	data, err := os.ReadFile(b.metaPath(ds, name))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		var m meta
+		if err := json.Unmarshal(data, &m); err != nil {
+			st.reason = fmt.Sprintf("unreadable metadata (%v)", err)
+		} else {
+			st.meta = &m
+		}
+	}
+	svPath := b.subvolPath(ds, name)
+	if ok, err := isSubvolume(svPath); err == nil && ok {
+		if st.sv, err = b.show(ctx, svPath); err != nil {
+			return nil, err
+		}
+	} else if err == nil {
+		st.reason = join(st.reason, fmt.Sprintf("%s is not a subvolume", name))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	switch m, sv := st.meta, st.sv; {
+	case st.reason != "":
+	case m == nil && sv == nil:
+		st.reason = "empty snapshot directory (interrupted create or destroy)"
+	case m == nil:
+		st.reason = "snapshot without ferry's metadata (interrupted create): " + describe(sv)
+	case sv == nil:
+		st.reason = "metadata without its subvolume (interrupted destroy)"
+	case m.Name != name:
+		st.reason = fmt.Sprintf("metadata names %q", m.Name)
+	case sv.UUID != m.UUID:
+		st.reason = fmt.Sprintf("subvolume uuid %s, recorded %s: replaced behind ferry's back", sv.UUID, m.UUID)
+	case !sv.ReadOnly:
+		st.reason = "subvolume is writable (" + describe(sv) + "): never a complete snapshot"
+	case m.Kind == kindReceived && sv.ReceivedUUID == "":
+		st.reason = "received snapshot without received_uuid (made writable after receive?)"
+	case m.Kind == kindReceived && sv.ReceivedUUID != m.ReceivedUUID:
+		st.reason = fmt.Sprintf("received_uuid %s, recorded %s", sv.ReceivedUUID, m.ReceivedUUID)
+	default:
+		st.complete = true
+	}
+	return st, nil
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// describe says in words what state a subvolume is in.
+func describe(sv *subvol) string {
+	var parts []string
+	if sv.ReadOnly {
+		parts = append(parts, "read-only")
+	} else {
+		parts = append(parts, "writable")
+	}
+	if sv.ReceivedUUID == "" {
+		parts = append(parts, "no received_uuid")
+	} else {
+		parts = append(parts, "received_uuid "+sv.ReceivedUUID)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// complete returns the complete snapshot name, or a NotFound error.
+func (b *Backend) complete(ctx context.Context, op, ds, name string) (*snapState, error) {
+	st, err := b.inspect(ctx, ds, name)
+	if err != nil {
+		return nil, classify(err, storage.KindTemporary, op, ds, name)
+	}
+	if !st.complete {
+		why := "does not exist"
+		if st.exists {
+			why = "is not a complete snapshot: " + st.reason
+		}
+		return nil, errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q %s", name, why)
+	}
+	return st, nil
+}
+
+// unmodified refuses a snapshot whose content changed since it was
+// committed (its ctransid moved) or that is no longer read-only.
+func unmodified(op, ds string, st *snapState) error {
+	switch {
+	case !st.sv.ReadOnly:
+		return errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again", "snapshot is writable")
+	case st.sv.Ctransid != st.meta.Ctransid:
+		return errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again",
+			"snapshot was modified after it was made (ctransid %d, recorded %d)", st.sv.Ctransid, st.meta.Ctransid)
+	}
+	return nil
+}
+
+func (b *Backend) writeMeta(p string, m *meta) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(p, append(data, '\n'))
+}
+
+// CreateSnapshot implements storage.Backend with `btrfs subvolume snapshot
+// -r` of the live subvolume into .ferry/snapshots/<ds>/<name>/<name>; the
+// metadata written last makes it complete.
+func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.Snapshot, error) {
+	const op = "create snapshot"
+	if err := checkDataset(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return storage.Snapshot{}, err
+	}
+	unlock, err := b.lock(op, ds)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	defer unlock()
+
+	live := b.live(ds)
+	if _, err := os.Lstat(live); errors.Is(err, fs.ErrNotExist) {
+		return storage.Snapshot{}, errorf(storage.KindNotFound, op, ds, name, "create the dataset with `btrfs subvolume create` or fix the job's dataset", "dataset %s does not exist", live)
+	} else if err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	}
+	if real, err := filepath.EvalSymlinks(live); err != nil || real != live {
+		return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "datasets must be real subvolumes inside the root, not reached through symlinks", "dataset %s resolves to %s", live, real)
+	}
+	if ok, err := isSubvolume(live); err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	} else if !ok {
+		return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "make the dataset a subvolume (btrfs subvolume create, then move the data in)", "dataset %s is a plain directory, not a btrfs subvolume", live)
+	}
+
+	st, err := b.inspect(ctx, ds, name)
+	if err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	}
+	if st.complete {
+		return st.snapshot(ds), nil
+	}
+	if st.exists {
+		b.log.Warn("removing an incomplete snapshot before taking it again", logging.Snapshot(name), zap.String("dataset", ds), zap.String("reason", st.reason))
+		if err := b.removeTree(ctx, b.container(ds, name)); err != nil {
+			return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+		}
+	}
+	if err := os.MkdirAll(b.container(ds, name), 0o700); err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	}
+	fail := func(err error) (storage.Snapshot, error) {
+		err = classify(err, storage.KindTemporary, op, ds, name)
+		if rerr := b.removeTree(context.WithoutCancel(ctx), b.container(ds, name)); rerr != nil {
+			b.log.Warn("cleaning up a failed snapshot", zap.Error(rerr))
+		}
+		removeIfEmpty(b.snapDir(ds))
+		return storage.Snapshot{}, err
+	}
+	if _, err := b.run(ctx, "subvolume", "snapshot", "-r", live, b.subvolPath(ds, name)); err != nil {
+		return fail(err)
+	}
+	if err := syncFS(b.container(ds, name)); err != nil {
+		return fail(err)
+	}
+	sv, err := b.show(ctx, b.subvolPath(ds, name))
+	if err != nil {
+		return fail(err)
+	}
+	m := &meta{Version: 1, Dataset: ds, Name: name, Kind: kindLocal, UUID: sv.UUID, ParentUUID: sv.ParentUUID,
+		Ctransid: sv.Ctransid, CreatedAt: sv.Created}
+	if err := b.writeMeta(b.metaPath(ds, name), m); err != nil {
+		return fail(err)
+	}
+	st = &snapState{name: name, exists: true, meta: m, sv: sv, complete: true}
+	return st.snapshot(ds), nil
+}
+
+// ListSnapshots implements storage.Backend: the complete snapshots, oldest
+// first (creation time, then subvolume id).
+func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snapshot, error) {
+	const op = "list snapshots"
+	if err := checkDataset(op, ds); err != nil {
+		return nil, err
+	}
+	states, err := b.snapStates(ctx, ds)
+	if err != nil {
+		return nil, classify(err, storage.KindTemporary, op, ds, "")
+	}
+	var done []*snapState
+	for _, st := range states {
+		if st.complete {
+			done = append(done, st)
+		}
+	}
+	slices.SortFunc(done, func(a, c *snapState) int {
+		if d := a.sv.Created.Compare(c.sv.Created); d != 0 {
+			return d
+		}
+		switch {
+		case a.sv.ID < c.sv.ID:
+			return -1
+		case a.sv.ID > c.sv.ID:
+			return 1
+		}
+		return 0
+	})
+	out := make([]storage.Snapshot, 0, len(done))
+	for _, st := range done {
+		out = append(out, st.snapshot(ds))
+	}
+	return out, nil
+}
+
+// snapStates inspects every entry of .ferry/snapshots/<ds>.
+func (b *Backend) snapStates(ctx context.Context, ds string) ([]*snapState, error) {
+	entries, err := os.ReadDir(b.snapDir(ds))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*snapState
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		st, err := b.inspect(ctx, ds, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// DestroySnapshot implements storage.Backend: the metadata goes first (the
+// snapshot is then no longer complete), then the subvolume, then its
+// directory.
+func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
+	const op = "destroy snapshot"
+	if err := checkDataset(op, ds); err != nil {
+		return err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return err
+	}
+	unlock, err := b.lock(op, ds)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return classify(b.destroy(ctx, ds, name), storage.KindTemporary, op, ds, name)
+}
+
+func (b *Backend) destroy(ctx context.Context, ds, name string) error {
+	c := b.container(ds, name)
+	if _, err := os.Lstat(c); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.Remove(b.metaPath(ds, name)); err == nil {
+		if err := syncDir(c); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
+		return err
+	}
+	if err := b.removeTree(ctx, c); err != nil {
+		return err
+	}
+	removeIfEmpty(b.snapDir(ds))
+	return nil
+}
+
+// ContentDigest implements storage.Backend with storage.TreeDigest over the
+// snapshot's read-only subvolume.
+func (b *Backend) ContentDigest(ctx context.Context, ds, name string) (string, error) {
+	const op = "content digest"
+	if err := checkDataset(op, ds); err != nil {
+		return "", err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return "", err
+	}
+	if _, err := b.complete(ctx, op, ds, name); err != nil {
+		return "", err
+	}
+	d, err := storage.TreeDigest(b.subvolPath(ds, name), nil)
+	if err != nil {
+		return "", classify(err, storage.KindTemporary, op, ds, name)
+	}
+	return d, nil
+}
+
+// Verify implements storage.Backend: the snapshot is complete, read-only,
+// received from req.SourceGUID (its received_uuid), applied on the base
+// req.ParentSourceGUID names, and unmodified since ferry committed it (its
+// ctransid and the receive's stransid are still the recorded ones).
+func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storage.Snapshot, error) {
+	const op = "verify"
+	ds, name := req.Dataset, req.Name
+	if err := checkDataset(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := checkName(op, ds, name); err != nil {
+		return storage.Snapshot{}, err
+	}
+	st, err := b.inspect(ctx, ds, name)
+	if err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	}
+	const fix = "discard the received snapshot and send it again"
+	conflict := func(format string, args ...any) (storage.Snapshot, error) {
+		return storage.Snapshot{}, errorf(storage.KindConflict, op, ds, name, fix, format, args...)
+	}
+	switch {
+	case !st.exists || (st.meta == nil && st.sv == nil):
+		return storage.Snapshot{}, errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q does not exist", name)
+	case st.meta == nil:
+		return storage.Snapshot{}, errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q is not complete: %s", name, st.reason)
+	case !st.complete:
+		return conflict("%s", st.reason)
+	}
+	m, sv := st.meta, st.sv
+	switch {
+	case sv.ReceivedUUID != req.SourceGUID:
+		return conflict("received_uuid %q, expected %q", sv.ReceivedUUID, req.SourceGUID)
+	case req.ParentSourceGUID != "" && req.ParentSourceGUID != m.ParentGUID:
+		return conflict("applied on base %q, expected %q", m.ParentGUID, req.ParentSourceGUID)
+	case sv.Ctransid != m.Ctransid:
+		return conflict("modified after receive: ctransid %d, recorded %d", sv.Ctransid, m.Ctransid)
+	case sv.Stransid != m.Stransid:
+		return conflict("received again or altered after receive: stransid %d, recorded %d", sv.Stransid, m.Stransid)
+	}
+	return st.snapshot(ds), nil
+}
