@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/btrfs"
 	"github.com/ferry-nas/ferry/storage/dir"
 	"github.com/ferry-nas/ferry/transfer"
 	"github.com/ferry-nas/ferry/workflows"
@@ -159,6 +160,11 @@ func OpenBackend(h config.Host, log *zap.Logger) (storage.Backend, error) {
 			return nil, fmt.Errorf("host %s: create root %s: %w", h.Name, h.Root, err)
 		}
 		return dir.New(h.Root, dir.WithLogger(log))
+	case config.BackendBtrfs:
+		// The root must already be a mounted btrfs filesystem (or a
+		// subvolume on one): nothing is created here, and Check says
+		// plainly what is wrong when it is not.
+		return btrfs.New(h.Root, btrfs.WithLogger(log))
 	default:
 		return nil, &storage.Error{Kind: storage.KindUnsupported, Op: "open backend " + h.Backend,
 			Err: fmt.Errorf("the %s backend is not available in this ferry build", h.Backend),

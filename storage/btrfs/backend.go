@@ -138,7 +138,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	}
 	if sfs.Type != unix.BTRFS_SUPER_MAGIC {
 		return errorf(storage.KindUnsupported, op, "", "", "mount a btrfs filesystem at the root (or point the host's root at one), or use backend: dir",
-			"root %s is not on btrfs (filesystem type %#x)", b.root, sfs.Type)
+			"root %s is not on btrfs but on %s", b.root, fsName(sfs.Type))
 	}
 	if ok, err := isSubvolume(b.root); err != nil || !ok {
 		return errorf(storage.KindUnsupported, op, "", "", "point the host's root at the filesystem's mount point or at a subvolume (btrfs subvolume create)",
@@ -153,6 +153,27 @@ func (b *Backend) Check(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// fsName names the filesystems a root is most often on by mistake.
+func fsName(magic int64) string {
+	switch magic {
+	case 0xef53:
+		return "ext2/3/4"
+	case 0x58465342:
+		return "xfs"
+	case 0x01021994:
+		return "tmpfs"
+	case 0x2fc12fc1:
+		return "zfs"
+	case 0x6969:
+		return "nfs"
+	case 0x794c7630:
+		return "overlayfs"
+	case 0x65735546:
+		return "a FUSE filesystem"
+	}
+	return fmt.Sprintf("filesystem type %#x", magic)
 }
 
 var versionRE = regexp.MustCompile(`v?(\d+)\.(\d+)(?:\.(\d+))?`)
