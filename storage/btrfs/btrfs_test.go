@@ -906,3 +906,75 @@ func TestSymlinkTricksStayConfined(t *testing.T) {
 		canary.Check(t)
 	}
 }
+
+// TestStagedApplyInterrupted: the worker died while btrfs receive applied a
+// complete spool, and the orphaned receive even finished its subvolume in
+// staging. That subvolume is never taken as done: Partials reports it with
+// the spool's resume position (its end), and the resumed receive applies
+// the spool again and commits a checked result.
+func TestStagedApplyInterrupted(t *testing.T) {
+	p := newPair(t, imageSize)
+	ds := storagetest.TargetDataset
+	b := p.dst
+	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: ModeStaged}
+	// The stream fails after its last byte: everything is spooled, nothing applied.
+	_, err := b.Receive(ctx, req, storagetest.CutStream(t, p.full, resume.Position{}, int64(len(p.full)), errCut))
+	kindIs(t, err, storage.KindTemporary)
+	// What a receive killed with its worker leaves: btrfs receive ran on.
+	if err := os.Mkdir(b.stage(ds, "snap1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	btrfsCmd(t, "receive", "-f", b.spoolPath(ds, "snap1"), b.stage(ds, "snap1"))
+	if names := listedNames(t, b, ds); len(names) != 0 {
+		t.Fatalf("an unchecked receive is listed: %q", names)
+	}
+	ps := partialsOf(t, b, ds)
+	if len(ps) != 1 || ps[0].Resume == nil || ps[0].Resume.Offset != int64(len(p.full)) || !strings.Contains(ps[0].Reason, "never checked") {
+		t.Fatalf("partials: %+v", ps)
+	}
+	t.Logf("partial: %s", ps[0].Reason)
+	req.Resume = true
+	got, err := b.Receive(ctx, req, storagetest.Stream(t, p.full, *ps[0].Resume))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ReceivedGUID != p.s1.GUID {
+		t.Fatalf("received %+v", got)
+	}
+	sameDigest(t, p.src, storagetest.SourceDataset, b, ds, "snap1")
+	if ps := partialsOf(t, b, ds); len(ps) != 0 {
+		t.Fatalf("partials: %+v", ps)
+	}
+}
+
+// TestAutoMode: auto stages a stream whose expected size reaches the
+// threshold when the target has room, and pipes smaller ones.
+func TestAutoMode(t *testing.T) {
+	p := newPair(t, imageSize, WithStagedThreshold(1<<20), WithCheckpointEvery(256<<10, time.Hour))
+	for i, c := range []struct {
+		expected int64
+		staged   bool
+	}{{int64(len(p.full)), true}, {1000, false}} {
+		ds := fmt.Sprintf("auto%d", i)
+		var durable int
+		req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, ExpectedSize: c.expected,
+			Durable: func(resume.Position) { durable++ }}
+		if _, err := p.dst.Receive(ctx, req, storagetest.Stream(t, p.full, resume.Position{})); err != nil {
+			t.Fatal(err)
+		}
+		if (durable > 0) != c.staged {
+			t.Fatalf("expected size %d: %d durable checkpoints, staged should be %v", c.expected, durable, c.staged)
+		}
+		data, err := os.ReadFile(p.dst.metaPath(ds, "snap1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `"mode": "off"`
+		if c.staged {
+			want = `"mode": "staged"`
+		}
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("metadata %s lacks %s", data, want)
+		}
+	}
+}
