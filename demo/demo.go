@@ -2,6 +2,10 @@
 // and no root: an ephemeral Temporal server with its web UI, two NAS workers
 // on the dir backend, a sample share, a full and an incremental replication,
 // and a check that the replica's content equals the source's.
+//
+// With Backend "btrfs" (root only) the two workers run on the btrfs backend
+// instead, each on its own loop-mounted btrfs image made for the demo and
+// removed at the end.
 package demo
 
 import (
@@ -11,7 +15,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -20,10 +26,10 @@ import (
 
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/internal/loopfs"
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/server"
 	"github.com/ferry-nas/ferry/starter"
-	"github.com/ferry-nas/ferry/storage/dir"
 	"github.com/ferry-nas/ferry/worker"
 	"github.com/ferry-nas/ferry/workflows"
 )
@@ -43,6 +49,9 @@ type Options struct {
 	Address, UIAddress string
 	// Out receives the demo's narration.
 	Out io.Writer
+	// Backend is the storage backend of both hosts: "dir" (the default) or
+	// "btrfs" (needs root and btrfs-progs: two loop-mounted btrfs images).
+	Backend string
 }
 
 // Job, source and target of the demo.
@@ -133,6 +142,8 @@ type Env struct {
 	// Share is the live source dataset's directory on nas-a.
 	Share     string
 	ShareSize int64
+	// Backend is the hosts' storage backend.
+	Backend string
 
 	out      io.Writer
 	cleanups []func() error
@@ -141,12 +152,23 @@ type Env struct {
 // Start brings up the server, certificates, config, sample share and both
 // workers, and applies the demo job's schedule. Close tears it all down.
 func Start(ctx context.Context, opts Options) (env *Env, err error) {
-	env = &Env{out: opts.Out, ShareSize: opts.ShareSize}
+	env = &Env{out: opts.Out, ShareSize: opts.ShareSize, Backend: opts.Backend}
 	if env.out == nil {
 		env.out = io.Discard
 	}
 	if env.ShareSize <= 0 {
 		env.ShareSize = 200 << 20
+	}
+	switch env.Backend {
+	case "":
+		env.Backend = config.BackendDir
+	case config.BackendDir:
+	case config.BackendBtrfs:
+		if os.Geteuid() != 0 {
+			return env, errors.New("the btrfs demo needs root: it makes, mounts and removes two loop btrfs images (run it with sudo, or without --backend for the dir backend)")
+		}
+	default:
+		return env, fmt.Errorf("the demo runs on the dir or btrfs backend, not %q", env.Backend)
 	}
 	defer func() {
 		if err != nil {
@@ -189,14 +211,34 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	env.onClose(srv.Stop)
 	fmt.Fprintf(env.out, "  Temporal server  %s (namespace %s, in memory)\n  web UI           %s\n", srv.FrontendAddress(), srv.Namespace(), srv.UIURL())
 
-	if env.ConfigPath, err = writeSetup(env.Dir, srv.FrontendAddress(), srv.Namespace()); err != nil {
+	roots := map[string]string{"nas-a": filepath.Join(env.Dir, "nas-a"), "nas-b": filepath.Join(env.Dir, "nas-b")}
+	if env.Backend == config.BackendBtrfs {
+		// Room for the share, its snapshots and what the runs change; the
+		// images are sparse.
+		size := max(int64(1<<30), 3*env.ShareSize+512<<20)
+		for _, h := range []string{"nas-a", "nas-b"} {
+			fs, err := loopfs.Create(env.Dir, size)
+			if err != nil {
+				return env, fmt.Errorf("make %s's btrfs image: %w", h, err)
+			}
+			env.onClose(fs.Close)
+			roots[h] = fs.Mountpoint
+			fmt.Fprintf(env.out, "  %-16s btrfs on %s, mounted at %s\n", h, fs.Device, fs.Mountpoint)
+		}
+	}
+	if env.ConfigPath, err = writeSetup(env.Dir, srv.FrontendAddress(), srv.Namespace(), env.Backend, roots); err != nil {
 		return env, err
 	}
 	if env.Config, err = config.Load(env.ConfigPath); err != nil {
 		return env, err
 	}
 	env.Share = filepath.Join(env.Config.Hosts["nas-a"].Root, "share01")
-	if err := os.MkdirAll(env.Share, 0o755); err != nil {
+	if env.Backend == config.BackendBtrfs {
+		out, err := exec.CommandContext(ctx, "btrfs", "subvolume", "create", env.Share).CombinedOutput()
+		if err != nil {
+			return env, fmt.Errorf("create the share's subvolume: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+	} else if err := os.MkdirAll(env.Share, 0o755); err != nil {
 		return env, err
 	}
 	if err := WriteShare(env.Share, env.ShareSize, uint64(time.Now().UnixNano())); err != nil {
@@ -230,7 +272,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		}
 		return errors.Join(errs...)
 	})
-	fmt.Fprintf(env.out, "  workers          nas-a (source) and nas-b (target), dir backend; logs in %s\n", logDir)
+	fmt.Fprintf(env.out, "  workers          nas-a (source) and nas-b (target), %s backend; logs in %s\n", env.Backend, logDir)
 
 	if _, err := starter.Apply(ctx, env.Client, env.Config, starter.ApplyOptions{}); err != nil {
 		return env, fmt.Errorf("apply the demo job's schedule: %w", err)
@@ -274,11 +316,11 @@ func (e *Env) Replicate(ctx context.Context, out io.Writer) (workflows.Replicate
 
 // Digests computes the snapshot's content digest on both hosts' storage.
 func (e *Env) Digests(ctx context.Context, snapshot string) (source, target string, err error) {
-	src, err := dir.New(e.Config.Hosts["nas-a"].Root)
+	src, err := worker.OpenBackend(e.Config.Hosts["nas-a"], zap.NewNop())
 	if err != nil {
 		return "", "", err
 	}
-	tgt, err := dir.New(e.Config.Hosts["nas-b"].Root)
+	tgt, err := worker.OpenBackend(e.Config.Hosts["nas-b"], zap.NewNop())
 	if err != nil {
 		return "", "", err
 	}
@@ -291,8 +333,9 @@ func (e *Env) Digests(ctx context.Context, snapshot string) (source, target stri
 	return source, target, nil
 }
 
-// writeSetup makes the CA, the two host certificates and the config file.
-func writeSetup(root, frontend, namespace string) (string, error) {
+// writeSetup makes the CA, the two host certificates and the config file
+// for two hosts on backend with the given roots.
+func writeSetup(root, frontend, namespace, backend string, roots map[string]string) (string, error) {
 	certDir := filepath.Join(root, "certs")
 	if _, _, err := certs.Init(certDir, false); err != nil {
 		return "", err
@@ -302,7 +345,7 @@ func writeSetup(root, frontend, namespace string) (string, error) {
 		if _, _, err := certs.Issue(certDir, h, certs.IssueOptions{}); err != nil {
 			return "", err
 		}
-		if err := os.MkdirAll(filepath.Join(root, h), 0o755); err != nil {
+		if err := os.MkdirAll(roots[h], 0o755); err != nil {
 			return "", err
 		}
 		ports[i] = freeOr("127.0.0.1:0")
@@ -311,14 +354,14 @@ func writeSetup(root, frontend, namespace string) (string, error) {
 temporal: {address: %q, namespace: %q}
 tls: {ca: certs/ca.pem}
 hosts:
-  nas-a: {data_address: %q, backend: dir, root: %q}
-  nas-b: {data_address: %q, backend: dir, root: %q}
+  nas-a: {data_address: %q, backend: %s, root: %q}
+  nas-b: {data_address: %q, backend: %s, root: %q}
 jobs:
   %s:
     source: %s
     target: %s
     stream: {compress: zstd}
-`, frontend, namespace, ports[0], filepath.Join(root, "nas-a"), ports[1], filepath.Join(root, "nas-b"), Job, Source, Target)
+`, frontend, namespace, ports[0], backend, roots["nas-a"], ports[1], backend, roots["nas-b"], Job, Source, Target)
 	p := filepath.Join(root, "ferry.yaml")
 	return p, os.WriteFile(p, []byte(cfg), 0o644)
 }

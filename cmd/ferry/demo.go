@@ -26,9 +26,22 @@ func newDemoCmd() *cobra.Command {
 installed: an in-memory Temporal server with its web UI, certificates, two NAS
 workers (nas-a and nas-b) on the dir backend, a sample share, a full and an
 incremental replication with live progress, and a check that the replica's
-content digest equals the source's.`,
+content digest equals the source's.
+
+--backend btrfs runs the same demo on the btrfs backend: as root, with
+btrfs-progs installed, each worker gets its own loop-mounted btrfs image
+(sparse files in the demo directory), unmounted and removed at the end.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch opts.Backend {
+			case config.BackendDir:
+			case config.BackendBtrfs:
+				if os.Geteuid() != 0 {
+					return fmt.Errorf("--backend btrfs needs root: the demo makes, mounts and removes two loop btrfs images; run it with sudo, or leave out --backend for the dir backend")
+				}
+			default:
+				return fmt.Errorf("--backend: the demo runs on dir or btrfs, not %q", opts.Backend)
+			}
 			n, err := config.ParseSize(size)
 			if err != nil {
 				return fmt.Errorf("--size: %w", err)
@@ -44,6 +57,7 @@ content digest equals the source's.`,
 	cmd.Flags().StringVar(&opts.Dir, "dir", "", "directory for everything (default: a new temporary directory, removed at the end unless --keep)")
 	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the server, UI, workers and files up until Ctrl-C")
 	cmd.Flags().StringVar(&opts.Address, "address", "", "Temporal frontend address (default 127.0.0.1:7233, or a free port when busy)")
+	cmd.Flags().StringVar(&opts.Backend, "backend", config.BackendDir, "storage backend of both hosts: dir, or btrfs (root only: two loop-mounted btrfs images)")
 	cmd.Flags().StringVar(&opts.UIAddress, "ui-address", "", "web UI address (default 127.0.0.1:8233, or a free port when busy)")
 	return cmd
 }
