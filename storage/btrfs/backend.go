@@ -144,8 +144,10 @@ func (b *Backend) Check(ctx context.Context) error {
 		return errorf(storage.KindUnsupported, op, "", "", "point the host's root at the filesystem's mount point or at a subvolume (btrfs subvolume create)",
 			"root %s is a plain directory on btrfs, not a mounted filesystem or a subvolume", b.root)
 	}
-	if err := checkPrivileges(); err != nil {
+	if warning, err := checkPrivileges(); err != nil {
 		return errorf(storage.KindUnsupported, op, "", "", fixPrivileges, "%v", err)
+	} else if warning != "" {
+		b.log.Warn("btrfs backend: " + warning)
 	}
 	for _, d := range []string{"snapshots", "staging", "marks"} {
 		if err := os.MkdirAll(filepath.Join(b.root, metaDir, d), 0o700); err != nil {
@@ -204,28 +206,68 @@ func (b *Backend) checkTool(ctx context.Context) error {
 	return nil
 }
 
-// capSysAdmin is CAP_SYS_ADMIN's bit in /proc/self/status capability masks.
-const capSysAdmin = 21
+// Capabilities a worker that is not root needs, with their bits in the
+// /proc/<pid>/status masks. Measured with btrfs-progs 6.2 under setpriv:
+// btrfs send needs CAP_SYS_ADMIN and CAP_FOWNER (it opens with O_NOATIME);
+// btrfs receive --chroot also CAP_SYS_CHROOT, CAP_CHOWN and
+// CAP_DAC_OVERRIDE (files of other owners); subvolume delete CAP_SYS_ADMIN.
+var requiredCaps = []struct {
+	name string
+	bit  uint
+}{
+	{"CAP_SYS_ADMIN", 21}, {"CAP_FOWNER", 3}, {"CAP_SYS_CHROOT", 18}, {"CAP_CHOWN", 0}, {"CAP_DAC_OVERRIDE", 1},
+}
 
-// checkPrivileges: btrfs send, receive and subvolume delete need root or
-// CAP_SYS_ADMIN, and the btrfs processes ferry starts only inherit the
-// capability when it is ambient.
-func checkPrivileges() error {
+// recommendedCaps keep what a snapshot may hold: setgid bits of foreign
+// groups (CAP_FSETID), device nodes (CAP_MKNOD), file capabilities
+// (CAP_SETFCAP). Without them such receives fail.
+var recommendedCaps = []struct {
+	name string
+	bit  uint
+}{
+	{"CAP_FSETID", 4}, {"CAP_MKNOD", 27}, {"CAP_SETFCAP", 31},
+}
+
+// checkPrivileges: btrfs send, receive and subvolume delete need root, or
+// the capabilities above as ambient capabilities (so that the btrfs
+// processes ferry starts inherit them). It returns missing recommended
+// capabilities as a warning.
+func checkPrivileges() (warning string, err error) {
 	if os.Geteuid() == 0 {
-		return nil
+		return "", nil
 	}
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return fmt.Errorf("not root (euid %d) and cannot read capabilities: %v", os.Geteuid(), err)
+		return "", fmt.Errorf("not root (euid %d) and cannot read capabilities: %v", os.Geteuid(), err)
 	}
-	eff, amb := capsFromStatus(string(data))
+	return checkCaps(os.Geteuid(), string(data))
+}
+
+func checkCaps(euid int, status string) (warning string, err error) {
+	eff, amb := capsFromStatus(status)
+	var missing, notAmbient, advised []string
+	for _, c := range requiredCaps {
+		switch {
+		case eff&(1<<c.bit) == 0:
+			missing = append(missing, c.name)
+		case amb&(1<<c.bit) == 0:
+			notAmbient = append(notAmbient, c.name)
+		}
+	}
+	for _, c := range recommendedCaps {
+		if eff&(1<<c.bit) == 0 || amb&(1<<c.bit) == 0 {
+			advised = append(advised, c.name)
+		}
+	}
 	switch {
-	case eff&(1<<capSysAdmin) == 0:
-		return fmt.Errorf("not root (euid %d) and without CAP_SYS_ADMIN: btrfs send, receive and subvolume delete need it", os.Geteuid())
-	case amb&(1<<capSysAdmin) == 0:
-		return fmt.Errorf("CAP_SYS_ADMIN is effective but not ambient, so the btrfs programs ferry runs would not get it")
+	case len(missing) > 0:
+		return "", fmt.Errorf("not root (euid %d) and without %s: btrfs send, receive and subvolume delete need them", euid, strings.Join(missing, ", "))
+	case len(notAmbient) > 0:
+		return "", fmt.Errorf("%s effective but not ambient, so the btrfs programs ferry runs would not get them", strings.Join(notAmbient, ", "))
+	case len(advised) > 0:
+		return fmt.Sprintf("without %s as ambient capabilities, receiving snapshots with foreign setgid bits, device nodes or file capabilities fails", strings.Join(advised, ", ")), nil
 	}
-	return nil
+	return "", nil
 }
 
 // capsFromStatus reads CapEff and CapAmb from /proc/<pid>/status text.

@@ -702,7 +702,24 @@ func TestSendIsDeterministic(t *testing.T) {
 		t.Logf("cannot drop caches: %v", err)
 	}
 	check("after dropping the page cache")
+	before, err := b.show(ctx, b.subvolPath("ds", "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	btrfsCmd(t, "balance", "start", "--full-balance", mnt)
+	if err := syncFS(mnt); err != nil {
+		t.Fatal(err)
+	}
+	after, err := b.show(ctx, b.subvolPath("ds", "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Why Verify compares ctransid and not generation: a balance rewrites
+	// the snapshot's tree blocks without changing its content.
+	t.Logf("balance: s1 generation %d -> %d, ctransid %d -> %d", before.Generation, after.Generation, before.Ctransid, after.Ctransid)
+	if after.Ctransid != before.Ctransid {
+		t.Fatalf("a balance moved s1's ctransid from %d to %d", before.Ctransid, after.Ctransid)
+	}
 	check("after a full balance")
 	t.Logf("full stream %d bytes, incremental %d bytes: identical across sends, cache drop and balance", len(first["full"]), len(first["incremental"]))
 }

@@ -197,7 +197,7 @@ func classify(err error, def storage.Kind, op, ds, name string) error {
 
 const (
 	fixNoSpace    = "free space on the target or raise its quota, then run the job again"
-	fixPrivileges = "run the ferry worker as root, or give it CAP_SYS_ADMIN as an ambient capability (systemd: AmbientCapabilities=CAP_SYS_ADMIN)"
+	fixPrivileges = "run the ferry worker as root, or give it the capabilities btrfs needs as ambient capabilities (systemd: AmbientCapabilities=CAP_SYS_ADMIN CAP_FOWNER CAP_SYS_CHROOT CAP_CHOWN CAP_DAC_OVERRIDE CAP_FSETID CAP_MKNOD CAP_SETFCAP)"
 )
 
 func errorf(kind storage.Kind, op, ds, name, fix, format string, args ...any) *storage.Error {

@@ -208,8 +208,24 @@ func TestEstimateArithmetic(t *testing.T) {
 func TestCapsFromStatus(t *testing.T) {
 	status := "Name:\tferry\nCapInh:\t0000000000000000\nCapPrm:\t0000000000200000\nCapEff:\t0000000000200000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n"
 	eff, amb := capsFromStatus(status)
-	if eff != 1<<capSysAdmin || amb != 0 {
+	if eff != 1<<21 || amb != 0 {
 		t.Fatalf("eff %#x amb %#x", eff, amb)
+	}
+	if _, err := checkCaps(1000, status); err == nil || !strings.Contains(err.Error(), "CAP_FOWNER") || strings.Contains(err.Error(), "CAP_SYS_ADMIN") {
+		t.Fatalf("CAP_SYS_ADMIN alone: %v", err)
+	}
+	// The five required ones (bits 0 1 3 18 21 = 0x24000b) effective but not ambient.
+	status = "CapEff:\t000000000024000b\nCapAmb:\t0000000000000000\n"
+	if _, err := checkCaps(1000, status); err == nil || !strings.Contains(err.Error(), "not ambient") {
+		t.Fatalf("not ambient: %v", err)
+	}
+	status = "CapEff:\t000000000024000b\nCapAmb:\t000000000024000b\n"
+	if w, err := checkCaps(1000, status); err != nil || !strings.Contains(w, "CAP_MKNOD") {
+		t.Fatalf("required only: %q %v", w, err)
+	}
+	status = "CapEff:\t000000008824001b\nCapAmb:\t000000008824001b\n"
+	if w, err := checkCaps(1000, status); err != nil || w != "" {
+		t.Fatalf("all: %q %v", w, err)
 	}
 }
 
