@@ -213,6 +213,14 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 
 	roots := map[string]string{"nas-a": filepath.Join(env.Dir, "nas-a"), "nas-b": filepath.Join(env.Dir, "nas-b")}
 	if env.Backend == config.BackendBtrfs {
+		// Images of an earlier demo that was killed stay mounted and hold
+		// loop devices: release those whose process is gone.
+		stale, _ := filepath.Glob(filepath.Join(os.TempDir(), "ferry-demo-*"))
+		for _, d := range append(stale, os.TempDir()) {
+			if reaped, err := loopfs.ReapStale(d); err == nil && len(reaped) > 0 {
+				fmt.Fprintf(env.out, "  released %d loop filesystem(s) of an earlier demo that did not finish\n", len(reaped))
+			}
+		}
 		// Room for the share, its snapshots and what the runs change; the
 		// images are sparse.
 		size := max(int64(1<<30), 3*env.ShareSize+512<<20)
