@@ -27,6 +27,7 @@ import (
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/internal/loopfs"
+	"github.com/ferry-nas/ferry/internal/sampleshare"
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/server"
 	"github.com/ferry-nas/ferry/starter"
@@ -101,7 +102,7 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}
 	res.Full, res.FullBytes = took, full.Bytes
 
-	if res.Changes, err = ChangeShare(env.Share, uint64(time.Now().UnixNano())); err != nil {
+	if res.Changes, err = sampleshare.Change(env.Share, uint64(time.Now().UnixNano())); err != nil {
 		return res, fmt.Errorf("change the sample share: %w", err)
 	}
 	fmt.Fprintf(out, "\nchanges on %s:\n", Source)
@@ -249,7 +250,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	} else if err := os.MkdirAll(env.Share, 0o755); err != nil {
 		return env, err
 	}
-	if err := WriteShare(env.Share, env.ShareSize, uint64(time.Now().UnixNano())); err != nil {
+	if err := sampleshare.Write(env.Share, env.ShareSize, uint64(time.Now().UnixNano())); err != nil {
 		return env, fmt.Errorf("write the sample share: %w", err)
 	}
 	fmt.Fprintf(env.out, "  sample share     %s, %s of photos, documents and source files\n", Source, starter.FormatBytes(env.ShareSize))

@@ -41,8 +41,8 @@ import (
 
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/config"
-	"github.com/ferry-nas/ferry/demo"
 	"github.com/ferry-nas/ferry/internal/relay"
+	"github.com/ferry-nas/ferry/internal/sampleshare"
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/server"
 	"github.com/ferry-nas/ferry/starter"
@@ -248,7 +248,7 @@ jobs:
 	require.NoError(t, err)
 
 	require.NoError(t, os.MkdirAll(e.share, 0o755))
-	require.NoError(t, demo.WriteShare(e.share, opts.ShareSize, uint64(time.Now().UnixNano())))
+	require.NoError(t, sampleshare.Write(e.share, opts.ShareSize, uint64(time.Now().UnixNano())))
 
 	// Registered after the relay and the directory, so it runs before them.
 	t.Cleanup(e.teardown)

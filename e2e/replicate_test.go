@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ferry-nas/ferry/activities"
-	"github.com/ferry-nas/ferry/demo"
+	"github.com/ferry-nas/ferry/internal/sampleshare"
 	"github.com/ferry-nas/ferry/starter"
 )
 
@@ -44,7 +44,7 @@ func TestFullThenIncremental(t *testing.T) {
 	require.GreaterOrEqual(t, fullWire, e.shareSize, "a full send carries the whole share")
 	e.requireSameContent(full.Snapshot)
 
-	changes, err := demo.ChangeShare(e.share, uint64(time.Now().UnixNano()))
+	changes, err := sampleshare.Change(e.share, uint64(time.Now().UnixNano()))
 	require.NoError(t, err)
 	t.Logf("changed the share: %v", changes)
 
@@ -238,7 +238,7 @@ func TestRunRightAfterARun(t *testing.T) {
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
 	st1 := e.start()
 	first := e.mustSucceed(st1)
-	changes, err := demo.ChangeShare(e.share, 7)
+	changes, err := sampleshare.Change(e.share, 7)
 	require.NoError(t, err)
 	require.NotEmpty(t, changes)
 	st2 := e.start()

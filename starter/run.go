@@ -60,9 +60,6 @@ func Run(ctx context.Context, c client.Client, job string) (Started, error) {
 		known[r.WorkflowID+"/"+r.FirstExecutionRunID] = true
 	}
 	skippedBefore := before.Info.NumActionsSkippedOverlap
-	if err := waitPastLastRun(ctx, c, before); err != nil {
-		return st, err
-	}
 
 	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
 		return st, fmt.Errorf("trigger schedule %s: %w", id, err)
@@ -106,44 +103,5 @@ func Run(ctx context.Context, c client.Client, job string) (Started, error) {
 			}
 			return st, fmt.Errorf("schedule %s skipped the trigger (a run was in progress) but names no run", id)
 		}
-	}
-}
-
-// sameSecondMargin covers clock skew between this host and the server.
-const sameSecondMargin = 250 * time.Millisecond
-
-// waitPastLastRun waits until the second in which the job's last run ended
-// has passed. A schedule names each run's workflow after the second it
-// starts in, and the run names its snapshot after its start time to the
-// second: a run started in the same second as the previous one ended would
-// find that run's snapshot under its own snapshot's name, take it for its
-// own and replicate nothing of what changed since.
-func waitPastLastRun(ctx context.Context, c client.Client, desc *client.ScheduleDescription) error {
-	var last *client.ScheduleActionResult
-	for i, a := range desc.Info.RecentActions {
-		if a.StartWorkflowResult != nil && (last == nil || a.ActualTime.After(last.ActualTime)) {
-			last = &desc.Info.RecentActions[i]
-		}
-	}
-	if last == nil {
-		return nil
-	}
-	ended := last.ActualTime
-	// The latest run of that workflow ID; a run still in progress makes the
-	// trigger a skip anyway.
-	if d, err := c.DescribeWorkflowExecution(ctx, last.StartWorkflowResult.WorkflowID, ""); err == nil {
-		if ct := d.GetWorkflowExecutionInfo().GetCloseTime(); ct != nil && ct.AsTime().After(ended) {
-			ended = ct.AsTime()
-		}
-	}
-	wait := min(time.Until(ended.Truncate(time.Second).Add(time.Second+sameSecondMargin)), time.Second+sameSecondMargin)
-	if wait <= 0 {
-		return nil
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(wait):
-		return nil
 	}
 }

@@ -88,7 +88,10 @@ const (
 type ReplicateResult struct {
 	Snapshot string `json:"snapshot"`
 	Plan     Plan   `json:"plan"`
-	// Bytes moved over the wire, across all steps and attempts.
+	// Bytes moved over the wire by the receive attempts that completed, all
+	// steps together. An attempt cut short (worker killed, link lost for
+	// good) reports nothing, so bytes re-sent after an interruption are not
+	// in this figure.
 	Bytes int64 `json:"bytes"`
 	// Discarded counts partial receives removed before streaming.
 	Discarded int `json:"discarded"`
@@ -150,10 +153,26 @@ func (in ReplicateInput) withDefaults() ReplicateInput {
 	return in
 }
 
-// SnapshotName is the name of the snapshot a run started at t makes.
+// SnapshotName is the name of the snapshot a run started at t makes. The
+// milliseconds keep two runs of a job apart even when one starts in the
+// second the previous one started (a manual trigger right after a scheduled
+// run): with the same name the second would find the first's snapshot and
+// send nothing.
 func SnapshotName(job string, t time.Time) string {
+	return SnapshotPrefix(job) + t.UTC().Format("20060102T150405.000Z")
+}
+
+// secondSnapshotName is how runs started before changeSnapshotMillis named
+// their snapshot; their histories replay with it.
+func secondSnapshotName(job string, t time.Time) string {
 	return SnapshotPrefix(job) + t.UTC().Format("20060102T150405Z")
 }
+
+// Workflow changes guarded by workflow.GetVersion (see design.md).
+const (
+	// changeSnapshotMillis: snapshot names carry milliseconds.
+	changeSnapshotMillis = "snapshot-name-millis"
+)
 
 // replication is one run's state; every method runs on the workflow goroutine.
 type replication struct {
@@ -167,6 +186,9 @@ var act *activities.Host
 func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	var res ReplicateResult
 	name := SnapshotName(r.in.Job, r.status.StartedAt)
+	if workflow.GetVersion(ctx, changeSnapshotMillis, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		name = secondSnapshotName(r.in.Job, r.status.StartedAt)
+	}
 	r.status.Snapshot, res.Snapshot = name, name
 
 	r.setPhase(ctx, PhaseSnapshot, "snapshot "+r.in.Source.String()+"@"+name)

@@ -242,6 +242,7 @@ func (s *replicateSuite) TestCancelledRunCompensates() {
 
 func TestSnapshotNameIsUTCAndSortable(t *testing.T) {
 	local := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
-	require.Equal(t, "ferry_j_20260102T020405Z", SnapshotName("j", local))
-	require.Less(t, SnapshotName("j", local), SnapshotName("j", local.Add(time.Second)))
+	require.Equal(t, "ferry_j_20260102T020405.000Z", SnapshotName("j", local))
+	require.Less(t, SnapshotName("j", local), SnapshotName("j", local.Add(time.Millisecond)))
+	require.Equal(t, "ferry_j_20260102T020405Z", secondSnapshotName("j", local))
 }
