@@ -167,11 +167,17 @@ func harness(staged bool) func(t *testing.T) storagetest.Harness {
 
 // TestConformanceStaged runs the suite with every receive spooled first:
 // partials are resumable by offset.
-func TestConformanceStaged(t *testing.T) { storagetest.Run(t, harness(true)) }
+func TestConformanceStaged(t *testing.T) {
+	need(t)
+	storagetest.Run(t, harness(true))
+}
 
 // TestConformanceOff runs the suite with every receive piped straight into
 // btrfs receive: partials are discarded, never resumed.
-func TestConformanceOff(t *testing.T) { storagetest.Run(t, harness(false)) }
+func TestConformanceOff(t *testing.T) {
+	need(t)
+	storagetest.Run(t, harness(false))
+}
 
 // ---- hand-made streams ----
 
