@@ -124,7 +124,10 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if res.SourceDigest != res.TargetDigest {
 		return res, errors.New("the replica's content digest differs from the source's")
 	}
-	fmt.Fprintf(out, "source and target are identical.\n\nbrowse the runs: %s/namespaces/%s/workflows\n", env.Server.UIURL(), env.Server.Namespace())
+	fmt.Fprintf(out, "source and target are identical.\n")
+	if ui := env.Server.UIURL(); ui != "" {
+		fmt.Fprintf(out, "\nbrowse the runs: %s/namespaces/%s/workflows\n", ui, env.Server.Namespace())
+	}
 
 	if opts.Keep {
 		fmt.Fprintf(out, "--keep: server, UI and workers stay up; config %s. Press Ctrl-C to stop.\n", env.ConfigPath)

@@ -10,14 +10,15 @@ import (
 )
 
 // TestReplayRecordedHistories replays histories recorded from real runs
-// (`ferry demo`: a full run, an incremental run, and a run that failed on a
-// diverged target and compensated). A change to ReplicateWorkflow that is
+// (`ferry demo`): -v0 before snapshot names carried milliseconds (a full run,
+// an incremental run, and a run that failed on a diverged target and
+// compensated), -v1 after (a full and an incremental run). A change to ReplicateWorkflow that is
 // not deterministic against them — one not guarded by workflow.GetVersion —
 // fails here before it can break runs in flight.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(files), 3, "recorded histories are missing from testdata/")
+	require.GreaterOrEqual(t, len(files), 5, "recorded histories are missing from testdata/")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
