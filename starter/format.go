@@ -24,13 +24,15 @@ func FormatRate(bytesPerSecond float64) string {
 	return FormatBytes(int64(bytesPerSecond)) + "/s"
 }
 
-// FormatDuration renders d rounded to what a person reads: 45s, 3m20s,
-// 2h05m, 3d04h.
+// FormatDuration renders d rounded to what a person reads: 350ms, 45s,
+// 3m20s, 2h05m, 3d04h.
 func FormatDuration(d time.Duration) string {
 	if d < 0 {
 		d = -d
 	}
 	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
 	case d < time.Minute:
 		return d.Round(time.Second).String()
 	case d < time.Hour:

@@ -484,6 +484,7 @@ func TestFormat(t *testing.T) {
 	assert.Equal(t, "1.5 KiB", FormatBytes(1536))
 	assert.Equal(t, "4.0 GiB", FormatBytes(4<<30))
 	assert.Equal(t, "48.0 MiB/s", FormatRate(48<<20))
+	assert.Equal(t, "350ms", FormatDuration(350*time.Millisecond+200*time.Microsecond))
 	assert.Equal(t, "45s", FormatDuration(45*time.Second))
 	assert.Equal(t, "3m20s", FormatDuration(200*time.Second))
 	assert.Equal(t, "2h05m", FormatDuration(2*time.Hour+5*time.Minute))
