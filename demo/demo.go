@@ -31,6 +31,7 @@ import (
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/server"
 	"github.com/ferry-nas/ferry/starter"
+	"github.com/ferry-nas/ferry/storage/dir"
 	"github.com/ferry-nas/ferry/worker"
 	"github.com/ferry-nas/ferry/workflows"
 )
@@ -185,8 +186,10 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			return env, err
 		}
 		if !opts.Keep {
-			dir := env.Dir
-			env.onClose(func() error { return os.RemoveAll(dir) })
+			// dir.RemoveAll: the dir backend's snapshots are read-only, which
+			// os.RemoveAll cannot undo when not running as root.
+			top := env.Dir
+			env.onClose(func() error { return dir.RemoveAll(top) })
 		}
 	} else if err := os.MkdirAll(env.Dir, 0o755); err != nil {
 		return env, err

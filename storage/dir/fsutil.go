@@ -242,3 +242,8 @@ func removeAt(dirfd int, name string) error {
 }
 
 func isDirMode(m uint32) bool { return m&unix.S_IFMT == unix.S_IFDIR }
+
+// RemoveAll removes p and everything below it, including read-only dir
+// snapshots, which os.RemoveAll cannot remove when not running as root.
+// Use it to delete a whole root (the demo does); a missing p is not an error.
+func RemoveAll(p string) error { return removeTree(p) }
