@@ -304,3 +304,13 @@ func TestJobTimeoutsParse(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Timeouts{Heartbeat: 5 * time.Second, Host: 2 * time.Minute, Stream: 12 * time.Hour}, j.Timeouts)
 }
+
+func TestDeployExampleIsValid(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "deploy", "ferry.example.yaml"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"photos", "share01"}, cfg.JobNames())
+	photos, err := cfg.Job("photos")
+	require.NoError(t, err)
+	require.Equal(t, ResumeStaged, photos.Stream.Resume)
+	require.Equal(t, 168*time.Hour, photos.Timeouts.Stream)
+}
