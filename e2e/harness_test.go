@@ -1,8 +1,9 @@
 // Package e2e runs ferry end to end: one embedded Temporal server (in the
 // test process, shared by every test), and per test two NAS workers that are
-// real OS processes of the freshly built ferry binary, on the dir backend,
-// with a byte-counting relay in front of the source's data server. Faults are
-// real too: workers are killed with SIGKILL and started again.
+// real OS processes of the freshly built ferry binary, on the dir backend (or,
+// for the btrfs tests, on two loop-mounted btrfs images), with a
+// byte-counting relay in front of the source's data server. Faults are real
+// too: workers are killed with SIGKILL and started again.
 //
 // The tests are skipped with -short. FERRY_E2E_KEEP=1 keeps each test's
 // directory (config, certificates, both hosts' storage, worker logs).
@@ -41,12 +42,14 @@ import (
 
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/internal/loopfs"
 	"github.com/ferry-nas/ferry/internal/relay"
 	"github.com/ferry-nas/ferry/internal/sampleshare"
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/server"
 	"github.com/ferry-nas/ferry/starter"
-	"github.com/ferry-nas/ferry/storage/dir"
+	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/worker"
 	"github.com/ferry-nas/ferry/workflows"
 )
 
@@ -130,12 +133,28 @@ type envOptions struct {
 	ShareSize int64
 	// BWLimit is the job's stream.bwlimit ("" for unlimited).
 	BWLimit string
+	// Resume is the job's stream.resume ("" for the default, auto).
+	Resume string
+	// Backend is both hosts' backend: config.BackendDir (default) or
+	// config.BackendBtrfs, for which each host's root is a loop-mounted
+	// btrfs image of Images[host] bytes (default 1 GiB, sparse) made with
+	// internal/loopfs and released after the workers are gone, and the
+	// share is a subvolume. The caller checks the prerequisites.
+	Backend string
+	Images  map[string]int64
+	// WriteShare fills the share (default sampleshare.Write).
+	WriteShare func(dir string, size int64) error
+	// Direct points nas-a's data_address at its data server itself rather
+	// than the relay (benchmarks: no copy through the test process).
+	Direct bool
+	// Timeout bounds the test (default testTimeout).
+	Timeout time.Duration
 }
 
 // env is one test's world: its own directory, certificates, config file,
 // job, relay and worker processes. Everything goes away when the test ends.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	dir     string
 	job     string
@@ -147,6 +166,7 @@ type env struct {
 	// listen is where each worker's data server listens.
 	listen    map[string]string
 	roots     map[string]string
+	kind      string // both hosts' backend
 	share     string
 	shareSize int64
 
@@ -169,13 +189,24 @@ type workerProc struct {
 
 var nonJob = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
-func newEnv(t *testing.T, opts envOptions) *env {
+func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: builds ferry and runs worker processes; skipped with -short")
 	}
 	if opts.ShareSize == 0 {
 		opts.ShareSize = 32 << 20
+	}
+	if opts.Backend == "" {
+		opts.Backend = config.BackendDir
+	}
+	if opts.WriteShare == nil {
+		opts.WriteShare = func(dir string, size int64) error {
+			return sampleshare.Write(dir, size, uint64(time.Now().UnixNano()))
+		}
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = testTimeout
 	}
 	root, err := os.MkdirTemp("", "ferry-e2e-")
 	require.NoError(t, err)
@@ -189,7 +220,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 			t.Errorf("remove %s: %v", root, err)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	t.Cleanup(cancel)
 
 	name := strings.TrimPrefix(nonJob.ReplaceAllString(t.Name(), "-"), "Test")
@@ -201,10 +232,22 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		job:       fmt.Sprintf("%s-%d", strings.Trim(name, "-_"), jobSeq.Add(1)),
 		listen:    map[string]string{source: freeAddr(t), target: freeAddr(t)},
 		roots:     map[string]string{source: filepath.Join(root, source), target: filepath.Join(root, target)},
+		kind:      opts.Backend,
 		shareSize: opts.ShareSize,
 		workers:   map[string]*workerProc{},
 		started:   map[string]int{},
 		relayAt:   map[string]int64{},
+	}
+	if e.kind == config.BackendBtrfs {
+		// Registered before the teardown, so released after the workers
+		// are gone.
+		for _, h := range []string{source, target} {
+			size := opts.Images[h]
+			if size == 0 {
+				size = 1 << 30
+			}
+			e.roots[h] = loopfs.New(t, size)
+		}
 	}
 	e.share = filepath.Join(e.roots[source], srcDataset)
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "logs"), 0o755))
@@ -222,16 +265,24 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { e.relay.Close() })
 
-	stream := "{compress: none}"
+	stream := "{compress: none"
 	if opts.BWLimit != "" {
-		stream = fmt.Sprintf("{compress: none, bwlimit: %s}", opts.BWLimit)
+		stream += ", bwlimit: " + opts.BWLimit
+	}
+	if opts.Resume != "" {
+		stream += ", resume: " + opts.Resume
+	}
+	stream += "}"
+	srcData := e.relay.Addr()
+	if opts.Direct {
+		srcData = e.listen[source]
 	}
 	cfg := fmt.Sprintf(`# written by the e2e test %s
 temporal: {address: %q, namespace: %q}
 tls: {ca: certs/ca.pem}
 hosts:
-  %s: {data_address: %q, backend: dir, root: %q}
-  %s: {data_address: %q, backend: dir, root: %q}
+  %s: {data_address: %q, backend: %s, root: %q}
+  %s: {data_address: %q, backend: %s, root: %q}
 jobs:
   %s:
     source: %s:%s
@@ -239,16 +290,21 @@ jobs:
     stream: %s
     timeouts: {heartbeat: %s}
 `, t.Name(), tsrv.FrontendAddress(), tsrv.Namespace(),
-		source, e.relay.Addr(), e.roots[source],
-		target, e.listen[target], e.roots[target],
+		source, srcData, e.kind, e.roots[source],
+		target, e.listen[target], e.kind, e.roots[target],
 		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat)
 	e.cfgPath = filepath.Join(root, "ferry.yaml")
 	require.NoError(t, os.WriteFile(e.cfgPath, []byte(cfg), 0o644))
 	e.cfg, err = config.Load(e.cfgPath)
 	require.NoError(t, err)
 
-	require.NoError(t, os.MkdirAll(e.share, 0o755))
-	require.NoError(t, sampleshare.Write(e.share, opts.ShareSize, uint64(time.Now().UnixNano())))
+	if e.kind == config.BackendBtrfs {
+		out, err := exec.Command("btrfs", "subvolume", "create", e.share).CombinedOutput()
+		require.NoError(t, err, "btrfs subvolume create %s: %s", e.share, out)
+	} else {
+		require.NoError(t, os.MkdirAll(e.share, 0o755))
+	}
+	require.NoError(t, opts.WriteShare(e.share, opts.ShareSize))
 
 	// Registered after the relay and the directory, so it runs before them.
 	t.Cleanup(e.teardown)
@@ -481,9 +537,9 @@ func (e *env) waitStreaming(st starter.Started, frac float64) starter.Progress {
 }
 
 // backend opens host's storage as the worker sees it (reads only).
-func (e *env) backend(host string) *dir.Backend {
+func (e *env) backend(host string) storage.Backend {
 	e.t.Helper()
-	b, err := dir.New(e.roots[host])
+	b, err := worker.OpenBackend(e.cfg.Hosts[host], zap.NewNop())
 	require.NoError(e.t, err)
 	return b
 }
@@ -635,7 +691,7 @@ func tail(path string, n int) string {
 // treeListing describes every entry under root (type, mode, size, mtime,
 // content hash or link target), except the subtrees in skip (relative,
 // slash-separated), keyed by relative path.
-func treeListing(t *testing.T, root string, skip ...string) map[string]string {
+func treeListing(t testing.TB, root string, skip ...string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	require.NoError(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -700,7 +756,7 @@ func listingDiff(before, after map[string]string) []string {
 }
 
 // freeAddr returns a loopback address with a port that is free now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
