@@ -21,7 +21,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -37,9 +36,6 @@ import (
 
 // Kind is this backend's name in configuration and errors.
 const Kind = "btrfs"
-
-// metaDir is the one name at the top of the root that belongs to ferry.
-const metaDir = ".ferry"
 
 // MinVersion is the oldest btrfs-progs ferry drives (tested with 6.2).
 var MinVersion = [2]int{5, 4}
@@ -127,31 +123,31 @@ func (b *Backend) Check(ctx context.Context) error {
 	}
 	fi, err := os.Stat(b.root)
 	if err != nil {
-		return errorf(storage.KindUnsupported, op, "", "", "mount the btrfs filesystem there, or fix the host's root", "root %s: %v", b.root, err)
+		return storage.Errorf(storage.KindUnsupported, op, "", "", "mount the btrfs filesystem there, or fix the host's root", "root %s: %v", b.root, err)
 	}
 	if !fi.IsDir() {
-		return errorf(storage.KindUnsupported, op, "", "", "set the host's root to a btrfs mount point or subvolume", "root %s is not a directory", b.root)
+		return storage.Errorf(storage.KindUnsupported, op, "", "", "set the host's root to a btrfs mount point or subvolume", "root %s is not a directory", b.root)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(b.root, &sfs); err != nil {
-		return errorf(storage.KindUnsupported, op, "", "", "", "statfs %s: %v", b.root, err)
+		return storage.Errorf(storage.KindUnsupported, op, "", "", "", "statfs %s: %v", b.root, err)
 	}
 	if sfs.Type != unix.BTRFS_SUPER_MAGIC {
-		return errorf(storage.KindUnsupported, op, "", "", "mount a btrfs filesystem at the root (or point the host's root at one), or use backend: dir",
+		return storage.Errorf(storage.KindUnsupported, op, "", "", "mount a btrfs filesystem at the root (or point the host's root at one), or use backend: dir",
 			"root %s is not on btrfs but on %s", b.root, fsName(sfs.Type))
 	}
 	if ok, err := isSubvolume(b.root); err != nil || !ok {
-		return errorf(storage.KindUnsupported, op, "", "", "point the host's root at the filesystem's mount point or at a subvolume (btrfs subvolume create)",
+		return storage.Errorf(storage.KindUnsupported, op, "", "", "point the host's root at the filesystem's mount point or at a subvolume (btrfs subvolume create)",
 			"root %s is a plain directory on btrfs, not a mounted filesystem or a subvolume", b.root)
 	}
 	if warning, err := checkPrivileges(); err != nil {
-		return errorf(storage.KindUnsupported, op, "", "", fixPrivileges, "%v", err)
+		return storage.Errorf(storage.KindUnsupported, op, "", "", fixPrivileges, "%v", err)
 	} else if warning != "" {
 		b.log.Warn("btrfs backend: " + warning)
 	}
 	for _, d := range []string{"snapshots", "staging", "marks"} {
-		if err := os.MkdirAll(filepath.Join(b.root, metaDir, d), 0o700); err != nil {
-			return errorf(storage.KindUnsupported, op, "", "", "make the root writable for the worker", "cannot create %s: %v", filepath.Join(b.root, metaDir, d), err)
+		if err := os.MkdirAll(filepath.Join(b.root, storage.MetaDir, d), 0o700); err != nil {
+			return storage.Errorf(storage.KindUnsupported, op, "", "", "make the root writable for the worker", "cannot create %s: %v", filepath.Join(b.root, storage.MetaDir, d), err)
 		}
 	}
 	return nil
@@ -187,21 +183,21 @@ func (b *Backend) checkTool(ctx context.Context) error {
 	fix := fmt.Sprintf(install, MinVersion[0], MinVersion[1])
 	bin, err := exec.LookPath(b.bin)
 	if err != nil {
-		return errorf(storage.KindUnsupported, op, "", "", fix, "btrfs-progs is not installed: %q not found in PATH", b.bin)
+		return storage.Errorf(storage.KindUnsupported, op, "", "", fix, "btrfs-progs is not installed: %q not found in PATH", b.bin)
 	}
 	out, err := b.run(ctx, "--version")
 	if err != nil {
-		return errorf(storage.KindUnsupported, op, "", "", fix, "%s --version: %v", bin, err)
+		return storage.Errorf(storage.KindUnsupported, op, "", "", fix, "%s --version: %v", bin, err)
 	}
 	first, _, _ := strings.Cut(out, "\n")
 	m := versionRE.FindStringSubmatch(first)
 	if m == nil {
-		return errorf(storage.KindUnsupported, op, "", "", fix, "cannot tell the version of %s from %q", bin, strings.TrimSpace(first))
+		return storage.Errorf(storage.KindUnsupported, op, "", "", fix, "cannot tell the version of %s from %q", bin, strings.TrimSpace(first))
 	}
 	major, _ := strconv.Atoi(m[1])
 	minor, _ := strconv.Atoi(m[2])
 	if major < MinVersion[0] || (major == MinVersion[0] && minor < MinVersion[1]) {
-		return errorf(storage.KindUnsupported, op, "", "", fix, "%s is btrfs-progs %d.%d, too old", bin, major, minor)
+		return storage.Errorf(storage.KindUnsupported, op, "", "", fix, "%s is btrfs-progs %d.%d, too old", bin, major, minor)
 	}
 	return nil
 }
@@ -294,51 +290,9 @@ func capsFromStatus(status string) (eff, amb uint64) {
 
 // ---- names and paths ----
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:@+=-]{0,199}$`)
-
-func checkName(op, dataset, name string) error {
-	if !nameRE.MatchString(name) || strings.HasSuffix(name, ".spool") || strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".tmp") {
-		return errorf(storage.KindInvalid, op, dataset, name, "use a snapshot name of letters, digits and _ . : @ + = - that does not start with a dot",
-			"invalid snapshot name %q", name)
-	}
-	return nil
-}
-
-func checkDataset(op, dataset string) error {
-	bad := func(why string) error {
-		return errorf(storage.KindInvalid, op, dataset, "", "datasets are relative paths inside the host's root", "invalid dataset %q: %s", dataset, why)
-	}
-	switch {
-	case dataset == "":
-		return bad("empty")
-	case strings.ContainsFunc(dataset, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return bad("contains a control character")
-	case path.IsAbs(dataset):
-		return bad("absolute path")
-	case len(escape(dataset)) > 250:
-		return bad("too long")
-	}
-	for i, c := range strings.Split(dataset, "/") {
-		switch {
-		case c == "" || c == ".":
-			return bad("empty or '.' path component")
-		case c == "..":
-			return bad("'..' escapes the root")
-		case i == 0 && c == metaDir:
-			return bad("the root's .ferry directory belongs to ferry")
-		}
-	}
-	return nil
-}
-
-// escape makes a dataset path one path component: '%' -> %25, '/' -> %2F.
-func escape(dataset string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(dataset, "%", "%25"), "/", "%2F")
-}
-
 func (b *Backend) live(ds string) string { return filepath.Join(b.root, filepath.FromSlash(ds)) }
 func (b *Backend) snapDir(ds string) string {
-	return filepath.Join(b.root, metaDir, "snapshots", escape(ds))
+	return filepath.Join(b.root, storage.MetaDir, "snapshots", storage.EscapeDataset(ds))
 }
 
 // container is a snapshot's directory: it holds the read-only subvolume
@@ -351,7 +305,7 @@ func (b *Backend) metaPath(ds, name string) string {
 	return filepath.Join(b.container(ds, name), metaFile)
 }
 func (b *Backend) stagingDir(ds string) string {
-	return filepath.Join(b.root, metaDir, "staging", escape(ds))
+	return filepath.Join(b.root, storage.MetaDir, "staging", storage.EscapeDataset(ds))
 }
 
 // stage is a receive's staging directory; btrfs receive (chrooted there)
@@ -364,7 +318,7 @@ func (b *Backend) spoolStatePath(ds, name string) string {
 	return filepath.Join(b.stagingDir(ds), name+".spool.json")
 }
 func (b *Backend) marksDir(ds string) string {
-	return filepath.Join(b.root, metaDir, "marks", escape(ds))
+	return filepath.Join(b.root, storage.MetaDir, "marks", storage.EscapeDataset(ds))
 }
 
 // rel is p relative to the root, for Partial IDs and messages.
@@ -383,7 +337,7 @@ func (b *Backend) lock(op, ds string) (func(), error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.busy[ds] {
-		return nil, errorf(storage.KindTemporary, op, ds, "", "retry when the running operation has finished", "another operation on this dataset is running")
+		return nil, storage.Errorf(storage.KindTemporary, op, ds, "", "retry when the running operation has finished", "another operation on this dataset is running")
 	}
 	b.busy[ds] = true
 	return func() {
@@ -394,43 +348,6 @@ func (b *Backend) lock(op, ds string) (func(), error) {
 }
 
 // ---- small file helpers ----
-
-// writeFileAtomic writes p through a temporary file, fsyncs it, renames it
-// into place and fsyncs the directory.
-func writeFileAtomic(p string, data []byte) error {
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-func syncDir(p string) error {
-	d, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
 
 // syncFS commits the filesystem holding p (syncfs).
 func syncFS(p string) error {

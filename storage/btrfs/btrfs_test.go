@@ -564,7 +564,7 @@ func TestLeftoversOfAnOlderRun(t *testing.T) {
 	// A discard never touches a complete snapshot.
 	err := b.DiscardPartial(ctx, storage.Partial{Dataset: ds, Name: "snap1", ID: b.rel(b.container(ds, "snap1"))})
 	kindIs(t, err, storage.KindConflict)
-	for _, id := range []string{"../x", ".ferry/snapshots/other/snap1", "/etc", ".ferry/staging/" + escape(ds) + "/.."} {
+	for _, id := range []string{"../x", ".ferry/snapshots/other/snap1", "/etc", ".ferry/staging/" + storage.EscapeDataset(ds) + "/.."} {
 		if err := b.DiscardPartial(ctx, storage.Partial{Dataset: ds, ID: id}); storage.KindOf(err) != storage.KindInvalid {
 			t.Fatalf("discard of %q: %v", id, err)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -199,7 +198,3 @@ const (
 	fixNoSpace    = "free space on the target or raise its quota, then run the job again"
 	fixPrivileges = "run the ferry worker as root, or give it the capabilities btrfs needs as ambient capabilities (systemd: AmbientCapabilities=CAP_SYS_ADMIN CAP_FOWNER CAP_SYS_CHROOT CAP_CHOWN CAP_DAC_OVERRIDE CAP_FSETID CAP_MKNOD CAP_SETFCAP)"
 )
-
-func errorf(kind storage.Kind, op, ds, name, fix, format string, args ...any) *storage.Error {
-	return &storage.Error{Kind: kind, Op: op, Dataset: ds, Snapshot: name, Err: fmt.Errorf(format, args...), Fix: fix}
-}

@@ -34,7 +34,7 @@ func stagingBase(entry string) string {
 //     destroy), a subvolume outside ferry's layout left by an older run.
 func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, error) {
 	const op = "list partials"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return nil, err
 	}
 	var out []storage.Partial
@@ -155,13 +155,13 @@ func (b *Backend) describeStage(ctx context.Context, dir, n string, fi fs.FileIn
 // a complete snapshot is never touched.
 func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 	const op = "discard partial"
-	if err := checkDataset(op, p.Dataset); err != nil {
+	if err := storage.CheckDataset(op, p.Dataset); err != nil {
 		return err
 	}
 	abs := filepath.Join(b.root, filepath.FromSlash(p.ID))
 	parent, n := filepath.Dir(abs), filepath.Base(abs)
 	if filepath.Clean(abs) != abs || n == "." || n == ".." || strings.HasPrefix(n, ".") || filepath.IsAbs(filepath.FromSlash(p.ID)) {
-		return errorf(storage.KindInvalid, op, p.Dataset, p.Name, "", "%q is not a partial of this backend", p.ID)
+		return storage.Errorf(storage.KindInvalid, op, p.Dataset, p.Name, "", "%q is not a partial of this backend", p.ID)
 	}
 	unlock, err := b.lock(op, p.Dataset)
 	if err != nil {
@@ -177,13 +177,13 @@ func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 			return classify(ierr, storage.KindTemporary, op, p.Dataset, n)
 		}
 		if st.complete {
-			return errorf(storage.KindConflict, op, p.Dataset, n, "use DestroySnapshot for complete snapshots", "%q is a complete snapshot", n)
+			return storage.Errorf(storage.KindConflict, op, p.Dataset, n, "use DestroySnapshot for complete snapshots", "%q is a complete snapshot", n)
 		}
 		b.log.Info("discarding an incomplete snapshot", zap.String("dataset", p.Dataset), zap.String("snapshot", n), zap.String("reason", st.reason))
 		err = b.removeTree(ctx, b.container(p.Dataset, n))
 		removeIfEmpty(b.snapDir(p.Dataset))
 	default:
-		return errorf(storage.KindInvalid, op, p.Dataset, p.Name, "", "%q is not a partial of dataset %q", p.ID, p.Dataset)
+		return storage.Errorf(storage.KindInvalid, op, p.Dataset, p.Name, "", "%q is not a partial of dataset %q", p.ID, p.Dataset)
 	}
 	return classify(err, storage.KindTemporary, op, p.Dataset, n)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
 // Receive modes (storage.ReceiveRequest.Mode).
@@ -78,14 +79,14 @@ func loadSpoolState(p string) (*spoolState, error) {
 func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s resume.Stream) (storage.Snapshot, error) {
 	const op = "receive"
 	ds, name := req.Dataset, req.Name
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return storage.Snapshot{}, err
 	}
 	if req.Parent != "" {
-		if err := checkName(op, ds, req.Parent); err != nil {
+		if err := storage.CheckSnapshotName(op, ds, req.Parent); err != nil {
 			return storage.Snapshot{}, err
 		}
 	}
@@ -100,7 +101,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 	}
 	if st.complete {
-		return storage.Snapshot{}, errorf(storage.KindConflict, op, ds, name,
+		return storage.Snapshot{}, storage.Errorf(storage.KindConflict, op, ds, name,
 			"the target already holds a complete snapshot of that name; destroy it first if it is not the one being sent",
 			"snapshot %q already exists on the target", name)
 	}
@@ -136,21 +137,21 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		switch {
 		case err == nil && state != nil:
 			if pos.Offset != state.Position.Offset || !bytes.Equal(pos.HashState, state.Position.HashState) {
-				return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "resume from the partial's position, or receive without resume",
+				return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "resume from the partial's position, or receive without resume",
 					"stream starts at offset %d but the partial receive is durable up to offset %d", pos.Offset, state.Position.Offset)
 			}
 			if state.TargetParent != req.Parent || state.SourceGUID != req.SourceGUID {
-				return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "receive without resume",
+				return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive without resume",
 					"the partial receive is of %s on base %q, not of %s on %q", state.SourceGUID, state.TargetParent, req.SourceGUID, req.Parent)
 			}
 		case pos.Offset == 0:
 			state = nil // nothing durable to resume: start over
 		default:
-			return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "receive from offset 0 without resume",
+			return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive from offset 0 without resume",
 				"stream starts at offset %d but there is no resumable partial receive", pos.Offset)
 		}
 	} else if pos.Offset != 0 {
-		return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "receive with resume set, or from offset 0",
+		return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive with resume set, or from offset 0",
 			"stream starts at offset %d without resume", pos.Offset)
 	}
 	cleanup := context.WithoutCancel(ctx)
@@ -207,7 +208,7 @@ func (b *Backend) chooseMode(req storage.ReceiveRequest, resuming bool) (mode, w
 		return ModeOff, "the job asks for it", nil
 	case "", ModeAuto:
 	default:
-		return "", "", errorf(storage.KindInvalid, "receive", req.Dataset, req.Name, "set stream.resume to auto, staged or off", "unknown resume mode %q", req.Mode)
+		return "", "", storage.Errorf(storage.KindInvalid, "receive", req.Dataset, req.Name, "set stream.resume to auto, staged or off", "unknown resume mode %q", req.Mode)
 	}
 	if req.ExpectedSize < b.stagedThreshold {
 		return ModeOff, fmt.Sprintf("expected %d bytes, below the staging threshold of %d", req.ExpectedSize, b.stagedThreshold), nil
@@ -339,7 +340,7 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(b.spoolStatePath(ds, name), data); err != nil {
+		if err := metafile.WriteAtomic(b.spoolStatePath(ds, name), data); err != nil {
 			return err
 		}
 		lastCk, lastCkAt = pos.Offset, time.Now()
@@ -521,7 +522,7 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 		return storage.Snapshot{}, err
 	}
 	conflict := func(format string, args ...any) (storage.Snapshot, error) {
-		return storage.Snapshot{}, errorf(storage.KindConflict, rx.op, ds, name, "discard the receive and plan the step again", format, args...)
+		return storage.Snapshot{}, storage.Errorf(storage.KindConflict, rx.op, ds, name, "discard the receive and plan the step again", format, args...)
 	}
 	switch {
 	case !sv.ReadOnly || sv.ReceivedUUID == "":
@@ -556,7 +557,7 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 	if err := unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, b.container(ds, name), unix.RENAME_NOREPLACE); err != nil {
 		return storage.Snapshot{}, fmt.Errorf("commit %s: %w", name, err)
 	}
-	if err := errors.Join(syncDir(b.snapDir(ds)), syncDir(b.stagingDir(ds))); err != nil {
+	if err := errors.Join(metafile.SyncDir(b.snapDir(ds)), metafile.SyncDir(b.stagingDir(ds))); err != nil {
 		return storage.Snapshot{}, err
 	}
 	for _, p := range []string{b.spoolPath(ds, name), b.spoolStatePath(ds, name)} {

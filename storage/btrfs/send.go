@@ -18,14 +18,14 @@ import (
 // can vouch for is the incremental base, which -p already offers.
 func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendRequest) ([]string, error) {
 	ds := req.Dataset
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return nil, err
 	}
-	if err := checkName(op, ds, req.To); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, req.To); err != nil {
 		return nil, err
 	}
 	if req.From != "" {
-		if err := checkName(op, ds, req.From); err != nil {
+		if err := storage.CheckSnapshotName(op, ds, req.From); err != nil {
 			return nil, err
 		}
 	}
@@ -35,7 +35,7 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 			return nil, err
 		}
 		if st.meta.Kind != kindLocal {
-			return nil, errorf(storage.KindUnsupported, op, ds, name, "replicate from the host that took the snapshot",
+			return nil, storage.Errorf(storage.KindUnsupported, op, ds, name, "replicate from the host that took the snapshot",
 				"snapshot %q was received from another host; sending it onward is not supported", name)
 		}
 		if err := unmodified(op, ds, st); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
 // metaFile is ferry's record of a snapshot, inside its container beside
@@ -187,7 +188,7 @@ func (b *Backend) complete(ctx context.Context, op, ds, name string) (*snapState
 		if st.exists {
 			why = "is not a complete snapshot: " + st.reason
 		}
-		return nil, errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q %s", name, why)
+		return nil, storage.Errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q %s", name, why)
 	}
 	return st, nil
 }
@@ -197,9 +198,9 @@ func (b *Backend) complete(ctx context.Context, op, ds, name string) (*snapState
 func unmodified(op, ds string, st *snapState) error {
 	switch {
 	case !st.sv.ReadOnly:
-		return errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again", "snapshot is writable")
+		return storage.Errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again", "snapshot is writable")
 	case st.sv.Ctransid != st.meta.Ctransid:
-		return errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again",
+		return storage.Errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again",
 			"snapshot was modified after it was made (ctransid %d, recorded %d)", st.sv.Ctransid, st.meta.Ctransid)
 	}
 	return nil
@@ -210,7 +211,7 @@ func (b *Backend) writeMeta(p string, m *meta) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p, append(data, '\n'))
+	return metafile.WriteAtomic(p, append(data, '\n'))
 }
 
 // CreateSnapshot implements storage.Backend with `btrfs subvolume snapshot
@@ -218,10 +219,10 @@ func (b *Backend) writeMeta(p string, m *meta) error {
 // metadata written last makes it complete.
 func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.Snapshot, error) {
 	const op = "create snapshot"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return storage.Snapshot{}, err
 	}
 	unlock, err := b.lock(op, ds)
@@ -232,17 +233,17 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 
 	live := b.live(ds)
 	if _, err := os.Lstat(live); errors.Is(err, fs.ErrNotExist) {
-		return storage.Snapshot{}, errorf(storage.KindNotFound, op, ds, name, "create the dataset with `btrfs subvolume create` or fix the job's dataset", "dataset %s does not exist", live)
+		return storage.Snapshot{}, storage.Errorf(storage.KindNotFound, op, ds, name, "create the dataset with `btrfs subvolume create` or fix the job's dataset", "dataset %s does not exist", live)
 	} else if err != nil {
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 	}
 	if real, err := filepath.EvalSymlinks(live); err != nil || real != live {
-		return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "datasets must be real subvolumes inside the root, not reached through symlinks", "dataset %s resolves to %s", live, real)
+		return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "datasets must be real subvolumes inside the root, not reached through symlinks", "dataset %s resolves to %s", live, real)
 	}
 	if ok, err := isSubvolume(live); err != nil {
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 	} else if !ok {
-		return storage.Snapshot{}, errorf(storage.KindInvalid, op, ds, name, "make the dataset a subvolume (btrfs subvolume create, then move the data in)", "dataset %s is a plain directory, not a btrfs subvolume", live)
+		return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "make the dataset a subvolume (btrfs subvolume create, then move the data in)", "dataset %s is a plain directory, not a btrfs subvolume", live)
 	}
 
 	st, err := b.inspect(ctx, ds, name)
@@ -292,7 +293,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 // first (creation time, then subvolume id).
 func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snapshot, error) {
 	const op = "list snapshots"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return nil, err
 	}
 	states, err := b.snapStates(ctx, ds)
@@ -352,10 +353,10 @@ func (b *Backend) snapStates(ctx context.Context, ds string) ([]*snapState, erro
 // directory.
 func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	const op = "destroy snapshot"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return err
 	}
 	unlock, err := b.lock(op, ds)
@@ -372,7 +373,7 @@ func (b *Backend) destroy(ctx context.Context, ds, name string) error {
 		return nil
 	}
 	if err := os.Remove(b.metaPath(ds, name)); err == nil {
-		if err := syncDir(c); err != nil {
+		if err := metafile.SyncDir(c); err != nil {
 			return err
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
@@ -389,10 +390,10 @@ func (b *Backend) destroy(ctx context.Context, ds, name string) error {
 // snapshot's read-only subvolume.
 func (b *Backend) ContentDigest(ctx context.Context, ds, name string) (string, error) {
 	const op = "content digest"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return "", err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return "", err
 	}
 	if _, err := b.complete(ctx, op, ds, name); err != nil {
@@ -412,10 +413,10 @@ func (b *Backend) ContentDigest(ctx context.Context, ds, name string) (string, e
 func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storage.Snapshot, error) {
 	const op = "verify"
 	ds, name := req.Dataset, req.Name
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return storage.Snapshot{}, err
 	}
 	st, err := b.inspect(ctx, ds, name)
@@ -424,13 +425,13 @@ func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storag
 	}
 	const fix = "discard the received snapshot and send it again"
 	conflict := func(format string, args ...any) (storage.Snapshot, error) {
-		return storage.Snapshot{}, errorf(storage.KindConflict, op, ds, name, fix, format, args...)
+		return storage.Snapshot{}, storage.Errorf(storage.KindConflict, op, ds, name, fix, format, args...)
 	}
 	switch {
 	case !st.exists || (st.meta == nil && st.sv == nil):
-		return storage.Snapshot{}, errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q does not exist", name)
+		return storage.Snapshot{}, storage.Errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q does not exist", name)
 	case st.meta == nil:
-		return storage.Snapshot{}, errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q is not complete: %s", name, st.reason)
+		return storage.Snapshot{}, storage.Errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q is not complete: %s", name, st.reason)
 	case !st.complete:
 		return conflict("%s", st.reason)
 	}

@@ -239,11 +239,11 @@ func TestStagingBase(t *testing.T) {
 
 func TestNamesAndModes(t *testing.T) {
 	for _, bad := range []string{"x.spool", "x.json", "x.tmp", ".x", "a/b", ""} {
-		if err := checkName("t", "ds", bad); storage.KindOf(err) != storage.KindInvalid {
+		if err := storage.CheckSnapshotName("t", "ds", bad); storage.KindOf(err) != storage.KindInvalid {
 			t.Errorf("name %q accepted", bad)
 		}
 	}
-	if err := checkDataset("t", "a\nb"); storage.KindOf(err) != storage.KindInvalid {
+	if err := storage.CheckDataset("t", "a\nb"); storage.KindOf(err) != storage.KindInvalid {
 		t.Error("dataset with a newline accepted")
 	}
 	b, _ := New(t.TempDir(), WithStagedThreshold(1<<30))

@@ -12,10 +12,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +24,6 @@ import (
 
 // Kind is this backend's name in configuration and errors.
 const Kind = "dir"
-
-// metaDir is the one name at the top of the root that belongs to ferry.
-const metaDir = ".ferry"
 
 // Option configures a Backend.
 type Option func(*Backend)
@@ -99,7 +93,7 @@ func New(root string, opts ...Option) (*Backend, error) {
 		o(b)
 	}
 	for _, d := range []string{"snapshots", "staging", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(abs, metaDir, d), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(abs, storage.MetaDir, d), 0o700); err != nil {
 			return nil, storage.Wrap(err, storage.KindInvalid, "open dir backend "+abs, "", "")
 		}
 	}
@@ -122,7 +116,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	if !fi.IsDir() {
 		return storage.Errorf(storage.KindUnsupported, "check dir backend", "", "", "set the host's root to a directory", "%s is not a directory", b.root)
 	}
-	f, err := os.CreateTemp(filepath.Join(b.root, metaDir, "tmp"), ".check-*")
+	f, err := os.CreateTemp(filepath.Join(b.root, storage.MetaDir, "tmp"), ".check-*")
 	if err != nil {
 		return storage.Wrap(err, storage.KindUnsupported, "check dir backend "+b.root, "", "")
 	}
@@ -133,50 +127,9 @@ func (b *Backend) Check(ctx context.Context) error {
 
 // ---- names and paths ----
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:@+=-]{0,199}$`)
-
-func checkName(op, dataset, name string) error {
-	if !nameRE.MatchString(name) || strings.HasSuffix(name, ".meta.json") || strings.HasSuffix(name, ".manifest") || strings.HasSuffix(name, ".tmp") {
-		return storage.Errorf(storage.KindInvalid, op, dataset, name, "use a snapshot name of letters, digits and _ . : @ + = - that does not start with a dot", "invalid snapshot name %q", name)
-	}
-	return nil
-}
-
-func checkDataset(op, dataset string) error {
-	bad := func(why string) error {
-		return storage.Errorf(storage.KindInvalid, op, dataset, "", "datasets are relative paths inside the host's root", "invalid dataset %q: %s", dataset, why)
-	}
-	switch {
-	case dataset == "":
-		return bad("empty")
-	case strings.ContainsRune(dataset, 0):
-		return bad("contains NUL")
-	case path.IsAbs(dataset):
-		return bad("absolute path")
-	case len(escape(dataset)) > 250:
-		return bad("too long")
-	}
-	for i, c := range strings.Split(dataset, "/") {
-		switch {
-		case c == "" || c == ".":
-			return bad("empty or '.' path component")
-		case c == "..":
-			return bad("'..' escapes the root")
-		case i == 0 && c == metaDir:
-			return bad("the root's .ferry directory belongs to ferry")
-		}
-	}
-	return nil
-}
-
-// escape makes a dataset path one path component: '%' -> %25, '/' -> %2F.
-func escape(dataset string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(dataset, "%", "%25"), "/", "%2F")
-}
-
 func (b *Backend) live(ds string) string { return filepath.Join(b.root, filepath.FromSlash(ds)) }
 func (b *Backend) snapDir(ds string) string {
-	return filepath.Join(b.root, metaDir, "snapshots", escape(ds))
+	return filepath.Join(b.root, storage.MetaDir, "snapshots", storage.EscapeDataset(ds))
 }
 func (b *Backend) snapTree(ds, name string) string { return filepath.Join(b.snapDir(ds), name) }
 func (b *Backend) metaPath(ds, name string) string {
@@ -186,9 +139,11 @@ func (b *Backend) manifestPath(ds, name string) string {
 	return filepath.Join(b.snapDir(ds), name+".manifest")
 }
 func (b *Backend) stagingDir(ds string) string {
-	return filepath.Join(b.root, metaDir, "staging", escape(ds))
+	return filepath.Join(b.root, storage.MetaDir, "staging", storage.EscapeDataset(ds))
 }
-func (b *Backend) tmpDir(ds string) string { return filepath.Join(b.root, metaDir, "tmp", escape(ds)) }
+func (b *Backend) tmpDir(ds string) string {
+	return filepath.Join(b.root, storage.MetaDir, "tmp", storage.EscapeDataset(ds))
+}
 
 // rel is p relative to the root, for Partial IDs and messages.
 func (b *Backend) rel(p string) string {

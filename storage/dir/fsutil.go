@@ -141,31 +141,6 @@ func syncFS(p string) error {
 	return unix.Syncfs(fd)
 }
 
-// writeFileAtomic writes data to p through a synced temporary file and a
-// rename, then syncs p's directory.
-func writeFileAtomic(p string, data []byte) error {
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncPath(filepath.Dir(p))
-}
-
 // ---- fd-relative walking inside a staging tree ----
 
 // errUnsafePath marks a path whose parent component is a symlink or not a

@@ -23,7 +23,7 @@ func newHash() hash.Hash { return sha256.New() }
 //   - trees or manifests in place without metadata (an interrupted commit).
 func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, error) {
 	const op = "list partials"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return nil, err
 	}
 	var out []storage.Partial
@@ -86,12 +86,12 @@ func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, e
 // reports; a complete snapshot is never touched.
 func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 	const op = "discard partial"
-	if err := checkDataset(op, p.Dataset); err != nil {
+	if err := storage.CheckDataset(op, p.Dataset); err != nil {
 		return err
 	}
 	abs := filepath.Join(b.root, filepath.FromSlash(p.ID))
 	parent, name := filepath.Dir(abs), filepath.Base(abs)
-	if filepath.Clean(abs) != abs || checkName(op, p.Dataset, name) != nil {
+	if filepath.Clean(abs) != abs || storage.CheckSnapshotName(op, p.Dataset, name) != nil {
 		return storage.Errorf(storage.KindInvalid, op, p.Dataset, p.Name, "", "%q is not a partial of this backend", p.ID)
 	}
 	unlock, err := b.lock(op, p.Dataset)

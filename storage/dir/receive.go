@@ -25,6 +25,7 @@ import (
 
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
 // Files in a receive's staging directory <root>/.ferry/staging/<dataset>/<name>/.
@@ -88,21 +89,21 @@ func writeJSON(p string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p, append(data, '\n'))
+	return metafile.WriteAtomic(p, append(data, '\n'))
 }
 
 // Receive implements storage.Backend.
 func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s resume.Stream) (storage.Snapshot, error) {
 	const op = "receive"
 	ds, name := req.Dataset, req.Name
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return storage.Snapshot{}, err
 	}
 	if req.Parent != "" {
-		if err := checkName(op, ds, req.Parent); err != nil {
+		if err := storage.CheckSnapshotName(op, ds, req.Parent); err != nil {
 			return storage.Snapshot{}, err
 		}
 	}

@@ -105,10 +105,10 @@ type sendPlan struct {
 }
 
 func (b *Backend) planSend(op string, req storage.SendRequest) (*sendPlan, error) {
-	if err := checkDataset(op, req.Dataset); err != nil {
+	if err := storage.CheckDataset(op, req.Dataset); err != nil {
 		return nil, err
 	}
-	if err := checkName(op, req.Dataset, req.To); err != nil {
+	if err := storage.CheckSnapshotName(op, req.Dataset, req.To); err != nil {
 		return nil, err
 	}
 	p := &sendPlan{}
@@ -118,7 +118,7 @@ func (b *Backend) planSend(op string, req storage.SendRequest) (*sendPlan, error
 	}
 	p.toMan = b.manifestPath(req.Dataset, req.To)
 	if req.From != "" {
-		if err := checkName(op, req.Dataset, req.From); err != nil {
+		if err := storage.CheckSnapshotName(op, req.Dataset, req.From); err != nil {
 			return nil, err
 		}
 		if p.from, err = b.mustMeta(op, req.Dataset, req.From); err != nil {

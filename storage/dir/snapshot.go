@@ -24,6 +24,7 @@ import (
 
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
 // meta is <name>.meta.json beside a snapshot's tree. Its presence is what
@@ -94,13 +95,13 @@ func (b *Backend) commitMeta(m *meta) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(b.metaPath(m.Dataset, m.Name), append(data, '\n'))
+	return metafile.WriteAtomic(b.metaPath(m.Dataset, m.Name), append(data, '\n'))
 }
 
 // ListSnapshots implements storage.Backend: complete snapshots, oldest first.
 func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snapshot, error) {
 	const op = "list snapshots"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return nil, err
 	}
 	metas, err := b.listMetas(ds)
@@ -125,7 +126,7 @@ func (b *Backend) listMetas(ds string) ([]*meta, error) {
 	var out []*meta
 	for _, n := range names {
 		name, ok := strings.CutSuffix(n, ".meta.json")
-		if !ok || checkName("", ds, name) != nil {
+		if !ok || storage.CheckSnapshotName("", ds, name) != nil {
 			continue
 		}
 		m, ok, err := b.loadMeta(ds, name)
@@ -149,10 +150,10 @@ func (b *Backend) listMetas(ds string) ([]*meta, error) {
 // half-destroyed snapshot is never listed as complete.
 func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	const op = "destroy snapshot"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return err
 	}
 	unlock, err := b.lock(op, ds)
@@ -183,10 +184,10 @@ func (b *Backend) destroy(ds, name string) error {
 // CreateSnapshot implements storage.Backend.
 func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.Snapshot, error) {
 	const op = "create snapshot"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return storage.Snapshot{}, err
 	}
 	unlock, err := b.lock(op, ds)

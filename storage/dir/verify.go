@@ -209,10 +209,10 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 // against the stored one.
 func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storage.Snapshot, error) {
 	const op = "verify"
-	if err := checkDataset(op, req.Dataset); err != nil {
+	if err := storage.CheckDataset(op, req.Dataset); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := checkName(op, req.Dataset, req.Name); err != nil {
+	if err := storage.CheckSnapshotName(op, req.Dataset, req.Name); err != nil {
 		return storage.Snapshot{}, err
 	}
 	m, err := b.mustMeta(op, req.Dataset, req.Name)
@@ -261,10 +261,10 @@ func (b *Backend) recomputeDigest(ds, name string) (string, error) {
 // on-disk mode is the true mode without write bits.
 func (b *Backend) ContentDigest(ctx context.Context, ds, name string) (string, error) {
 	const op = "content digest"
-	if err := checkDataset(op, ds); err != nil {
+	if err := storage.CheckDataset(op, ds); err != nil {
 		return "", err
 	}
-	if err := checkName(op, ds, name); err != nil {
+	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return "", err
 	}
 	if _, err := b.mustMeta(op, ds, name); err != nil {

@@ -1,0 +1,40 @@
+package storage
+
+import "testing"
+
+func TestCheckDataset(t *testing.T) {
+	for _, ok := range []string{"share01", "replicas/share01", "a/b.c/d-e_f"} {
+		if err := CheckDataset("op", ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "/abs", "a/../b", "..", "a//b", "./a", "a/.", ".ferry", ".ferry/x", "a\x00b", "a\nb"} {
+		if KindOf(CheckDataset("op", bad)) != KindInvalid {
+			t.Errorf("%q was not refused as invalid", bad)
+		}
+	}
+}
+
+func TestCheckSnapshotName(t *testing.T) {
+	for _, ok := range []string{"ferry_share01_20261121T081512.035Z", "snap1", "a:b@c+d=e"} {
+		if err := CheckSnapshotName("op", "ds", ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".hidden", "a/b", "x.json", "x.tmp", "x.spool", "x.manifest", "a b"} {
+		if KindOf(CheckSnapshotName("op", "ds", bad)) != KindInvalid {
+			t.Errorf("%q was not refused as invalid", bad)
+		}
+	}
+}
+
+func TestEscapeDatasetKeepsNestedDatasetsApart(t *testing.T) {
+	seen := map[string]string{}
+	for _, ds := range []string{"a", "a/s", "a%2Fs", "a%s", "a/s/t"} {
+		e := EscapeDataset(ds)
+		if prev, dup := seen[e]; dup {
+			t.Fatalf("%q and %q escape to the same %q", prev, ds, e)
+		}
+		seen[e] = ds
+	}
+}
