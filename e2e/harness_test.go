@@ -83,6 +83,15 @@ func runMain(m *testing.M) int {
 	if testing.Short() {
 		return m.Run() // every test skips itself
 	}
+	if os.Geteuid() == 0 {
+		// Loop filesystems of an earlier run that crashed (only ferry's,
+		// only of dead processes) would hold loop devices: release them.
+		if reaped, err := loopfs.ReapStale(""); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: reaping stale loop filesystems:", err)
+		} else if len(reaped) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: released %d loop filesystem(s) of a crashed run\n", len(reaped))
+		}
+	}
 	tmp, err := os.MkdirTemp("", "ferry-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
