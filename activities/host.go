@@ -23,6 +23,7 @@ import (
 type Sessions interface {
 	Register(spec transfer.SessionSpec) (token string, expires time.Time, err error)
 	Revoke(token string) bool
+	Session(token string) (transfer.SessionInfo, bool)
 }
 
 // Fetcher opens streams from other hosts' data servers.
@@ -152,17 +153,30 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 	if err != nil {
 		return OpenSendResult{}, h.fail(log, "register send session", err)
 	}
-	h.mu.Lock()
-	if h.tokens == nil {
-		h.tokens = map[string][]string{}
-	}
-	h.tokens[in.Job] = append(h.tokens[in.Job], token)
-	h.mu.Unlock()
+	h.rememberToken(in.Job, token)
 	log.Info("send session open", zap.String("peer", in.TargetHost), zap.Int64("expected_bytes", expected), zap.Time("expires", expires))
 	return OpenSendResult{
 		Token: token, Address: h.DataAddress, ServerName: h.Name, Expires: expires, Expected: expected,
 		SourceGUID: to.GUID, ParentGUID: parentGUID, SourceKind: h.Backend.Kind(), SourceDigest: to.Digest, Compress: in.Compress,
 	}, nil
+}
+
+// rememberToken keeps the job's tokens for CloseSend, forgetting those the
+// data server no longer holds open (completed, revoked, expired, forgotten)
+// so that a long-running worker does not accumulate them.
+func (h *Host) rememberToken(job, token string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tokens == nil {
+		h.tokens = map[string][]string{}
+	}
+	open := h.tokens[job][:0]
+	for _, t := range h.tokens[job] {
+		if info, ok := h.Sessions.Session(t); ok && info.State != transfer.SessionComplete && info.State != transfer.SessionRevoked && time.Now().Before(info.Expires) {
+			open = append(open, t)
+		}
+	}
+	h.tokens[job] = append(open, token)
 }
 
 // CloseSend revokes the job's send sessions on this host.

@@ -132,6 +132,16 @@ func TestReceiveVerifyAndMarkOverTheDataPlane(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "s1", marks[MarkName(MarkCursor, "j")])
 
+	// A new session forgets the completed one: tokens do not pile up.
+	p.src.mu.Lock()
+	require.Equal(t, []string{sess.Token}, p.src.tokens["j"])
+	p.src.mu.Unlock()
+	next, err := runActivity(t, p.src.OpenSend, OpenSendInput{Job: "j", Dataset: "share", To: "s1", TargetHost: "nas-b", TTL: time.Hour})
+	require.NoError(t, err)
+	p.src.mu.Lock()
+	require.Equal(t, []string{next.Token}, p.src.tokens["j"])
+	p.src.mu.Unlock()
+
 	// The token is burned: a second receive with it is a lost session.
 	_, err = runActivity(t, p.tgt.Receive, ReceiveInput{Job: "j", Dataset: "replica2", Name: "s1", SourceGUID: sess.SourceGUID, Session: sess})
 	requireType(t, err, ErrSessionLost)

@@ -80,8 +80,16 @@ const (
 	stateRevoked
 )
 
+// Session states as SessionInfo.State reports them.
+const (
+	SessionWaiting   = "waiting"
+	SessionStreaming = "streaming"
+	SessionComplete  = "complete"
+	SessionRevoked   = "revoked"
+)
+
 func (s sessState) String() string {
-	return [...]string{"waiting", "streaming", "complete", "revoked"}[s]
+	return [...]string{SessionWaiting, SessionStreaming, SessionComplete, SessionRevoked}[s]
 }
 
 // tombstone is how long a session is remembered after it expired, so that a
