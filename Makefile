@@ -7,7 +7,7 @@ PKGS    ?= ./...
 # The suite must fit CI (2 cores, 90 min); individual tests bound themselves.
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test lint bench fuzz demo clean
+.PHONY: all build test lint bench bench-btrfs fuzz demo clean
 
 all: lint test
 
@@ -32,6 +32,13 @@ lint:
 bench:
 	$(GO) test ./transfer/ -run '^$$' -bench 'BenchmarkTransfer1GiB' -benchtime 3x -count 1
 	$(GO) test ./demo/ -run '^$$' -bench 'BenchmarkNoChangeIncremental' -benchtime 10x -count 1
+
+# btrfs throughput, root only (not part of `make test`): a 1 GiB full
+# replication of incompressible data through ferry in resume off and staged
+# mode, and a plain `btrfs send | btrfs receive`, between two loop-mounted
+# btrfs images. FERRY_REQUIRE makes a missing prerequisite fail, not skip.
+bench-btrfs:
+	FERRY_REQUIRE=btrfs $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkBtrfsThroughput' -benchtime 1x -count 1 -timeout 30m
 
 # Coverage-guided fuzzing of the frame decoder (the seed corpus runs in `make test`).
 FUZZTIME ?= 60s
