@@ -200,6 +200,8 @@ func TestBtrfsReceiverKilledResumeOff(t *testing.T) {
 	started := logLines(again.log, "receive")
 	require.True(t, hasEntry(started, map[string]any{"snapshot": name, "mode": config.ResumeOff, "from_offset": float64(0)}),
 		"the restarted %s did not receive %s from byte 0 in off mode: %v", target, name, started)
+	require.True(t, hasEntry(logLines(again.log, "discarding the partial receive an earlier attempt left; receiving from the start"),
+		map[string]any{"snapshot": name}), "the restarted %s did not say it discarded the partial", target)
 
 	// The partial subvolume was discarded, not finished and kept.
 	got, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)

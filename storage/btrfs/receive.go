@@ -156,6 +156,12 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	}
 	cleanup := context.WithoutCancel(ctx)
 	if state == nil {
+		if _, serr := os.Lstat(b.stage(ds, name)); serr == nil {
+			// An earlier attempt's half-received subvolume (resume off, or
+			// nothing durable): never completed, never listed, gone now.
+			b.log.Warn("discarding the partial receive an earlier attempt left; receiving from the start",
+				zap.String("dataset", ds), logging.Snapshot(name), zap.String("path", b.stage(ds, name)))
+		}
 		err = b.discardStaging(cleanup, ds, name)
 	} else {
 		// An apply that was interrupted is redone from the spool.
