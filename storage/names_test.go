@@ -38,3 +38,23 @@ func TestEscapeDatasetKeepsNestedDatasetsApart(t *testing.T) {
 		seen[e] = ds
 	}
 }
+
+func TestDatasetLocks(t *testing.T) {
+	var l DatasetLocks
+	unlock, err := l.Lock("receive", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Lock("snapshot", "a"); KindOf(err) != KindTemporary {
+		t.Fatalf("a second operation on a busy dataset: %v, want KindTemporary", err)
+	}
+	unlockB, err := l.Lock("receive", "b")
+	if err != nil {
+		t.Fatalf("another dataset is independent: %v", err)
+	}
+	unlock()
+	unlockB()
+	if _, err := l.Lock("snapshot", "a"); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+}

@@ -25,7 +25,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -75,8 +74,7 @@ type Backend struct {
 	ckptEvery       time.Duration
 	stagedThreshold int64
 
-	mu   sync.Mutex
-	busy map[string]bool
+	locks storage.DatasetLocks
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -98,7 +96,6 @@ func New(root string, opts ...Option) (*Backend, error) {
 		ckptBytes:       16 << 20,
 		ckptEvery:       2 * time.Second,
 		stagedThreshold: DefaultStagedThreshold,
-		busy:            map[string]bool{},
 	}
 	for _, o := range opts {
 		o(b)
@@ -328,23 +325,6 @@ func (b *Backend) rel(p string) string {
 		return p
 	}
 	return filepath.ToSlash(r)
-}
-
-// lock serialises the mutating operations on one dataset within this
-// process (ferry runs one worker per host and root). A second operation
-// while one runs is refused as temporary.
-func (b *Backend) lock(op, ds string) (func(), error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.busy[ds] {
-		return nil, storage.Errorf(storage.KindTemporary, op, ds, "", "retry when the running operation has finished", "another operation on this dataset is running")
-	}
-	b.busy[ds] = true
-	return func() {
-		b.mu.Lock()
-		delete(b.busy, ds)
-		b.mu.Unlock()
-	}, nil
 }
 
 // ---- small file helpers ----

@@ -163,7 +163,7 @@ func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 	if filepath.Clean(abs) != abs || n == "." || n == ".." || strings.HasPrefix(n, ".") || filepath.IsAbs(filepath.FromSlash(p.ID)) {
 		return storage.Errorf(storage.KindInvalid, op, p.Dataset, p.Name, "", "%q is not a partial of this backend", p.ID)
 	}
-	unlock, err := b.lock(op, p.Dataset)
+	unlock, err := b.locks.Lock(op, p.Dataset)
 	if err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 			return storage.Snapshot{}, err
 		}
 	}
-	unlock, err := b.lock(op, ds)
+	unlock, err := b.locks.Lock(op, ds)
 	if err != nil {
 		return storage.Snapshot{}, err
 	}

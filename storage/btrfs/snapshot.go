@@ -225,7 +225,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return storage.Snapshot{}, err
 	}
-	unlock, err := b.lock(op, ds)
+	unlock, err := b.locks.Lock(op, ds)
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
@@ -359,7 +359,7 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
 		return err
 	}
-	unlock, err := b.lock(op, ds)
+	unlock, err := b.locks.Lock(op, ds)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,8 +55,7 @@ type Backend struct {
 	// clone is FICLONE; tests replace it to exercise the fallbacks.
 	clone func(dst, src *os.File) error
 
-	mu   sync.Mutex
-	busy map[string]bool
+	locks storage.DatasetLocks
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -86,7 +84,6 @@ func New(root string, opts ...Option) (*Backend, error) {
 		ckptEvery: time.Second,
 		isRoot:    os.Geteuid() == 0,
 		clone:     ficlone,
-		busy:      map[string]bool{},
 	}
 	b.reflink.Store(true)
 	for _, o := range opts {
@@ -152,24 +149,6 @@ func (b *Backend) rel(p string) string {
 		return p
 	}
 	return filepath.ToSlash(r)
-}
-
-// lock serialises the mutating operations on one dataset within this
-// process (ferry runs one worker per host and root). A second operation
-// while one runs is refused as temporary, so an activity retry that races
-// its own earlier attempt backs off instead of interleaving with it.
-func (b *Backend) lock(op, ds string) (func(), error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.busy[ds] {
-		return nil, storage.Errorf(storage.KindTemporary, op, ds, "", "retry when the running operation has finished", "another operation on this dataset is running")
-	}
-	b.busy[ds] = true
-	return func() {
-		b.mu.Lock()
-		delete(b.busy, ds)
-		b.mu.Unlock()
-	}, nil
 }
 
 func ctxErr(ctx context.Context, op, ds, name string) error {
