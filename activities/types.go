@@ -25,6 +25,9 @@ const (
 	// ErrSessionLost: the source no longer knows the send session (it
 	// restarted or the token expired); the workflow opens a new one.
 	ErrSessionLost = "SessionLost"
+	// ErrHostUnavailable: a host did not finish a step within its timeout
+	// (its worker down or failing throughout); raised by the workflow.
+	ErrHostUnavailable = "HostUnavailable"
 )
 
 // NonRetryable lists the error types no activity retry can fix.

@@ -158,6 +158,8 @@ type envOptions struct {
 	Direct bool
 	// Timeout bounds the test (default testTimeout).
 	Timeout time.Duration
+	// HostTimeout is the job's timeouts.host ("" for the default, 10m).
+	HostTimeout string
 }
 
 // env is one test's world: its own directory, certificates, config file,
@@ -282,6 +284,10 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		stream += ", resume: " + opts.Resume
 	}
 	stream += "}"
+	hostTimeout := ""
+	if opts.HostTimeout != "" {
+		hostTimeout = ", host: " + opts.HostTimeout
+	}
 	srcData := e.relay.Addr()
 	if opts.Direct {
 		srcData = e.listen[source]
@@ -297,11 +303,11 @@ jobs:
     source: %s:%s
     target: %s:%s
     stream: %s
-    timeouts: {heartbeat: %s}
+    timeouts: {heartbeat: %s%s}
 `, t.Name(), tsrv.FrontendAddress(), tsrv.Namespace(),
 		source, srcData, e.kind, e.roots[source],
 		target, e.listen[target], e.kind, e.roots[target],
-		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat)
+		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat, hostTimeout)
 	e.cfgPath = filepath.Join(root, "ferry.yaml")
 	require.NoError(t, os.WriteFile(e.cfgPath, []byte(cfg), 0o644))
 	e.cfg, err = config.Load(e.cfgPath)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -172,12 +173,17 @@ func secondSnapshotName(job string, t time.Time) string {
 const (
 	// changeSnapshotMillis: snapshot names carry milliseconds.
 	changeSnapshotMillis = "snapshot-name-millis"
+	// changeSkipDownHosts: compensation skips hosts that did not finish a
+	// step in time instead of waiting out their timeout again.
+	changeSkipDownHosts = "compensation-skips-down-hosts"
 )
 
 // replication is one run's state; every method runs on the workflow goroutine.
 type replication struct {
 	in     ReplicateInput
 	status Status
+	// down holds the hosts that did not finish a step in time.
+	down map[string]bool
 }
 
 // act is the nil receiver the workflow names activities by.
@@ -193,8 +199,8 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 
 	r.setPhase(ctx, PhaseSnapshot, "snapshot "+r.in.Source.String()+"@"+name)
 	var snap activities.CreateSnapshotResult
-	if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "snapshot "+name), act.CreateSnapshot,
-		activities.CreateSnapshotInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Name: name}).Get(ctx, &snap); err != nil {
+	if err := r.call(ctx, r.in.Source.Host, "snapshot "+name, act.CreateSnapshot,
+		activities.CreateSnapshotInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Name: name}, &snap); err != nil {
 		return res, err
 	}
 
@@ -205,10 +211,10 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 		activities.InventoryInput{Job: r.in.Job, Dataset: r.in.Target.Dataset})
 	var srcInv, tgtInv activities.InventoryResult
 	if err := srcF.Get(ctx, &srcInv); err != nil {
-		return res, err
+		return res, r.hostErr(r.in.Source.Host, "inventory source", r.in.HostTimeout, err)
 	}
 	if err := tgtF.Get(ctx, &tgtInv); err != nil {
-		return res, err
+		return res, r.hostErr(r.in.Target.Host, "inventory target", r.in.HostTimeout, err)
 	}
 	plan, err := ComputePlan(PlanInput{Job: r.in.Job, Want: name, Source: srcInv.Snapshots, Target: tgtInv.Snapshots, Partials: tgtInv.Partials})
 	if err != nil {
@@ -219,8 +225,8 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	if len(plan.Discard) > 0 {
 		r.setPhase(ctx, PhaseDiscard, fmt.Sprintf("discard %d leftover partial receive(s) on %s", len(plan.Discard), r.in.Target))
 		var d activities.DiscardPartialsResult
-		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard leftovers"), act.DiscardPartials,
-			activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Partials: plan.Discard}).Get(ctx, &d); err != nil {
+		if err := r.call(ctx, r.in.Target.Host, "discard leftovers", act.DiscardPartials,
+			activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Partials: plan.Discard}, &d); err != nil {
 			return res, err
 		}
 		res.Discarded = len(d.Discarded)
@@ -238,12 +244,12 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 
 	if len(plan.Steps) > 0 || plan.Base != "" {
 		r.setPhase(ctx, PhaseMark, "mark "+name+" on both sides")
-		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "mark cursor"), act.Mark,
-			activities.MarkInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Mark: activities.MarkCursor, Snapshot: r.reached(plan)}).Get(ctx, nil); err != nil {
+		if err := r.call(ctx, r.in.Source.Host, "mark cursor", act.Mark,
+			activities.MarkInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Mark: activities.MarkCursor, Snapshot: r.reached(plan)}, nil); err != nil {
 			return res, err
 		}
-		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "mark received"), act.Mark,
-			activities.MarkInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Mark: activities.MarkReceived, Snapshot: r.reached(plan)}).Get(ctx, nil); err != nil {
+		if err := r.call(ctx, r.in.Target.Host, "mark received", act.Mark,
+			activities.MarkInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Mark: activities.MarkReceived, Snapshot: r.reached(plan)}, nil); err != nil {
 			return res, err
 		}
 	}
@@ -281,8 +287,8 @@ func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, err
 		r.status.LastError = err.Error()
 		workflow.GetLogger(ctx).Warn("verify failed, discarding the received snapshot and redoing the step",
 			"job", r.in.Job, "snapshot", step.To, "attempt", verifyAttempt, "error", err)
-		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard unverified "+step.To), act.DestroySnapshot,
-			activities.DestroySnapshotInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To}).Get(ctx, nil); err != nil {
+		if err := r.call(ctx, r.in.Target.Host, "discard unverified "+step.To, act.DestroySnapshot,
+			activities.DestroySnapshotInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To}, nil); err != nil {
 			return moved, err
 		}
 	}
@@ -294,9 +300,9 @@ func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool
 	r.setPhase(ctx, PhaseStream, r.stepText("stream", step))
 	for reopen := 0; ; reopen++ {
 		var sess activities.OpenSendResult
-		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "open send "+step.To), act.OpenSend,
+		if err := r.call(ctx, r.in.Source.Host, "open send "+step.To, act.OpenSend,
 			activities.OpenSendInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, From: step.From, To: step.To,
-				TargetHost: r.in.Target.Host, Compress: r.in.Compress, BWLimit: r.in.BWLimit, TTL: sessionTTL}).Get(ctx, &sess); err != nil {
+				TargetHost: r.in.Target.Host, Compress: r.in.Compress, BWLimit: r.in.BWLimit, TTL: sessionTTL}, &sess); err != nil {
 			return sess, err
 		}
 		var rcv activities.ReceiveResult
@@ -304,6 +310,7 @@ func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool
 			Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID,
 			Parent: step.TargetParent, Resume: resumePartial, Mode: r.in.Resume, Session: sess,
 		}).Get(ctx, &rcv)
+		err = r.hostErr(r.in.Target.Host, "receive "+step.To, r.in.StreamTimeout, err)
 		*moved += rcv.Bytes
 		if err == nil {
 			return sess, nil
@@ -326,13 +333,13 @@ func (r *replication) verify(ctx workflow.Context, step Step, sourceDigest strin
 	}}
 	if r.in.DeepVerify {
 		var d activities.ContentDigestResult
-		if err := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "content digest "+step.To), act.ContentDigest,
-			activities.ContentDigestInput{Dataset: r.in.Source.Dataset, Name: step.To}).Get(ctx, &d); err != nil {
+		if err := r.call(ctx, r.in.Source.Host, "content digest "+step.To, act.ContentDigest,
+			activities.ContentDigestInput{Dataset: r.in.Source.Dataset, Name: step.To}, &d); err != nil {
 			return err
 		}
 		in.Deep, in.SourceContentDigest = true, d.Digest
 	}
-	return workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "verify "+step.To), act.Verify, in).Get(ctx, nil)
+	return r.call(ctx, r.in.Target.Host, "verify "+step.To, act.Verify, in, nil)
 }
 
 // compensate runs after the run failed for good or was cancelled: it
@@ -343,15 +350,33 @@ func (r *replication) compensate(ctx workflow.Context) {
 	defer cancel()
 	r.setPhase(ctx, PhaseCompensating, "cleaning up partial state after: "+r.status.LastError)
 	logger := workflow.GetLogger(ctx)
-	discard := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard partials"), act.DiscardPartials,
-		activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, All: true})
-	closeSend := workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "revoke send sessions"), act.CloseSend,
-		activities.CloseSendInput{Job: r.in.Job})
-	if err := discard.Get(ctx, nil); err != nil {
-		logger.Error("compensation could not discard partial receives; the next run's greet will", "job", r.in.Job, "error", err)
+	// A host that just failed to answer in time would only make compensation
+	// wait out its timeout again; what it holds is cleaned by the next run's
+	// greet (partials) or expires by itself (sessions).
+	skipDown := workflow.GetVersion(ctx, changeSkipDownHosts, workflow.DefaultVersion, 1) >= 1
+	type cleanup struct {
+		f      workflow.Future
+		failed string // what it means when f fails
 	}
-	if err := closeSend.Get(ctx, nil); err != nil {
-		logger.Error("compensation could not revoke send sessions; they expire by themselves", "job", r.in.Job, "error", err)
+	var pending []cleanup
+	if skipDown && r.down[r.in.Target.Host] {
+		logger.Warn("target host unavailable: partial receives stay until the next run's greet discards them", "job", r.in.Job, "host", r.in.Target.Host)
+	} else {
+		pending = append(pending, cleanup{workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard partials"), act.DiscardPartials,
+			activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, All: true}),
+			"compensation could not discard partial receives; the next run's greet will"})
+	}
+	if skipDown && r.down[r.in.Source.Host] {
+		logger.Warn("source host unavailable: its send sessions expire by themselves", "job", r.in.Job, "host", r.in.Source.Host)
+	} else {
+		pending = append(pending, cleanup{workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Source.Host, "revoke send sessions"), act.CloseSend,
+			activities.CloseSendInput{Job: r.in.Job}),
+			"compensation could not revoke send sessions; they expire by themselves"})
+	}
+	for _, c := range pending {
+		if err := c.f.Get(ctx, nil); err != nil {
+			logger.Error(c.failed, "job", r.in.Job, "error", err)
+		}
 	}
 }
 
@@ -379,6 +404,30 @@ func (r *replication) retryPolicy() *temporal.RetryPolicy {
 		MaximumInterval:        time.Minute,
 		NonRetryableErrorTypes: activities.NonRetryable,
 	}
+}
+
+// call runs an activity on host's queue and waits for its result.
+func (r *replication) call(ctx workflow.Context, host, summary string, activity, in, out any) error {
+	err := workflow.ExecuteActivity(r.hostCtx(ctx, host, summary), activity, in).Get(ctx, out)
+	return r.hostErr(host, summary, r.in.HostTimeout, err)
+}
+
+// hostErr turns an activity that was never finished in time — its host's
+// worker down, or failing the whole time — into a HostUnavailable error that
+// names the host and what to check; other errors pass unchanged.
+func (r *replication) hostErr(host, what string, limit time.Duration, err error) error {
+	var te *temporal.TimeoutError
+	if !errors.As(err, &te) || (te.TimeoutType() != enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE && te.TimeoutType() != enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
+		return err
+	}
+	if r.down == nil {
+		r.down = map[string]bool{}
+	}
+	r.down[host] = true
+	return temporal.NewApplicationErrorWithOptions(
+		fmt.Sprintf("job %s: host %s did not finish %q within %s: is `ferry worker --host %s` running and connected to Temporal? (%v)",
+			r.in.Job, host, what, limit, host, err),
+		activities.ErrHostUnavailable, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
 }
 
 func (r *replication) hostCtx(ctx workflow.Context, host, summary string) workflow.Context {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -245,4 +246,23 @@ func TestSnapshotNameIsUTCAndSortable(t *testing.T) {
 	require.Equal(t, "ferry_j_20260102T020405.000Z", SnapshotName("j", local))
 	require.Less(t, SnapshotName("j", local), SnapshotName("j", local.Add(time.Millisecond)))
 	require.Equal(t, "ferry_j_20260102T020405Z", secondSnapshotName("j", local))
+}
+
+func (s *replicateSuite) TestDeadTargetHostFailsTheRunNamingIt() {
+	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
+	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
+		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{base, newSnap}}, nil)
+	// nas-b's worker is down: its inventory times out (as the server reports
+	// a task nobody picked up).
+	hostDown := temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
+		Return(activities.InventoryResult{}, hostDown)
+	// Compensation revokes the source's sessions but does not wait on nas-b again.
+	s.env.OnActivity(act.CloseSend, mock.Anything, activities.CloseSendInput{Job: "share01"}).Return(activities.CloseSendResult{}, nil).Once()
+	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
+	s.requireFailure(activities.ErrHostUnavailable)
+	msg := s.env.GetWorkflowError().Error()
+	s.Contains(msg, "host nas-b")
+	s.Contains(msg, "ferry worker --host nas-b")
+	s.env.AssertNotCalled(s.T(), "DiscardPartials", mock.Anything, mock.Anything)
 }
