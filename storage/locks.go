@@ -29,3 +29,24 @@ func (l *DatasetLocks) Lock(op, dataset string) (func(), error) {
 		l.mu.Unlock()
 	}, nil
 }
+
+// LockSnapshot checks dataset and the snapshot name (and each non-empty
+// other name, such as an incremental parent), then takes dataset's lock:
+// the preamble every mutating snapshot operation of a backend starts with.
+func (l *DatasetLocks) LockSnapshot(op, dataset, name string, others ...string) (func(), error) {
+	if err := CheckDataset(op, dataset); err != nil {
+		return nil, err
+	}
+	if err := CheckSnapshotName(op, dataset, name); err != nil {
+		return nil, err
+	}
+	for _, o := range others {
+		if o == "" {
+			continue
+		}
+		if err := CheckSnapshotName(op, dataset, o); err != nil {
+			return nil, err
+		}
+	}
+	return l.Lock(op, dataset)
+}

@@ -58,3 +58,22 @@ func TestDatasetLocks(t *testing.T) {
 		t.Fatalf("after unlock: %v", err)
 	}
 }
+
+func TestLockSnapshotChecksBeforeLocking(t *testing.T) {
+	var l DatasetLocks
+	for _, c := range []struct{ ds, name, parent string }{
+		{"../x", "s1", ""}, {"a", "", ""}, {"a", ".bad", ""}, {"a", "s1", "x.tmp"},
+	} {
+		if _, err := l.LockSnapshot("receive", c.ds, c.name, c.parent); KindOf(err) != KindInvalid {
+			t.Errorf("%+v: %v, want KindInvalid", c, err)
+		}
+	}
+	unlock, err := l.LockSnapshot("receive", "a", "s1", "")
+	if err != nil {
+		t.Fatalf("no parent is fine: %v", err)
+	}
+	if _, err := l.LockSnapshot("snapshot", "a", "s2"); KindOf(err) != KindTemporary {
+		t.Fatalf("refused checks took no lock, a real one does: %v", err)
+	}
+	unlock()
+}

@@ -219,13 +219,7 @@ func (b *Backend) writeMeta(p string, m *meta) error {
 // metadata written last makes it complete.
 func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.Snapshot, error) {
 	const op = "create snapshot"
-	if err := storage.CheckDataset(op, ds); err != nil {
-		return storage.Snapshot{}, err
-	}
-	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
-		return storage.Snapshot{}, err
-	}
-	unlock, err := b.locks.Lock(op, ds)
+	unlock, err := b.locks.LockSnapshot(op, ds, name)
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
@@ -353,13 +347,7 @@ func (b *Backend) snapStates(ctx context.Context, ds string) ([]*snapState, erro
 // directory.
 func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	const op = "destroy snapshot"
-	if err := storage.CheckDataset(op, ds); err != nil {
-		return err
-	}
-	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
-		return err
-	}
-	unlock, err := b.locks.Lock(op, ds)
+	unlock, err := b.locks.LockSnapshot(op, ds, name)
 	if err != nil {
 		return err
 	}

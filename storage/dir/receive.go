@@ -96,18 +96,7 @@ func writeJSON(p string, v any) error {
 func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s resume.Stream) (storage.Snapshot, error) {
 	const op = "receive"
 	ds, name := req.Dataset, req.Name
-	if err := storage.CheckDataset(op, ds); err != nil {
-		return storage.Snapshot{}, err
-	}
-	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
-		return storage.Snapshot{}, err
-	}
-	if req.Parent != "" {
-		if err := storage.CheckSnapshotName(op, ds, req.Parent); err != nil {
-			return storage.Snapshot{}, err
-		}
-	}
-	unlock, err := b.locks.Lock(op, ds)
+	unlock, err := b.locks.LockSnapshot(op, ds, name, req.Parent)
 	if err != nil {
 		return storage.Snapshot{}, err
 	}

@@ -150,13 +150,7 @@ func (b *Backend) listMetas(ds string) ([]*meta, error) {
 // half-destroyed snapshot is never listed as complete.
 func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	const op = "destroy snapshot"
-	if err := storage.CheckDataset(op, ds); err != nil {
-		return err
-	}
-	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
-		return err
-	}
-	unlock, err := b.locks.Lock(op, ds)
+	unlock, err := b.locks.LockSnapshot(op, ds, name)
 	if err != nil {
 		return err
 	}
@@ -184,13 +178,7 @@ func (b *Backend) destroy(ds, name string) error {
 // CreateSnapshot implements storage.Backend.
 func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.Snapshot, error) {
 	const op = "create snapshot"
-	if err := storage.CheckDataset(op, ds); err != nil {
-		return storage.Snapshot{}, err
-	}
-	if err := storage.CheckSnapshotName(op, ds, name); err != nil {
-		return storage.Snapshot{}, err
-	}
-	unlock, err := b.locks.Lock(op, ds)
+	unlock, err := b.locks.LockSnapshot(op, ds, name)
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
