@@ -10,7 +10,6 @@ package dir
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -149,15 +148,4 @@ func (b *Backend) rel(p string) string {
 		return p
 	}
 	return filepath.ToSlash(r)
-}
-
-func ctxErr(ctx context.Context, op, ds, name string) error {
-	if err := ctx.Err(); err != nil {
-		return &storage.Error{Kind: storage.KindTemporary, Op: op, Dataset: ds, Snapshot: name, Err: err}
-	}
-	return nil
-}
-
-func errorf(kind storage.Kind, op, ds, name, format string, args ...any) *storage.Error {
-	return &storage.Error{Kind: kind, Op: op, Dataset: ds, Snapshot: name, Err: fmt.Errorf(format, args...)}
 }

@@ -1,0 +1,348 @@
+// Applying stream entries to the staging tree: the filesystem operations
+// of a receive.
+
+package dir
+
+import (
+	"archive/tar"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// populate starts the staging tree: empty for a full receive; for an
+// incremental, fresh directories and symlinks with the parent's metadata
+// and hard links to the parent's (read-only, never modified) files.
+func (rx *receiver) populate() error {
+	if err := os.Mkdir(rx.tree, 0o700); err != nil {
+		return err
+	}
+	if rx.parent == nil {
+		return nil
+	}
+	man, err := openManifest(rx.b.manifestPath(rx.req.Dataset, rx.req.Parent))
+	if err != nil {
+		return err
+	}
+	defer man.close()
+	ptree := rx.b.snapTree(rx.req.Dataset, rx.req.Parent)
+	for e := man.take(); e != nil; e = man.take() {
+		if err := rx.ctx.Err(); err != nil {
+			return err
+		}
+		dst := filepath.Join(rx.tree, filepath.FromSlash(e.Path))
+		switch e.Type {
+		case typeDir:
+			if e.Path != "." {
+				if err := os.Mkdir(dst, 0o700); err != nil {
+					return err
+				}
+			}
+		case typeFile:
+			if err := os.Link(filepath.Join(ptree, filepath.FromSlash(e.Path)), dst); err != nil {
+				return err
+			}
+		case typeSymlink:
+			if err := os.Symlink(e.Link, dst); err != nil {
+				return err
+			}
+			if err := rx.b.own(dst, e.UID, e.GID); err != nil {
+				return err
+			}
+			if err := setTimes(dst, e.Mtime, e.Mtime); err != nil {
+				return err
+			}
+		}
+	}
+	if man.err != nil {
+		return man.err
+	}
+	// Directory metadata last (deepest first would not matter for modes,
+	// but creating children moves a directory's mtime).
+	man2, err := openManifest(rx.b.manifestPath(rx.req.Dataset, rx.req.Parent))
+	if err != nil {
+		return err
+	}
+	defer man2.close()
+	for e := man2.take(); e != nil; e = man2.take() {
+		if e.Type != typeDir {
+			continue
+		}
+		dst := filepath.Join(rx.tree, filepath.FromSlash(e.Path))
+		if err := rx.b.own(dst, e.UID, e.GID); err != nil {
+			return err
+		}
+		if err := os.Chmod(dst, storage.FileMode(rx.b.stagingDirMode(e.Mode))); err != nil {
+			return err
+		}
+		if err := setTimes(dst, e.Mtime, e.Mtime); err != nil {
+			return err
+		}
+	}
+	return man2.err
+}
+
+// stagingDirMode is the mode a directory has while staged: its true mode
+// as root (permissions do not stop root), with owner rwx added otherwise so
+// that ferry can fill it. The true modes are then kept in stDirModes.
+func (b *Backend) stagingDirMode(mode uint32) uint32 {
+	if b.isRoot {
+		return mode
+	}
+	return mode | 0o700
+}
+
+// recordDirMode appends a directory's true mode to stDirModes (not root).
+func (rx *receiver) recordDirMode(name string, mode uint32) error {
+	if rx.b.isRoot {
+		return nil
+	}
+	if _, err := fmt.Fprintf(rx.dirModes, "%s %o\n", strconv.Quote(name), mode); err != nil {
+		return err
+	}
+	rx.markDirty(rx.dirModes.Name())
+	return nil
+}
+
+// checkEntryName accepts clean relative paths only ("." is the root).
+func checkEntryName(name string) error {
+	if name == "." {
+		return nil
+	}
+	switch {
+	case name == "":
+		return invalid("entry with an empty name")
+	case strings.ContainsRune(name, 0):
+		return invalid("entry name %q contains NUL", name)
+	case strings.HasPrefix(name, "/"):
+		return invalid("entry %q has an absolute path", name)
+	case path.Clean(name) != name:
+		return invalid("entry name %q is not a clean relative path", name)
+	case len(name) > 4096:
+		return invalid("entry name too long")
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." || c == "." || c == "" {
+			return invalid("entry %q escapes or is not clean", name)
+		}
+		if len(c) > 255 {
+			return invalid("entry %q has a component longer than 255 bytes", name)
+		}
+	}
+	return nil
+}
+
+func (rx *receiver) markDirty(p string) {
+	if n := len(rx.dirty); n > 0 && rx.dirty[n-1] == p {
+		return
+	}
+	rx.dirty = append(rx.dirty, p)
+}
+
+// apply applies one entry to the staging tree. Applying an entry again
+// (after a resume) gives the same result.
+func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
+	name := hdr.Name
+	if err := checkEntryName(name); err != nil {
+		return err
+	}
+	if rx.last != "" && storage.ComparePaths(rx.last, name) >= 0 {
+		return invalid("entry %q out of order after %q", name, rx.last)
+	}
+	whiteout := hdr.PAXRecords[paxWhiteout] == "1"
+	mode := uint32(hdr.Mode) & 0o7777
+	mtime := hdr.ModTime.UnixNano()
+	switch {
+	case whiteout:
+		if hdr.Typeflag != tar.TypeReg || hdr.Size != 0 || name == "." {
+			return invalid("malformed whiteout %q", name)
+		}
+	case hdr.Typeflag == tar.TypeDir:
+	case name == ".":
+		return invalid("the root entry must be a directory")
+	case hdr.Typeflag == tar.TypeReg, hdr.Typeflag == tar.TypeSymlink:
+	case hdr.Typeflag == tar.TypeLink:
+		return invalid("entry %q is a hard link, which dir streams never carry", name)
+	default:
+		return invalid("entry %q has type %q (devices, fifos and the like are not part of a dir stream)", name, string(hdr.Typeflag))
+	}
+	if name == "." {
+		if err := rx.b.own(rx.tree, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(rx.tree, storage.FileMode(rx.b.stagingDirMode(mode))); err != nil {
+			return err
+		}
+		if err := rx.recordDirMode(name, mode); err != nil {
+			return err
+		}
+		rx.markDirty(rx.tree)
+		return setTimes(rx.tree, mtime, mtime)
+	}
+
+	pfd, base, err := openParent(rx.treeFd, name)
+	if err != nil {
+		switch {
+		case errors.Is(err, errUnsafePath):
+			return invalid("entry %q: %v", name, err)
+		case errors.Is(err, unix.ENOENT) && whiteout:
+			return nil
+		case errors.Is(err, unix.ENOENT):
+			return invalid("entry %q: its parent directory is not in the stream", name)
+		}
+		return err
+	}
+	defer unix.Close(pfd)
+	parentAbs := filepath.Join(rx.tree, filepath.FromSlash(path.Dir(name)))
+	var pst unix.Stat_t
+	if err := unix.Fstat(pfd, &pst); err != nil {
+		return err
+	}
+	child := filepath.Join(rx.tree, filepath.FromSlash(name))
+	cur, exists, err := lstatAt(pfd, base)
+	if err != nil {
+		return err
+	}
+	changed := false
+	replace := func() error {
+		if exists {
+			changed = true
+			return removeAt(pfd, base)
+		}
+		return nil
+	}
+
+	switch {
+	case whiteout:
+		if err := replace(); err != nil {
+			return err
+		}
+	case hdr.Typeflag == tar.TypeDir:
+		if !exists || !isDirMode(cur.Mode) {
+			if err := replace(); err != nil {
+				return err
+			}
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return err
+			}
+			changed = true
+		}
+		if rx.b.isRoot {
+			if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+		}
+		if err := unix.Fchmodat(pfd, base, rx.b.stagingDirMode(mode), 0); err != nil {
+			return err
+		}
+		if err := rx.recordDirMode(name, mode); err != nil {
+			return err
+		}
+		if err := setTimesAt(pfd, base, mtime, mtime); err != nil {
+			return err
+		}
+		rx.markDirty(child)
+	case hdr.Typeflag == tar.TypeSymlink:
+		if hdr.Linkname == "" || strings.ContainsRune(hdr.Linkname, 0) {
+			return invalid("symlink %q has an empty or NUL target", name)
+		}
+		tmp := rx.tmpName()
+		if err := unix.Symlinkat(hdr.Linkname, rx.tmpFd, tmp); err != nil {
+			return err
+		}
+		if err := rx.finishTmp(tmp, hdr, mtime, pfd, base); err != nil {
+			return err
+		}
+		changed = true
+	default: // regular file
+		tmp := rx.tmpName()
+		if err := rx.writeFile(tmp, hdr, mode, r); err != nil {
+			unix.Unlinkat(rx.tmpFd, tmp, 0)
+			return err
+		}
+		if err := rx.finishTmp(tmp, hdr, mtime, pfd, base); err != nil {
+			return err
+		}
+		rx.markDirty(child)
+		changed = true
+	}
+	if changed {
+		// Restore the parent's mtime (already final) after touching its entries.
+		if err := setTimes(parentAbs, pst.Atim.Nano(), pst.Mtim.Nano()); err != nil {
+			return err
+		}
+		rx.markDirty(parentAbs)
+	}
+	return nil
+}
+
+func (rx *receiver) tmpName() string {
+	rx.tmpSeq++
+	return "t" + strconv.FormatInt(rx.tmpSeq, 10)
+}
+
+// finishTmp sets ownership and times on a prepared entry in tmp and renames
+// it over whatever is at the target.
+func (rx *receiver) finishTmp(tmp string, hdr *tar.Header, mtime int64, pfd int, base string) error {
+	if hdr.Typeflag == tar.TypeSymlink && rx.b.isRoot {
+		if err := unix.Fchownat(rx.tmpFd, tmp, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	}
+	if err := setTimesAt(rx.tmpFd, tmp, mtime, mtime); err != nil {
+		return err
+	}
+	// A directory in the way goes first; a file or symlink is replaced by
+	// the rename itself.
+	if cur, ok, err := lstatAt(pfd, base); err != nil {
+		return err
+	} else if ok && isDirMode(cur.Mode) {
+		if err := removeAt(pfd, base); err != nil {
+			return err
+		}
+	}
+	return unix.Renameat(rx.tmpFd, tmp, pfd, base)
+}
+
+func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, r io.Reader) error {
+	fd, err := unix.Openat(rx.tmpFd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	defer f.Close()
+	rx.h.Reset()
+	n, err := io.CopyBuffer(io.MultiWriter(f, rx.h), r, rx.buf)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return err // writing failed (ENOSPC and the like)
+		}
+		return streamErr(err)
+	}
+	if n != hdr.Size {
+		return streamErr(io.ErrUnexpectedEOF)
+	}
+	if want := hdr.PAXRecords[paxSHA256]; want != "" && want != hex.EncodeToString(rx.h.Sum(nil)) {
+		return invalid("content of %q does not match its hash", hdr.Name)
+	}
+	if rx.b.isRoot {
+		if err := f.Chown(hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
+	}
+	if err := f.Chmod(storage.FileMode(mode)); err != nil {
+		return err
+	}
+	return f.Close()
+}
