@@ -102,6 +102,11 @@ func (h *Host) DiscardPartials(ctx context.Context, in DiscardPartialsInput) (Di
 	}
 	var res DiscardPartialsResult
 	for _, p := range todo {
+		if in.All && in.KeepResumable && Resumable(p) {
+			log.Info("kept resumable partial receive for the next run", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
+			res.Kept = append(res.Kept, p)
+			continue
+		}
 		if err := h.Backend.DiscardPartial(ctx, p); err != nil {
 			return res, h.fail(log, "discard partial receive "+p.ID, err)
 		}
@@ -398,6 +403,9 @@ func (h *Host) failAs(log *zap.Logger, errType, op string, err error) error {
 	log.Error(op+" failed", zap.String("error_type", errType), zap.Error(err))
 	return temporal.NewApplicationErrorWithOptions(op+": "+err.Error(), errType, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
 }
+
+// Resumable says whether a receive can continue p instead of starting over.
+func Resumable(p storage.Partial) bool { return p.Resume != nil || p.ResumeToken != "" }
 
 func findSnapshot(snaps []storage.Snapshot, name string) (storage.Snapshot, bool) {
 	for _, s := range snaps {

@@ -124,11 +124,15 @@ type DiscardPartialsInput struct {
 	Partials     []storage.Partial
 	// All discards every partial the target has for the dataset (compensation).
 	All bool
+	// KeepResumable spares, with All, the partials that can be resumed
+	// (compensation after a transient failure: the next run resumes them).
+	KeepResumable bool `json:",omitempty"`
 }
 
-// DiscardPartialsResult says what was removed.
+// DiscardPartialsResult says what was removed and what was kept.
 type DiscardPartialsResult struct {
 	Discarded []storage.Partial
+	Kept      []storage.Partial `json:",omitempty"`
 }
 
 // VerifyInput checks a received snapshot against the source's.

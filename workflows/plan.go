@@ -17,6 +17,9 @@ type PlanInput struct {
 	Target []storage.Snapshot
 	// Partials is what earlier receives left on the target.
 	Partials []storage.Partial
+	// ResumeKeptFull lets a first replication resume the kept partial of an
+	// earlier run's full receive (see keptFullSteps).
+	ResumeKeptFull bool
 }
 
 // Step is one send/receive: a full one when From is empty.
@@ -116,6 +119,11 @@ func ComputePlan(in PlanInput) (Plan, error) {
 	if baseSrc < 0 {
 		// First replication: send the wanted snapshot whole, not the history.
 		plan.Steps = []Step{{To: in.Want, ToGUID: in.Source[wantIdx].GUID}}
+		if in.ResumeKeptFull {
+			if steps := keptFullSteps(in, wantIdx); steps != nil {
+				plan.Steps = steps
+			}
+		}
 	} else {
 		from, targetParent := in.Source[baseSrc], in.Target[baseTgt].Name
 		prefix := SnapshotPrefix(in.Job)

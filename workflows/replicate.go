@@ -134,7 +134,7 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 			return
 		}
 		r.status.LastError = err.Error()
-		r.compensate(ctx)
+		r.compensate(ctx, err)
 		r.setPhase(ctx, PhaseFailed, "failed: "+err.Error())
 	}()
 	result, err = r.run(ctx)
@@ -176,6 +176,15 @@ const (
 	// changeSkipDownHosts: compensation skips hosts that did not finish a
 	// step in time instead of waiting out their timeout again.
 	changeSkipDownHosts = "compensation-skips-down-hosts"
+	// changeKeepResumable: compensation after a transient failure keeps the
+	// target's resumable partial receives for the next run.
+	changeKeepResumable = "compensation-keeps-resumable-partials"
+	// changeReceiveStartTimeout: a receive attempt that no target worker
+	// picks up within timeouts.host fails the run as HostUnavailable.
+	changeReceiveStartTimeout = "receive-start-timeout-host"
+	// changeResumeKeptFull: with no common base the planner resumes a kept
+	// partial full receive of an earlier run's snapshot.
+	changeResumeKeptFull = "plan-resumes-kept-full-receive"
 )
 
 // replication is one run's state; every method runs on the workflow goroutine.
@@ -216,7 +225,9 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	if err := tgtF.Get(ctx, &tgtInv); err != nil {
 		return res, r.hostErr(r.in.Target.Host, "inventory target", r.in.HostTimeout, err)
 	}
-	plan, err := ComputePlan(PlanInput{Job: r.in.Job, Want: name, Source: srcInv.Snapshots, Target: tgtInv.Snapshots, Partials: tgtInv.Partials})
+	resumeKept := workflow.GetVersion(ctx, changeResumeKeptFull, workflow.DefaultVersion, 1) >= 1
+	plan, err := ComputePlan(PlanInput{Job: r.in.Job, Want: name, Source: srcInv.Snapshots, Target: tgtInv.Snapshots, Partials: tgtInv.Partials,
+		ResumeKeptFull: resumeKept})
 	if err != nil {
 		return res, planError(r.in, err)
 	}
@@ -306,11 +317,16 @@ func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool
 			return sess, err
 		}
 		var rcv activities.ReceiveResult
-		err := workflow.ExecuteActivity(r.streamCtx(ctx, step), act.Receive, activities.ReceiveInput{
+		waitHost := workflow.GetVersion(ctx, changeReceiveStartTimeout, workflow.DefaultVersion, 1) >= 1
+		err := workflow.ExecuteActivity(r.streamCtx(ctx, step, waitHost), act.Receive, activities.ReceiveInput{
 			Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID,
 			Parent: step.TargetParent, Resume: resumePartial, Mode: r.in.Resume, Session: sess,
 		}).Get(ctx, &rcv)
-		err = r.hostErr(r.in.Target.Host, "receive "+step.To, r.in.StreamTimeout, err)
+		limit := r.in.StreamTimeout
+		if waitHost && isTimeout(err, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
+			limit = r.in.HostTimeout
+		}
+		err = r.hostErr(r.in.Target.Host, "receive "+step.To, limit, err)
 		*moved += rcv.Bytes
 		if err == nil {
 			return sess, nil
@@ -342,10 +358,13 @@ func (r *replication) verify(ctx workflow.Context, step Step, sourceDigest strin
 	return r.call(ctx, r.in.Target.Host, "verify "+step.To, act.Verify, in, nil)
 }
 
-// compensate runs after the run failed for good or was cancelled: it
-// discards partial receives on the target and revokes send sessions on the
-// source. Complete snapshots on either side are never touched.
-func (r *replication) compensate(ctx workflow.Context) {
+// compensate runs after the run failed for good (with cause) or was
+// cancelled: it revokes send sessions on the source and discards partial
+// receives on the target — except, after a transient failure, the resumable
+// ones, which the next run resumes (keepsResumable). Complete snapshots on
+// either side are never touched.
+func (r *replication) compensate(ctx workflow.Context, cause error) {
+	cancelled := ctx.Err() != nil
 	ctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	r.setPhase(ctx, PhaseCompensating, "cleaning up partial state after: "+r.status.LastError)
@@ -354,16 +373,23 @@ func (r *replication) compensate(ctx workflow.Context) {
 	// wait out its timeout again; what it holds is cleaned by the next run's
 	// greet (partials) or expires by itself (sessions).
 	skipDown := workflow.GetVersion(ctx, changeSkipDownHosts, workflow.DefaultVersion, 1) >= 1
+	keep := workflow.GetVersion(ctx, changeKeepResumable, workflow.DefaultVersion, 1) >= 1 && keepsResumable(cause, cancelled)
 	type cleanup struct {
 		f      workflow.Future
 		failed string // what it means when f fails
 	}
 	var pending []cleanup
-	if skipDown && r.down[r.in.Target.Host] {
+	switch {
+	case skipDown && r.down[r.in.Target.Host] && keep:
+		logger.Warn("target host unavailable: its partial receives stay; the next run resumes the resumable ones and discards the rest", "job", r.in.Job, "host", r.in.Target.Host)
+	case skipDown && r.down[r.in.Target.Host]:
 		logger.Warn("target host unavailable: partial receives stay until the next run's greet discards them", "job", r.in.Job, "host", r.in.Target.Host)
-	} else {
+	default:
+		if keep {
+			logger.Info("keeping resumable partial receives for the next run after a transient failure", "job", r.in.Job, "host", r.in.Target.Host)
+		}
 		pending = append(pending, cleanup{workflow.ExecuteActivity(r.hostCtx(ctx, r.in.Target.Host, "discard partials"), act.DiscardPartials,
-			activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, All: true}),
+			activities.DiscardPartialsInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, All: true, KeepResumable: keep}),
 			"compensation could not discard partial receives; the next run's greet will"})
 	}
 	if skipDown && r.down[r.in.Source.Host] {
@@ -416,8 +442,7 @@ func (r *replication) call(ctx workflow.Context, host, summary string, activity,
 // worker down, or failing the whole time — into a HostUnavailable error that
 // names the host and what to check; other errors pass unchanged.
 func (r *replication) hostErr(host, what string, limit time.Duration, err error) error {
-	var te *temporal.TimeoutError
-	if !errors.As(err, &te) || (te.TimeoutType() != enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE && te.TimeoutType() != enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
+	if !isTimeout(err, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE) && !isTimeout(err, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
 		return err
 	}
 	if r.down == nil {
@@ -440,14 +465,28 @@ func (r *replication) hostCtx(ctx workflow.Context, host, summary string) workfl
 	})
 }
 
-func (r *replication) streamCtx(ctx workflow.Context, s Step) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+func (r *replication) streamCtx(ctx workflow.Context, s Step, waitHost bool) workflow.Context {
+	return workflow.WithActivityOptions(ctx, r.streamOptions(s, waitHost))
+}
+
+// streamOptions bound the receive as a whole by timeouts.stream and, with
+// waitHost, each attempt's wait for a target worker by timeouts.host: a
+// receiver killed mid-stream is noticed by its heartbeat, and when it stays
+// down its retried attempt times out schedule-to-start (the server checks
+// that timeout per attempt and never retries it), so the run fails as
+// HostUnavailable instead of waiting out timeouts.stream.
+func (r *replication) streamOptions(s Step, waitHost bool) workflow.ActivityOptions {
+	o := workflow.ActivityOptions{
 		TaskQueue:              HostTaskQueue(r.in.Target.Host),
 		ScheduleToCloseTimeout: r.in.StreamTimeout,
 		HeartbeatTimeout:       r.in.HeartbeatTimeout,
 		RetryPolicy:            r.retryPolicy(),
 		Summary:                "receive " + s.To,
-	})
+	}
+	if waitHost {
+		o.ScheduleToStartTimeout = min(r.in.HostTimeout, r.in.StreamTimeout)
+	}
+	return o
 }
 
 // planError turns the planner's verdict into a non-retryable application error.
@@ -464,6 +503,11 @@ func planError(in ReplicateInput, err error) error {
 			temporal.ApplicationErrorOptions{NonRetryable: true})
 	}
 	return err
+}
+
+func isTimeout(err error, kind enumspb.TimeoutType) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == kind
 }
 
 func isType(err error, errType string) bool {
