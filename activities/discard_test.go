@@ -1,0 +1,48 @@
+package activities
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Compensation after a transient failure: DiscardPartials{All,
+// KeepResumable} keeps the receive that can be resumed and removes the
+// rest; without KeepResumable it removes everything.
+func TestDiscardPartialsKeepsOnlyResumableOnes(t *testing.T) {
+	p := newPair(t, 24<<20, -1)
+	sess := p.snapshotAndOpen(t, "s1")
+	p.relay.CutAfter(12 << 20)
+	_, err := runActivity(t, p.tgt.Receive, ReceiveInput{Job: "j", Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Session: sess})
+	requireType(t, err, "Temporary")
+	// An interrupted snapshot creation on the target: never resumable.
+	tgtRoot := p.tgt.Backend.(interface{ Root() string }).Root()
+	require.NoError(t, os.MkdirAll(filepath.Join(tgtRoot, ".ferry", "tmp", "replica", "half-made"), 0o755))
+
+	before, err := p.tgt.Backend.Partials(context.Background(), "replica")
+	require.NoError(t, err)
+	require.Len(t, before, 2)
+
+	res, err := runActivity(t, p.tgt.DiscardPartials, DiscardPartialsInput{Job: "j", Dataset: "replica", All: true, KeepResumable: true})
+	require.NoError(t, err)
+	require.Len(t, res.Kept, 1)
+	require.Equal(t, "s1", res.Kept[0].Name)
+	require.NotNil(t, res.Kept[0].Resume)
+	require.Len(t, res.Discarded, 1)
+	require.Equal(t, "half-made", res.Discarded[0].Name)
+	left, err := p.tgt.Backend.Partials(context.Background(), "replica")
+	require.NoError(t, err)
+	require.Len(t, left, 1)
+	require.Equal(t, res.Kept[0].ID, left[0].ID)
+
+	res, err = runActivity(t, p.tgt.DiscardPartials, DiscardPartialsInput{Job: "j", Dataset: "replica", All: true})
+	require.NoError(t, err)
+	require.Len(t, res.Discarded, 1)
+	require.Empty(t, res.Kept)
+	left, err = p.tgt.Backend.Partials(context.Background(), "replica")
+	require.NoError(t, err)
+	require.Empty(t, left)
+}
