@@ -148,7 +148,7 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 		Peer: in.TargetHost,
 		Open: func(ctx context.Context) (io.ReadCloser, error) {
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(backend.Send(ctx, req, pw)) }()
+			go func() { pw.CloseWithError(sourceFailure(backend.Send(ctx, req, pw))) }()
 			return pr, nil
 		},
 		Compress:  in.Compress,
@@ -225,6 +225,10 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 			log.Warn("source refused the resume (its stream differs from the partial's prefix); discarding the partial and starting from byte 0", zap.Int64("offset", from.Offset))
 			from, resumeOK = resume.Position{}, false
 			continue
+		}
+		if errors.Is(err, transfer.ErrSourceNotFound) {
+			err = fmt.Errorf("the source %s no longer has snapshot %s or its base (removed while it was being sent); run the job again to send a new snapshot: %w",
+				in.Session.ServerName, in.Name, err)
 		}
 		return res, h.fail(log, "receive", err)
 	}
@@ -382,6 +386,11 @@ func MarkName(mark, job string) string { return mark + "." + job }
 // type is the storage kind (non-retryable unless temporary) or a data-plane
 // refusal mapped to what the workflow must do about it.
 func (h *Host) fail(log *zap.Logger, op string, err error) error {
+	if errors.Is(err, transfer.ErrSourceNotFound) {
+		// The source lost what the session streams: every attempt of this
+		// session would get the same answer, so the run ends now.
+		return h.failAs(log, ErrNotFound, op, err)
+	}
 	var refused *transfer.RefusedError
 	if errors.As(err, &refused) {
 		switch refused.Code {
@@ -402,6 +411,16 @@ func (h *Host) fail(log *zap.Logger, op string, err error) error {
 func (h *Host) failAs(log *zap.Logger, errType, op string, err error) error {
 	log.Error(op+" failed", zap.String("error_type", errType), zap.Error(err))
 	return temporal.NewApplicationErrorWithOptions(op+": "+err.Error(), errType, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
+}
+
+// sourceFailure marks a send that failed because its snapshot (or its
+// incremental base) is gone, so that the data server tells the receiver it
+// is NotFound rather than a failure worth retrying.
+func sourceFailure(err error) error {
+	if err != nil && storage.KindOf(err) == storage.KindNotFound {
+		return transfer.WithCode(transfer.CodeNotFound, err)
+	}
+	return err
 }
 
 // Resumable says whether a receive can continue p instead of starting over.

@@ -266,7 +266,7 @@ func (s *Stream) readPayload(p []byte) (int, error) {
 		case frameTrailer:
 			s.finish(payload)
 		case frameError:
-			s.fail(&SourceError{Message: string(payload)})
+			s.fail(parseSourceError(payload))
 		default:
 			s.fault(frameErr(t, "unexpected in the stream"))
 		}
@@ -404,7 +404,7 @@ func (s *Stream) dial() error {
 		case frameRefused:
 			return &RefusedError{Code: Code(binary.BigEndian.Uint16(p[0:2])), Message: string(p[2:])}
 		case frameError:
-			return &SourceError{Message: string(p)}
+			return parseSourceError(p)
 		default:
 			return frameErr(t, "unexpected before the server's status")
 		}

@@ -35,7 +35,7 @@ const (
 	frameData      frameType = 0x10 // server: stream bytes
 	frameDataZstd  frameType = 0x11 // server: stream bytes, one zstd frame
 	frameKeepalive frameType = 0x20 // server: nothing, keeps the client's idle timer quiet
-	frameError     frameType = 0x30 // server: the source failed; message
+	frameError     frameType = 0x30 // server: the source failed; code u16 | message
 	frameTrailer   frameType = 0x40 // server: total u64 | sha256 of the whole stream
 	frameAck       frameType = 0x50 // client: trailer verified; same payload as the trailer
 	frameBye       frameType = 0x51 // server: acknowledgement recorded, session burned
@@ -80,7 +80,7 @@ func payloadLimits(t frameType) (lo, hi int, ok bool) {
 	case frameKeepalive, frameBye:
 		return 0, 0, true
 	case frameError:
-		return 0, maxControl, true
+		return 2, maxControl, true
 	case frameTrailer, frameAck:
 		return trailerSize, trailerSize, true
 	}

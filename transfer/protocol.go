@@ -15,8 +15,9 @@ import (
 )
 
 // ProtocolVersion is the version this package speaks; a server refuses any
-// other with CodeBadVersion.
-const ProtocolVersion = 1
+// other with CodeBadVersion. Version 2: error frames carry the class of the
+// source's failure (code | message) instead of a bare message.
+const ProtocolVersion = 2
 
 // DefaultIdleTimeout is how long either side waits for the other to read or
 // write anything before it drops the connection.
@@ -90,6 +91,10 @@ const (
 	CodeInternal             Code = 8  // the server failed (shutting down, ...)
 	CodeNoCertificate        Code = 9  // the client presented no certificate
 	CodeUntrustedCertificate Code = 10 // the client certificate is not from the ferry CA, or expired
+
+	// Codes of error frames: the class of the source's own failure.
+	CodeSourceFailed Code = 11 // the source could not produce the stream; a later attempt may succeed
+	CodeNotFound     Code = 12 // what the session streams is gone on the source: no attempt of this session can succeed
 )
 
 var codeNames = map[Code]string{
@@ -103,6 +108,8 @@ var codeNames = map[Code]string{
 	CodeInternal:             "internal",
 	CodeNoCertificate:        "no client certificate",
 	CodeUntrustedCertificate: "untrusted certificate",
+	CodeSourceFailed:         "source failed",
+	CodeNotFound:             "not found on the source",
 }
 
 func (c Code) String() string {
@@ -147,14 +154,54 @@ func (e *RefusedError) Is(target error) bool {
 }
 
 // SourceError is the source's own failure (its stream could not be opened or
-// read), reported by the server in an error frame. The client does not retry
-// it by itself: the caller decides (the activity fails and Temporal retries,
-// resuming from the stream's Position).
+// read), reported by the server in an error frame with its class. The client
+// does not retry it by itself: the caller decides from Code — CodeNotFound
+// ends the transfer for good, CodeSourceFailed is worth another attempt
+// (the activity fails and Temporal retries, resuming from the stream's
+// Position).
 type SourceError struct {
+	Code    Code
 	Message string
 }
 
 func (e *SourceError) Error() string { return "source failed: " + e.Message }
+
+// Is matches a *SourceError with the same Code: errors.Is(err, ErrSourceNotFound).
+func (e *SourceError) Is(target error) bool {
+	t, ok := target.(*SourceError)
+	return ok && t.Code == e.Code
+}
+
+// ErrSourceNotFound is a source failure because what the session streams
+// (the snapshot, or its incremental base) no longer exists on the source.
+var ErrSourceNotFound = &SourceError{Code: CodeNotFound}
+
+// WithCode marks err, returned by a session's Open or read from its stream,
+// as a source failure of class code, which the server sends in the error
+// frame; an unmarked failure is sent as CodeSourceFailed.
+func WithCode(code Code, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &codedError{code: code, err: err}
+}
+
+type codedError struct {
+	code Code
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+// sourceCode is the class the server reports for a source failure.
+func sourceCode(err error) Code {
+	var c *codedError
+	if errors.As(err, &c) {
+		return c.code
+	}
+	return CodeSourceFailed
+}
 
 var (
 	// ErrIdleTimeout: nothing arrived (not even a keepalive) within the idle
@@ -167,6 +214,7 @@ var (
 	ErrServerClosed = errors.New("transfer: server closed")
 )
 
+// refusalPayload is the payload of refusal and error frames: code | message.
 func refusalPayload(code Code, msg string) []byte {
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage]
@@ -174,6 +222,11 @@ func refusalPayload(code Code, msg string) []byte {
 	b := make([]byte, 2, 2+len(msg))
 	binary.BigEndian.PutUint16(b, uint16(code))
 	return append(b, msg...)
+}
+
+// parseSourceError decodes an error frame's payload (at least 2 bytes).
+func parseSourceError(p []byte) *SourceError {
+	return &SourceError{Code: Code(binary.BigEndian.Uint16(p[0:2])), Message: string(p[2:])}
 }
 
 func trailerPayload(total int64, sum [sha256.Size]byte) []byte {

@@ -19,6 +19,8 @@ type outcome struct {
 	code      Code   // refusal to send
 	msg       string // refusal message
 	sourceErr string // source failure to send in an error frame
+	// sourceCode classes sourceErr (CodeSourceFailed unless the source said).
+	sourceCode Code
 }
 
 func (s *Server) handle(c *serverConn) {
@@ -74,15 +76,8 @@ func (s *Server) handle(c *serverConn) {
 	case out.sourceErr != "":
 		s.log.Warn("source stream failed", zap.String("job", sess.spec.Job), zap.String("peer", sess.spec.Peer),
 			zap.String("session", sess.id), zap.String("remote", c.remote), zap.String("error", out.sourceErr))
-		c.writeControl(frameError, []byte(truncate(out.sourceErr, maxControl)))
+		c.writeControl(frameError, refusalPayload(out.sourceCode, out.sourceErr))
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // verifyClient checks the client certificate against the CA, as
@@ -126,7 +121,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 		if c.ctx.Err() != nil {
 			return outcome{}
 		}
-		return outcome{sourceErr: "open the source stream: " + err.Error()}
+		return outcome{sourceErr: "open the source stream: " + err.Error(), sourceCode: sourceCode(err)}
 	}
 	defer src.Close()
 	framer, err := newDataFramer(compress)
@@ -155,7 +150,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 			if c.ctx.Err() != nil {
 				return outcome{}
 			}
-			return outcome{sourceErr: fmt.Sprintf("read the source stream at byte %d (skipping to the resume offset): %v", off, err)}
+			return outcome{sourceErr: fmt.Sprintf("read the source stream at byte %d (skipping to the resume offset): %v", off, err), sourceCode: sourceCode(err)}
 		}
 	}
 	if !bytes.Equal(h.Sum(nil), req.digest[:]) {
@@ -205,7 +200,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 				log.Info("connection lost", zap.Int64("offset", off), zap.Error(c.ctx.Err()))
 				return outcome{}
 			}
-			return outcome{sourceErr: fmt.Sprintf("read the source stream at byte %d: %v", off, rerr)}
+			return outcome{sourceErr: fmt.Sprintf("read the source stream at byte %d: %v", off, rerr), sourceCode: sourceCode(rerr)}
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
@@ -456,7 +457,7 @@ func TestBadVersionRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, frameRefused, typ)
 	assert.Equal(t, CodeBadVersion, Code(uint16(p[0])<<8|uint16(p[1])))
-	assert.Contains(t, string(p[2:]), "protocol 1")
+	assert.Contains(t, string(p[2:]), fmt.Sprintf("protocol %d", ProtocolVersion))
 }
 
 func TestIdleTimeout(t *testing.T) {

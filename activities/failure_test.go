@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 )
 
 // Compensation after a transient failure: DiscardPartials{All,
@@ -45,4 +46,26 @@ func TestDiscardPartialsKeepsOnlyResumableOnes(t *testing.T) {
 	left, err = p.tgt.Backend.Partials(context.Background(), "replica")
 	require.NoError(t, err)
 	require.Empty(t, left)
+}
+
+// The run's snapshot disappears on the source between two attempts of the
+// same session (its send crashed, the snapshot was deleted before the
+// retry): the next receive fails at once as NotFound naming the snapshot,
+// instead of being retried with the same session until it expires.
+func TestReceiveOfASnapshotGoneOnTheSourceIsNotFound(t *testing.T) {
+	p := newPair(t, 24<<20, -1)
+	sess := p.snapshotAndOpen(t, "s1")
+	p.relay.CutAfter(8 << 20)
+	_, err := runActivity(t, p.tgt.Receive, ReceiveInput{Job: "j", Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Session: sess})
+	requireType(t, err, "Temporary")
+	p.relay.CutAfter(0)
+
+	require.NoError(t, p.src.Backend.DestroySnapshot(context.Background(), "share", "s1"))
+	_, err = runActivity(t, p.tgt.Receive, ReceiveInput{Job: "j", Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Session: sess})
+	requireType(t, err, ErrNotFound)
+	require.Contains(t, err.Error(), "s1")
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	require.True(t, ae.NonRetryable(), "a snapshot gone on the source is not retried")
+	t.Logf("error: %v", err)
 }
