@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -135,9 +134,19 @@ func (f *FS) Close() error {
 	return errors.Join(errs...)
 }
 
+// TB is the part of testing.TB that New uses. It is declared here, not
+// imported, so that the ferry binary (ferry demo uses Create) does not link
+// package testing; every *testing.T and *testing.B satisfies it.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(func())
+}
+
 // New makes a loop btrfs filesystem of size bytes for a test and returns its
 // mountpoint; it is torn down by t.Cleanup, also when the test fails.
-func New(t testing.TB, size int64) string {
+func New(t TB, size int64) string {
 	t.Helper()
 	f, err := Create("", size)
 	if err != nil {
