@@ -26,6 +26,8 @@ lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@# Reports without writing: the tree stays as it was.
+	@$(GO) mod tidy -diff >/dev/null || { echo "go mod tidy would change go.mod/go.sum (diff below): run it and commit the result"; $(GO) mod tidy -diff; exit 1; }
 
 # Data-plane throughput and peak memory on a 1 GiB stream over loopback TLS,
 # and the latency of a no-change incremental run (median of 10).
