@@ -93,7 +93,7 @@ func Apply(ctx context.Context, c client.Client, cfg *config.Config, opts ApplyO
 	report := &ApplyReport{}
 	failed := 0
 	for _, name := range cfg.JobNames() {
-		ja, err := applyJob(ctx, c, cfg, cfg.Jobs[name])
+		ja, err := applyJob(ctx, c, cfg.Jobs[name])
 		if err != nil {
 			if ctx.Err() != nil {
 				return report, ctx.Err()
@@ -140,8 +140,8 @@ type desired struct {
 	display string
 }
 
-func desiredFor(cfg *config.Config, job config.Job) (*desired, error) {
-	in := InputFor(cfg, job)
+func desiredFor(job config.Job) (*desired, error) {
+	in := InputFor(job)
 	payload, err := converter.GetDefaultDataConverter().ToPayload(in)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the workflow input: %w", err)
@@ -193,10 +193,10 @@ func desiredFor(cfg *config.Config, job config.Job) (*desired, error) {
 	return d, nil
 }
 
-func applyJob(ctx context.Context, c client.Client, cfg *config.Config, job config.Job) (JobApply, error) {
+func applyJob(ctx context.Context, c client.Client, job config.Job) (JobApply, error) {
 	id := ScheduleID(job.Name)
 	ja := JobApply{Job: job.Name, ScheduleID: id}
-	want, err := desiredFor(cfg, job)
+	want, err := desiredFor(job)
 	if err != nil {
 		return ja, err
 	}

@@ -26,8 +26,7 @@ const SchedulePrefix = "ferry-"
 func ScheduleID(job string) string { return SchedulePrefix + job }
 
 // InputFor maps a configured job to the input its replication runs start with.
-func InputFor(cfg *config.Config, job config.Job) workflows.ReplicateInput {
-	_ = cfg // the job carries everything the workflow needs today
+func InputFor(job config.Job) workflows.ReplicateInput {
 	return workflows.ReplicateInput{
 		Job:        job.Name,
 		Source:     workflows.Endpoint{Host: job.Source.Host, Dataset: job.Source.Dataset},

@@ -42,13 +42,13 @@ func TestInputFor(t *testing.T) {
 		Target:   workflows.Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
 		Compress: true, BWLimit: 50 << 20, Resume: config.ResumeStaged, DeepVerify: true,
 		HeartbeatTimeout: time.Minute, HostTimeout: 20 * time.Minute, StreamTimeout: 96 * time.Hour,
-	}, InputFor(cfg, cfg.Jobs["deep"]))
+	}, InputFor(cfg.Jobs["deep"]))
 	assert.Equal(t, workflows.ReplicateInput{
 		Job:    "plain",
 		Source: workflows.Endpoint{Host: "nas-a", Dataset: "share02"},
 		Target: workflows.Endpoint{Host: "nas-b", Dataset: "replicas/share02"},
 		Resume: config.ResumeAuto,
-	}, InputFor(cfg, cfg.Jobs["plain"]))
+	}, InputFor(cfg.Jobs["plain"]))
 	assert.Equal(t, "ferry-deep", ScheduleID("deep"))
 }
 
@@ -110,7 +110,7 @@ func TestApplyCreatesUpdatesAndIsIdempotent(t *testing.T) {
 	assert.Equal(t, workflows.WorkflowTaskQueue, action.TaskQueue)
 	var in workflows.ReplicateInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(action.Args[0].(*commonpb.Payload), &in))
-	assert.Equal(t, InputFor(cfg, cfg.Jobs["ap-every"]), in)
+	assert.Equal(t, InputFor(cfg.Jobs["ap-every"]), in)
 	for key, want := range map[temporal.SearchAttributeKeyKeyword]string{
 		visibility.FerryJob: "ap-every", visibility.FerrySource: "nas-a:every", visibility.FerryTarget: "nas-b:every",
 	} {
