@@ -70,7 +70,7 @@ func (h *Host) CreateSnapshot(ctx context.Context, in CreateSnapshotInput) (Crea
 		return CreateSnapshotResult{}, h.fail(log, "create snapshot", err)
 	}
 	log.Info("snapshot ready", zap.String("guid", snap.GUID))
-	return CreateSnapshotResult{Snapshot: snap}, nil
+	return CreateSnapshotResult{Snapshot: snapshotOf(snap)}, nil
 }
 
 // Inventory is this host's side of the greet step.
@@ -87,13 +87,16 @@ func (h *Host) Inventory(ctx context.Context, in InventoryInput) (InventoryResul
 	for _, p := range partials {
 		log.Info("found partial receive", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
 	}
-	return InventoryResult{Host: h.Name, Backend: h.Backend.Kind(), Snapshots: snaps, Partials: partials}, nil
+	return InventoryResult{Host: h.Name, Backend: h.Backend.Kind(), Snapshots: snapshotsOf(snaps), Partials: partialsOf(partials)}, nil
 }
 
 // DiscardPartials removes partial receives from the target.
 func (h *Host) DiscardPartials(ctx context.Context, in DiscardPartialsInput) (DiscardPartialsResult, error) {
 	log := h.log(ctx, in.Job, "discard")
-	todo := in.Partials
+	todo := make([]storage.Partial, len(in.Partials))
+	for i, p := range in.Partials {
+		todo[i] = storagePartial(p)
+	}
 	if in.All {
 		var err error
 		if todo, err = h.Backend.Partials(ctx, in.Dataset); err != nil {
@@ -102,16 +105,16 @@ func (h *Host) DiscardPartials(ctx context.Context, in DiscardPartialsInput) (Di
 	}
 	var res DiscardPartialsResult
 	for _, p := range todo {
-		if in.All && in.KeepResumable && Resumable(p) {
+		if in.All && in.KeepResumable && partialOf(p).Resumable() {
 			log.Info("kept resumable partial receive for the next run", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
-			res.Kept = append(res.Kept, p)
+			res.Kept = append(res.Kept, partialOf(p))
 			continue
 		}
 		if err := h.Backend.DiscardPartial(ctx, p); err != nil {
 			return res, h.fail(log, "discard partial receive "+p.ID, err)
 		}
 		log.Info("discarded partial receive", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
-		res.Discarded = append(res.Discarded, p)
+		res.Discarded = append(res.Discarded, partialOf(p))
 	}
 	return res, nil
 }
@@ -128,14 +131,11 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 		return OpenSendResult{}, h.fail(log, "open send", storage.Errorf(storage.KindNotFound, "send", in.Dataset, in.To,
 			"the snapshot was removed on the source; run the job again to make a new one", "no such snapshot"))
 	}
-	var parentGUID string
 	if in.From != "" {
-		from, ok := findSnapshot(snaps, in.From)
-		if !ok {
+		if _, ok := findSnapshot(snaps, in.From); !ok {
 			return OpenSendResult{}, h.fail(log, "open send", storage.Errorf(storage.KindNotFound, "send", in.Dataset, in.From,
 				"the incremental base was removed on the source; the next run plans from what is left", "no such snapshot"))
 		}
-		parentGUID = from.GUID
 	}
 	req := storage.SendRequest{Dataset: in.Dataset, From: in.From, To: in.To}
 	expected, err := h.Backend.EstimateSendSize(ctx, req)
@@ -161,8 +161,8 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 	h.rememberToken(in.Job, token)
 	log.Info("send session open", zap.String("peer", in.TargetHost), zap.Int64("expected_bytes", expected), zap.Time("expires", expires))
 	return OpenSendResult{
-		Token: token, Address: h.DataAddress, ServerName: h.Name, Expires: expires, Expected: expected,
-		SourceGUID: to.GUID, ParentGUID: parentGUID, SourceKind: h.Backend.Kind(), SourceDigest: to.Digest, Compress: in.Compress,
+		Token: token, Address: h.DataAddress, ServerName: h.Name, Expected: expected,
+		SourceGUID: to.GUID, SourceDigest: to.Digest, Compress: in.Compress,
 	}, nil
 }
 
@@ -216,7 +216,7 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 		res.Reconnects += reconnects
 		res.Resumed = res.Resumed || (resumeOK && from.Offset > 0)
 		if err == nil {
-			res.Snapshot = snap
+			res.Snapshot = snapshotOf(snap)
 			log.Info("received", zap.String("guid", snap.GUID), zap.Int64("bytes", res.Bytes), zap.Bool("resumed", res.Resumed))
 			return res, nil
 		}
@@ -329,7 +329,7 @@ func (h *Host) heartbeat(ctx context.Context, s *transfer.Stream, expected int64
 // Verify checks the received snapshot against the source's identity.
 func (h *Host) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
 	log := h.log(ctx, in.Job, "verify").With(logging.Snapshot(in.Name))
-	snap, err := h.Backend.Verify(ctx, in.VerifyRequest)
+	snap, err := h.Backend.Verify(ctx, in.storageRequest())
 	if err != nil {
 		if storage.KindOf(err) == storage.KindConflict {
 			return VerifyResult{}, h.failAs(log, ErrVerifyFailed, "verify", err)
@@ -347,7 +347,7 @@ func (h *Host) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error)
 		}
 	}
 	log.Info("verified", zap.Bool("deep", in.Deep))
-	return VerifyResult{Snapshot: snap}, nil
+	return VerifyResult{Snapshot: snapshotOf(snap)}, nil
 }
 
 // ContentDigest computes a snapshot's content digest (deep verify, source side).
@@ -422,9 +422,6 @@ func sourceFailure(err error) error {
 	}
 	return err
 }
-
-// Resumable says whether a receive can continue p instead of starting over.
-func Resumable(p storage.Partial) bool { return p.Resume != nil || p.ResumeToken != "" }
 
 func findSnapshot(snaps []storage.Snapshot, name string) (storage.Snapshot, bool) {
 	for _, s := range snaps {

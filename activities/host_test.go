@@ -17,7 +17,6 @@ import (
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/internal/relay"
 	"github.com/ferry-nas/ferry/internal/sampleshare"
-	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/dir"
 	"github.com/ferry-nas/ferry/transfer"
 )
@@ -121,8 +120,8 @@ func TestReceiveVerifyAndMarkOverTheDataPlane(t *testing.T) {
 	require.Equal(t, sess.SourceGUID, rcv.Snapshot.ReceivedGUID)
 	require.False(t, rcv.Resumed)
 
-	_, err = runActivity(t, p.tgt.Verify, VerifyInput{Job: "j", VerifyRequest: storage.VerifyRequest{
-		Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Digest: sess.SourceDigest}})
+	_, err = runActivity(t, p.tgt.Verify, VerifyInput{Job: "j",
+		Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Digest: sess.SourceDigest})
 	require.NoError(t, err)
 	p.requireSameContent(t, "s1")
 
@@ -185,8 +184,8 @@ func TestVerifyOfWrongIdentityIsVerifyFailed(t *testing.T) {
 	sess := p.snapshotAndOpen(t, "s1")
 	_, err := runActivity(t, p.tgt.Receive, ReceiveInput{Job: "j", Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Session: sess})
 	require.NoError(t, err)
-	_, err = runActivity(t, p.tgt.Verify, VerifyInput{Job: "j", VerifyRequest: storage.VerifyRequest{
-		Dataset: "replica", Name: "s1", SourceGUID: "someone-else"}})
+	_, err = runActivity(t, p.tgt.Verify, VerifyInput{Job: "j",
+		Dataset: "replica", Name: "s1", SourceGUID: "someone-else"})
 	requireType(t, err, ErrVerifyFailed)
 }
 

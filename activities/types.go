@@ -4,12 +4,7 @@
 // workflow routes each call to the host's own task queue.
 package activities
 
-import (
-	"time"
-
-	"github.com/ferry-nas/ferry/resume"
-	"github.com/ferry-nas/ferry/storage"
-)
+import "time"
 
 // Application error types the workflow and its retry policies act on. The
 // storage kinds keep their names (storage.Kind.String()).
@@ -40,7 +35,7 @@ type CreateSnapshotInput struct {
 
 // CreateSnapshotResult is the snapshot made (or found, on a retry).
 type CreateSnapshotResult struct {
-	Snapshot storage.Snapshot
+	Snapshot Snapshot
 }
 
 // InventoryInput asks a host what it holds for a dataset (the greet step).
@@ -52,8 +47,8 @@ type InventoryInput struct {
 type InventoryResult struct {
 	Host      string
 	Backend   string
-	Snapshots []storage.Snapshot
-	Partials  []storage.Partial
+	Snapshots []Snapshot
+	Partials  []Partial
 }
 
 // OpenSendInput asks the source to authorise one stream for the target host.
@@ -71,28 +66,29 @@ type OpenSendInput struct {
 }
 
 // OpenSendResult tells the target where and how to pull the stream.
+// Recorded histories also carry Expires, ParentGUID and SourceKind, which
+// nothing read; decoding ignores them.
 type OpenSendResult struct {
-	Token        string
-	Address      string
-	ServerName   string
-	Expires      time.Time
-	Expected     int64
-	SourceGUID   string
-	ParentGUID   string
-	SourceKind   string
+	Token      string
+	Address    string
+	ServerName string
+	// Expected is the source's estimate of the stream's size in bytes.
+	Expected   int64
+	SourceGUID string
+	// SourceDigest is the sent snapshot's digest, for verify.
 	SourceDigest string
 	Compress     bool
 }
 
 // ReceiveInput pulls one planned step from the source into the target.
+// Whether to resume is the activity's decision, from the partial the target
+// really holds; recorded histories carry a "Resume" flag nothing read.
 type ReceiveInput struct {
 	Job, Dataset string
 	Name         string
 	SourceGUID   string
 	// Parent is the incremental base's name on the target (empty: full).
 	Parent string
-	// Resume continues the planned partial instead of starting over.
-	Resume bool
 	// Mode is the job's stream.resume mode (auto, staged, off).
 	Mode    string
 	Session OpenSendResult
@@ -105,13 +101,11 @@ type ReceiveProgress struct {
 	Expected      int64   `json:"expected"`
 	DurableOffset int64   `json:"durable_offset"`
 	Rate          float64 `json:"rate"` // bytes per second, recent
-	// Durable is the position a retried attempt can resume from.
-	Durable *resume.Position `json:"durable,omitempty"`
 }
 
 // ReceiveResult is the received snapshot and what it cost.
 type ReceiveResult struct {
-	Snapshot storage.Snapshot
+	Snapshot Snapshot
 	// Bytes moved over the wire in this activity, across reconnects.
 	Bytes      int64
 	Resumed    bool
@@ -121,7 +115,7 @@ type ReceiveResult struct {
 // DiscardPartialsInput lists partial receives to remove from the target.
 type DiscardPartialsInput struct {
 	Job, Dataset string
-	Partials     []storage.Partial
+	Partials     []Partial
 	// All discards every partial the target has for the dataset (compensation).
 	All bool
 	// KeepResumable spares, with All, the partials that can be resumed
@@ -131,14 +125,23 @@ type DiscardPartialsInput struct {
 
 // DiscardPartialsResult says what was removed and what was kept.
 type DiscardPartialsResult struct {
-	Discarded []storage.Partial
-	Kept      []storage.Partial `json:",omitempty"`
+	Discarded []Partial
+	Kept      []Partial `json:",omitempty"`
 }
 
-// VerifyInput checks a received snapshot against the source's.
+// VerifyInput checks a received snapshot against the source's. Its fields
+// are those of the storage.VerifyRequest it maps to, at the top level as in
+// recorded histories.
 type VerifyInput struct {
-	Job string
-	storage.VerifyRequest
+	Job     string
+	Dataset string
+	Name    string
+	// SourceGUID must equal the received snapshot's ReceivedGUID.
+	SourceGUID string
+	// ParentSourceGUID, for an incremental, must equal its ParentGUID.
+	ParentSourceGUID string
+	// Digest, when the backend keeps one, must equal the received snapshot's.
+	Digest string
 	// Deep also compares content digests computed on both sides.
 	Deep bool
 	// SourceContentDigest is the source's ContentDigest (deep verify only).
@@ -147,7 +150,7 @@ type VerifyInput struct {
 
 // VerifyResult is the verified snapshot.
 type VerifyResult struct {
-	Snapshot storage.Snapshot
+	Snapshot Snapshot
 }
 
 // ContentDigestInput asks for a snapshot's content digest.

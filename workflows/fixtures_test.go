@@ -1,8 +1,8 @@
 package workflows
 
-import "github.com/ferry-nas/ferry/resume"
+import "github.com/ferry-nas/ferry/activities"
 
-var resumePos = resume.Position{Offset: 4096, HashState: []byte{1}}
+var resumePos = activities.ResumePosition{Offset: 4096, HashState: []byte{1}}
 
 // quietLogger drops the test environment's debug chatter; warnings and
 // errors still reach the test log through the failures they cause.

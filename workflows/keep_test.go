@@ -54,9 +54,11 @@ func (s *replicateSuite) TestReceiveAttemptsWaitForTheTargetAtMostTheHostTimeout
 
 func (s *replicateSuite) TestSourceDownKeepsResumablePartials() {
 	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
-	s.env.OnActivity(act.Inventory, mock.Anything, mock.Anything).Return(activities.InventoryResult{Snapshots: []storage.Snapshot{base, newSnap}}, nil).Once()
-	s.env.OnActivity(act.Inventory, mock.Anything, mock.Anything).
-		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}}, nil).Once()
+	// Both inventories run in parallel: match each by its dataset, not by order.
+	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{base, newSnap}}, nil).Once()
+	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}}, nil).Once()
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).
 		Return(activities.OpenSendResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, nil)).Once()
 	s.env.OnActivity(act.DiscardPartials, mock.Anything, activities.DiscardPartialsInput{Job: "share01", Dataset: "replicas/share01", All: true, KeepResumable: true}).
@@ -116,24 +118,24 @@ func (s *replicateSuite) TestKeepsResumableOnlyAfterATransientFailure() {
 // step is the earlier run's snapshot, resumed, the second an incremental
 // from it to the new snapshot.
 func (s *replicateSuite) TestNextRunResumesTheKeptFullReceive() {
-	older := storage.Snapshot{Name: "ferry_share01_20261121T070000.000Z", GUID: "g-old", Digest: "d-old"}
-	kept := storage.Partial{Name: older.Name, ID: "staging/old", SourceGUID: "g-old", Resume: &resumePos}
-	receivedOld := storage.Snapshot{Name: older.Name, GUID: "t-old", ReceivedGUID: "g-old"}
-	receivedNew := storage.Snapshot{Name: wantName, GUID: "t-new", ReceivedGUID: "g-new", ParentGUID: "g-old"}
+	older := activities.Snapshot{Name: "ferry_share01_20261121T070000.000Z", GUID: "g-old", Digest: "d-old"}
+	kept := activities.Partial{Name: older.Name, ID: "staging/old", SourceGUID: "g-old", Resume: &resumePos}
+	receivedOld := activities.Snapshot{Name: older.Name, GUID: "t-old", ReceivedGUID: "g-old"}
+	receivedNew := activities.Snapshot{Name: wantName, GUID: "t-new", ReceivedGUID: "g-new", ParentGUID: "g-old"}
 	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil).Once()
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
-		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{older, newSnap}}, nil).Once()
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{older, newSnap}}, nil).Once()
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
-		Return(activities.InventoryResult{Partials: []storage.Partial{kept}}, nil).Once()
+		Return(activities.InventoryResult{Partials: []activities.Partial{kept}}, nil).Once()
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.MatchedBy(func(in activities.OpenSendInput) bool { return in.To == older.Name && in.From == "" })).
 		Return(activities.OpenSendResult{Token: "t1", SourceGUID: "g-old", SourceDigest: "d-old"}, nil).Once()
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.MatchedBy(func(in activities.OpenSendInput) bool { return in.To == wantName && in.From == older.Name })).
-		Return(activities.OpenSendResult{Token: "t2", SourceGUID: "g-new", ParentGUID: "g-old", SourceDigest: "d-new"}, nil).Once()
+		Return(activities.OpenSendResult{Token: "t2", SourceGUID: "g-new", SourceDigest: "d-new"}, nil).Once()
 	s.env.OnActivity(act.Receive, mock.Anything, mock.MatchedBy(func(in activities.ReceiveInput) bool {
-		return in.Name == older.Name && in.Resume && in.Parent == "" && in.Session.Token == "t1"
+		return in.Name == older.Name && in.Parent == "" && in.Session.Token == "t1"
 	})).Return(activities.ReceiveResult{Snapshot: receivedOld, Bytes: 10, Resumed: true}, nil).Once()
 	s.env.OnActivity(act.Receive, mock.Anything, mock.MatchedBy(func(in activities.ReceiveInput) bool {
-		return in.Name == wantName && !in.Resume && in.Parent == older.Name && in.Session.Token == "t2"
+		return in.Name == wantName && in.Parent == older.Name && in.Session.Token == "t2"
 	})).Return(activities.ReceiveResult{Snapshot: receivedNew, Bytes: 5}, nil).Once()
 	s.env.OnActivity(act.Verify, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool { return in.Name == older.Name })).
 		Return(activities.VerifyResult{Snapshot: receivedOld}, nil).Once()

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/activities"
 )
 
 // PlanInput is what the greet step learned from both sides.
@@ -13,10 +13,10 @@ type PlanInput struct {
 	// Want is the source snapshot this run replicates up to.
 	Want string
 	// Source and Target list each side's complete snapshots, oldest first.
-	Source []storage.Snapshot
-	Target []storage.Snapshot
+	Source []activities.Snapshot
+	Target []activities.Snapshot
 	// Partials is what earlier receives left on the target.
-	Partials []storage.Partial
+	Partials []activities.Partial
 	// ResumeKeptFull lets a first replication resume the kept partial of an
 	// earlier run's full receive (see keptFullSteps).
 	ResumeKeptFull bool
@@ -31,7 +31,7 @@ type Step struct {
 	To           string `json:"to"`
 	ToGUID       string `json:"to_guid"`
 	// Resume continues this partial receive instead of starting over.
-	Resume *storage.Partial `json:"resume,omitempty"`
+	Resume *activities.Partial `json:"resume,omitempty"`
 }
 
 // Plan is what a run does to bring the target up to Want.
@@ -40,7 +40,7 @@ type Plan struct {
 	Base  string `json:"base,omitempty"`
 	Steps []Step `json:"steps"`
 	// Discard lists partial receives to remove before streaming.
-	Discard []storage.Partial `json:"discard,omitempty"`
+	Discard []activities.Partial `json:"discard,omitempty"`
 }
 
 // ConflictError says why the target cannot be brought up to date without
@@ -142,8 +142,7 @@ func ComputePlan(in PlanInput) (Plan, error) {
 
 	first := &plan.Steps[0]
 	for _, p := range in.Partials {
-		resumable := p.Resume != nil || p.ResumeToken != ""
-		if first.Resume == nil && resumable && p.Name == first.To &&
+		if first.Resume == nil && p.Resumable() && p.Name == first.To &&
 			p.SourceGUID == first.ToGUID && p.ParentGUID == first.FromGUID {
 			p := p
 			first.Resume = &p
@@ -156,7 +155,7 @@ func ComputePlan(in PlanInput) (Plan, error) {
 
 // matchSource finds the source snapshot a target snapshot is a copy of:
 // btrfs and dir record the sender's identity as ReceivedGUID, ZFS keeps the guid.
-func matchSource(t storage.Snapshot, sourceIdx map[string]int) (int, bool) {
+func matchSource(t activities.Snapshot, sourceIdx map[string]int) (int, bool) {
 	if t.ReceivedGUID != "" {
 		if j, ok := sourceIdx[t.ReceivedGUID]; ok {
 			return j, true
@@ -166,7 +165,7 @@ func matchSource(t storage.Snapshot, sourceIdx map[string]int) (int, bool) {
 	return j, ok
 }
 
-func names(snaps []storage.Snapshot) []string {
+func names(snaps []activities.Snapshot) []string {
 	out := make([]string, len(snaps))
 	for i, s := range snaps {
 		out[i] = s.Name

@@ -1,7 +1,5 @@
 package workflows
 
-import "github.com/ferry-nas/ferry/storage"
-
 // keptFullSteps plans a first replication around the partial full receive
 // an earlier run kept (its transient failure left it resumable): rather than
 // send the wanted snapshot whole and discard the partial — terabytes already
@@ -13,7 +11,7 @@ func keptFullSteps(in PlanInput, wantIdx int) []Step {
 	for k := wantIdx - 1; k >= 0; k-- {
 		s := in.Source[k]
 		for _, p := range in.Partials {
-			if isResumable(p) && p.ParentGUID == "" && p.Name == s.Name && p.SourceGUID == s.GUID {
+			if p.Resumable() && p.ParentGUID == "" && p.Name == s.Name && p.SourceGUID == s.GUID {
 				want := in.Source[wantIdx]
 				return []Step{
 					{To: s.Name, ToGUID: s.GUID},
@@ -24,6 +22,3 @@ func keptFullSteps(in PlanInput, wantIdx int) []Step {
 	}
 	return nil
 }
-
-// isResumable says whether a receive can continue p instead of starting over.
-func isResumable(p storage.Partial) bool { return p.Resume != nil || p.ResumeToken != "" }

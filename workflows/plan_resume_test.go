@@ -4,8 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/ferry-nas/ferry/resume"
-	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/activities"
 )
 
 // A first replication whose earlier run failed for a transient reason and
@@ -14,12 +13,12 @@ import (
 // before the change) the partial is discarded and Want is sent whole.
 func TestComputePlanResumesAKeptFullReceive(t *testing.T) {
 	s1, s2, s3 := src("ferry_j_1", "g1"), src("ferry_j_2", "g2"), src("ferry_j_3", "g3")
-	pos := &resume.Position{Offset: 1 << 30, HashState: []byte{1}}
-	kept := storage.Partial{Name: "ferry_j_1", ID: "staging/ferry_j_1", SourceGUID: "g1", Resume: pos}
-	keptNewer := storage.Partial{Name: "ferry_j_2", ID: "staging/ferry_j_2", SourceGUID: "g2", Resume: pos}
-	incremental := storage.Partial{Name: "ferry_j_2", ID: "staging/ferry_j_2", SourceGUID: "g2", ParentGUID: "g1", Resume: pos}
-	notResumable := storage.Partial{Name: "ferry_j_1", ID: "staging/ferry_j_1", SourceGUID: "g1", Reason: "before its first checkpoint"}
-	otherStream := storage.Partial{Name: "ferry_j_1", ID: "staging/ferry_j_1", SourceGUID: "elsewhere", Resume: pos}
+	pos := &activities.ResumePosition{Offset: 1 << 30, HashState: []byte{1}}
+	kept := activities.Partial{Name: "ferry_j_1", ID: "staging/ferry_j_1", SourceGUID: "g1", Resume: pos}
+	keptNewer := activities.Partial{Name: "ferry_j_2", ID: "staging/ferry_j_2", SourceGUID: "g2", Resume: pos}
+	incremental := activities.Partial{Name: "ferry_j_2", ID: "staging/ferry_j_2", SourceGUID: "g2", ParentGUID: "g1", Resume: pos}
+	notResumable := activities.Partial{Name: "ferry_j_1", ID: "staging/ferry_j_1", SourceGUID: "g1", Reason: "before its first checkpoint"}
+	otherStream := activities.Partial{Name: "ferry_j_1", ID: "staging/ferry_j_1", SourceGUID: "elsewhere", Resume: pos}
 	whole := []Step{{To: "ferry_j_3", ToGUID: "g3"}}
 	resumeS1 := []Step{
 		{To: "ferry_j_1", ToGUID: "g1", Resume: &kept},
@@ -33,52 +32,52 @@ func TestComputePlanResumesAKeptFullReceive(t *testing.T) {
 	}{
 		{
 			name: "the kept full receive is resumed, then one incremental to Want",
-			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s2, s3}, Partials: []storage.Partial{kept}, ResumeKeptFull: true},
+			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s2, s3}, Partials: []activities.Partial{kept}, ResumeKeptFull: true},
 			want: Plan{Steps: resumeS1},
 		},
 		{
 			name: "before the change the kept partial is discarded and Want sent whole",
-			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s2, s3}, Partials: []storage.Partial{kept}},
-			want: Plan{Steps: whole, Discard: []storage.Partial{kept}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s2, s3}, Partials: []activities.Partial{kept}},
+			want: Plan{Steps: whole, Discard: []activities.Partial{kept}},
 		},
 		{
 			name: "the newest kept full receive wins; the older one is discarded",
-			in: PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s2, s3},
-				Partials: []storage.Partial{kept, keptNewer}, ResumeKeptFull: true},
+			in: PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s2, s3},
+				Partials: []activities.Partial{kept, keptNewer}, ResumeKeptFull: true},
 			want: Plan{Steps: []Step{
 				{To: "ferry_j_2", ToGUID: "g2", Resume: &keptNewer},
 				{From: "ferry_j_2", FromGUID: "g2", TargetParent: "ferry_j_2", To: "ferry_j_3", ToGUID: "g3"},
-			}, Discard: []storage.Partial{kept}},
+			}, Discard: []activities.Partial{kept}},
 		},
 		{
 			name: "a partial without a resume position is not worth a step",
-			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s3}, Partials: []storage.Partial{notResumable}, ResumeKeptFull: true},
-			want: Plan{Steps: whole, Discard: []storage.Partial{notResumable}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s3}, Partials: []activities.Partial{notResumable}, ResumeKeptFull: true},
+			want: Plan{Steps: whole, Discard: []activities.Partial{notResumable}},
 		},
 		{
 			name: "a partial of another source's stream under the same name is discarded",
-			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s3}, Partials: []storage.Partial{otherStream}, ResumeKeptFull: true},
-			want: Plan{Steps: whole, Discard: []storage.Partial{otherStream}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s3}, Partials: []activities.Partial{otherStream}, ResumeKeptFull: true},
+			want: Plan{Steps: whole, Discard: []activities.Partial{otherStream}},
 		},
 		{
 			name: "a partial incremental cannot start a first replication",
-			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s2, s3}, Partials: []storage.Partial{incremental}, ResumeKeptFull: true},
-			want: Plan{Steps: whole, Discard: []storage.Partial{incremental}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s2, s3}, Partials: []activities.Partial{incremental}, ResumeKeptFull: true},
+			want: Plan{Steps: whole, Discard: []activities.Partial{incremental}},
 		},
 		{
 			name: "a kept partial whose snapshot was removed on the source is discarded",
-			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s2, s3}, Partials: []storage.Partial{kept}, ResumeKeptFull: true},
-			want: Plan{Steps: whole, Discard: []storage.Partial{kept}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s2, s3}, Partials: []activities.Partial{kept}, ResumeKeptFull: true},
+			want: Plan{Steps: whole, Discard: []activities.Partial{kept}},
 		},
 		{
 			name: "a kept partial of Want itself is resumed as the one full step",
-			in:   PlanInput{Job: "j", Want: "ferry_j_1", Source: []storage.Snapshot{s1}, Partials: []storage.Partial{kept}, ResumeKeptFull: true},
+			in:   PlanInput{Job: "j", Want: "ferry_j_1", Source: []activities.Snapshot{s1}, Partials: []activities.Partial{kept}, ResumeKeptFull: true},
 			want: Plan{Steps: []Step{{To: "ferry_j_1", ToGUID: "g1", Resume: &kept}}},
 		},
 		{
 			name: "with a common base the catch-up chain resumes the kept incremental as before",
-			in: PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s2, s3}, Target: []storage.Snapshot{rcv("ferry_j_1", "g1")},
-				Partials: []storage.Partial{incremental}, ResumeKeptFull: true},
+			in: PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s2, s3}, Target: []activities.Snapshot{rcv("ferry_j_1", "g1")},
+				Partials: []activities.Partial{incremental}, ResumeKeptFull: true},
 			want: Plan{Base: "ferry_j_1", Steps: []Step{
 				{From: "ferry_j_1", FromGUID: "g1", TargetParent: "ferry_j_1", To: "ferry_j_2", ToGUID: "g2", Resume: &incremental},
 				{From: "ferry_j_2", FromGUID: "g2", TargetParent: "ferry_j_2", To: "ferry_j_3", ToGUID: "g3"},

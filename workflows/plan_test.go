@@ -5,22 +5,21 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/ferry-nas/ferry/resume"
-	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/activities"
 )
 
-func src(name, guid string) storage.Snapshot { return storage.Snapshot{Name: name, GUID: guid} }
+func src(name, guid string) activities.Snapshot { return activities.Snapshot{Name: name, GUID: guid} }
 
 // rcv is a target snapshot received from the source snapshot with guid from.
-func rcv(name, from string) storage.Snapshot {
-	return storage.Snapshot{Name: name, GUID: "t-" + from, ReceivedGUID: from}
+func rcv(name, from string) activities.Snapshot {
+	return activities.Snapshot{Name: name, GUID: "t-" + from, ReceivedGUID: from}
 }
 
 func TestComputePlan(t *testing.T) {
 	s1, s2, s3, s4 := src("ferry_j_1", "g1"), src("ferry_j_2", "g2"), src("ferry_j_3", "g3"), src("ferry_j_4", "g4")
 	other := src("ferry_other_x", "gx")
-	resumable := storage.Partial{Name: "ferry_j_4", ID: "p1", SourceGUID: "g4", ParentGUID: "g3", Resume: &resume.Position{Offset: 4096, HashState: []byte{1}}}
-	stale := storage.Partial{Name: "ferry_j_0", ID: "p0", Reason: "writable subvolume without received_uuid"}
+	resumable := activities.Partial{Name: "ferry_j_4", ID: "p1", SourceGUID: "g4", ParentGUID: "g3", Resume: &activities.ResumePosition{Offset: 4096, HashState: []byte{1}}}
+	stale := activities.Partial{Name: "ferry_j_0", ID: "p0", Reason: "writable subvolume without received_uuid"}
 
 	tests := []struct {
 		name     string
@@ -31,17 +30,17 @@ func TestComputePlan(t *testing.T) {
 	}{
 		{
 			name: "first replication sends the wanted snapshot whole",
-			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}},
 			want: Plan{Steps: []Step{{To: "ferry_j_2", ToGUID: "g2"}}},
 		},
 		{
 			name: "incremental from the common base",
-			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}, Target: []storage.Snapshot{rcv("ferry_j_1", "g1")}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}, Target: []activities.Snapshot{rcv("ferry_j_1", "g1")}},
 			want: Plan{Base: "ferry_j_1", Steps: []Step{{From: "ferry_j_1", FromGUID: "g1", TargetParent: "ferry_j_1", To: "ferry_j_2", ToGUID: "g2"}}},
 		},
 		{
 			name: "catch-up chain through every missed snapshot of the job, skipping other jobs'",
-			in:   PlanInput{Job: "j", Want: "ferry_j_4", Source: []storage.Snapshot{s1, s2, other, s3, s4}, Target: []storage.Snapshot{rcv("ferry_j_1", "g1")}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_4", Source: []activities.Snapshot{s1, s2, other, s3, s4}, Target: []activities.Snapshot{rcv("ferry_j_1", "g1")}},
 			want: Plan{Base: "ferry_j_1", Steps: []Step{
 				{From: "ferry_j_1", FromGUID: "g1", TargetParent: "ferry_j_1", To: "ferry_j_2", ToGUID: "g2"},
 				{From: "ferry_j_2", FromGUID: "g2", TargetParent: "ferry_j_2", To: "ferry_j_3", ToGUID: "g3"},
@@ -50,52 +49,52 @@ func TestComputePlan(t *testing.T) {
 		},
 		{
 			name: "base found by identity even when the target renamed it",
-			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}, Target: []storage.Snapshot{rcv("renamed", "g1")}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}, Target: []activities.Snapshot{rcv("renamed", "g1")}},
 			want: Plan{Base: "ferry_j_1", Steps: []Step{{From: "ferry_j_1", FromGUID: "g1", TargetParent: "renamed", To: "ferry_j_2", ToGUID: "g2"}}},
 		},
 		{
 			name: "zfs-style identity: the target keeps the source guid",
-			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}, Target: []storage.Snapshot{{Name: "ferry_j_1", GUID: "g1"}}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}, Target: []activities.Snapshot{{Name: "ferry_j_1", GUID: "g1"}}},
 			want: Plan{Base: "ferry_j_1", Steps: []Step{{From: "ferry_j_1", FromGUID: "g1", TargetParent: "ferry_j_1", To: "ferry_j_2", ToGUID: "g2"}}},
 		},
 		{
 			name: "nothing to do when the target holds the wanted snapshot",
-			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}, Target: []storage.Snapshot{rcv("ferry_j_1", "g1"), rcv("ferry_j_2", "g2")}, Partials: []storage.Partial{stale}},
-			want: Plan{Base: "ferry_j_2", Discard: []storage.Partial{stale}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}, Target: []activities.Snapshot{rcv("ferry_j_1", "g1"), rcv("ferry_j_2", "g2")}, Partials: []activities.Partial{stale}},
+			want: Plan{Base: "ferry_j_2", Discard: []activities.Partial{stale}},
 		},
 		{
 			name:     "diverged target: a newer snapshot the source never had",
-			in:       PlanInput{Job: "j", Want: "ferry_j_3", Source: []storage.Snapshot{s1, s2, s3}, Target: []storage.Snapshot{rcv("ferry_j_1", "g1"), {Name: "local-edit", GUID: "zz"}}},
+			in:       PlanInput{Job: "j", Want: "ferry_j_3", Source: []activities.Snapshot{s1, s2, s3}, Target: []activities.Snapshot{rcv("ferry_j_1", "g1"), {Name: "local-edit", GUID: "zz"}}},
 			conflict: true,
 		},
 		{
 			name:     "same name, other identity is not a common base",
-			in:       PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}, Target: []storage.Snapshot{rcv("ferry_j_1", "elsewhere")}},
+			in:       PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}, Target: []activities.Snapshot{rcv("ferry_j_1", "elsewhere")}},
 			conflict: true,
 		},
 		{
 			name:     "no common base and a non-empty target",
-			in:       PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}, Target: []storage.Snapshot{{Name: "foreign", GUID: "f"}}},
+			in:       PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}, Target: []activities.Snapshot{{Name: "foreign", GUID: "f"}}},
 			conflict: true,
 		},
 		{
 			name: "leftovers of older runs are discarded before streaming",
-			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []storage.Snapshot{s1, s2}, Target: []storage.Snapshot{rcv("ferry_j_1", "g1")}, Partials: []storage.Partial{stale}},
-			want: Plan{Base: "ferry_j_1", Steps: []Step{{From: "ferry_j_1", FromGUID: "g1", TargetParent: "ferry_j_1", To: "ferry_j_2", ToGUID: "g2"}}, Discard: []storage.Partial{stale}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_2", Source: []activities.Snapshot{s1, s2}, Target: []activities.Snapshot{rcv("ferry_j_1", "g1")}, Partials: []activities.Partial{stale}},
+			want: Plan{Base: "ferry_j_1", Steps: []Step{{From: "ferry_j_1", FromGUID: "g1", TargetParent: "ferry_j_1", To: "ferry_j_2", ToGUID: "g2"}}, Discard: []activities.Partial{stale}},
 		},
 		{
 			name: "a partial of the first step resumes; others are discarded",
-			in:   PlanInput{Job: "j", Want: "ferry_j_4", Source: []storage.Snapshot{s3, s4}, Target: []storage.Snapshot{rcv("ferry_j_3", "g3")}, Partials: []storage.Partial{stale, resumable}},
-			want: Plan{Base: "ferry_j_3", Steps: []Step{{From: "ferry_j_3", FromGUID: "g3", TargetParent: "ferry_j_3", To: "ferry_j_4", ToGUID: "g4", Resume: &resumable}}, Discard: []storage.Partial{stale}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_4", Source: []activities.Snapshot{s3, s4}, Target: []activities.Snapshot{rcv("ferry_j_3", "g3")}, Partials: []activities.Partial{stale, resumable}},
+			want: Plan{Base: "ferry_j_3", Steps: []Step{{From: "ferry_j_3", FromGUID: "g3", TargetParent: "ferry_j_3", To: "ferry_j_4", ToGUID: "g4", Resume: &resumable}}, Discard: []activities.Partial{stale}},
 		},
 		{
 			name: "a partial of another stream for the same name is discarded, not resumed",
-			in:   PlanInput{Job: "j", Want: "ferry_j_4", Source: []storage.Snapshot{s1, s4}, Partials: []storage.Partial{resumable}},
-			want: Plan{Steps: []Step{{To: "ferry_j_4", ToGUID: "g4"}}, Discard: []storage.Partial{resumable}},
+			in:   PlanInput{Job: "j", Want: "ferry_j_4", Source: []activities.Snapshot{s1, s4}, Partials: []activities.Partial{resumable}},
+			want: Plan{Steps: []Step{{To: "ferry_j_4", ToGUID: "g4"}}, Discard: []activities.Partial{resumable}},
 		},
 		{
 			name:     "the wanted snapshot is missing on the source",
-			in:       PlanInput{Job: "j", Want: "ferry_j_9", Source: []storage.Snapshot{s1}},
+			in:       PlanInput{Job: "j", Want: "ferry_j_9", Source: []activities.Snapshot{s1}},
 			notFound: true,
 		},
 	}
@@ -127,8 +126,8 @@ func TestComputePlan(t *testing.T) {
 
 func TestComputePlanIsDeterministic(t *testing.T) {
 	in := PlanInput{Job: "j", Want: "ferry_j_3",
-		Source: []storage.Snapshot{src("ferry_j_1", "g1"), src("ferry_j_2", "g2"), src("ferry_j_3", "g3")},
-		Target: []storage.Snapshot{rcv("ferry_j_1", "g1")}}
+		Source: []activities.Snapshot{src("ferry_j_1", "g1"), src("ferry_j_2", "g2"), src("ferry_j_3", "g3")},
+		Target: []activities.Snapshot{rcv("ferry_j_1", "g1")}}
 	first, err := ComputePlan(in)
 	if err != nil {
 		t.Fatal(err)

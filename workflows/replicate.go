@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ferry-nas/ferry/activities"
-	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/visibility"
 )
 
@@ -279,13 +278,11 @@ func (r *replication) reached(plan Plan) string {
 // redoing the step when verify fails, both a bounded number of times.
 func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, error) {
 	var moved int64
-	resumeNext := step.Resume != nil
 	for verifyAttempt := 1; ; verifyAttempt++ {
-		sess, err := r.stream(ctx, step, resumeNext, &moved)
+		sess, err := r.stream(ctx, step, &moved)
 		if err != nil {
 			return moved, err
 		}
-		resumeNext = false
 
 		r.setPhase(ctx, PhaseVerify, r.stepText("verify", step))
 		err = r.verify(ctx, step, sess.SourceDigest)
@@ -306,8 +303,10 @@ func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, err
 }
 
 // stream opens a send session on the source and receives it on the target;
-// it returns the session the received stream came through.
-func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool, moved *int64) (activities.OpenSendResult, error) {
+// it returns the session the received stream came through. The receive
+// resumes whatever partial of the step the target holds (the planned one, or
+// the one a lost session left).
+func (r *replication) stream(ctx workflow.Context, step Step, moved *int64) (activities.OpenSendResult, error) {
 	r.setPhase(ctx, PhaseStream, r.stepText("stream", step))
 	for reopen := 0; ; reopen++ {
 		var sess activities.OpenSendResult
@@ -320,7 +319,7 @@ func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool
 		waitHost := workflow.GetVersion(ctx, changeReceiveStartTimeout, workflow.DefaultVersion, 1) >= 1
 		err := workflow.ExecuteActivity(r.streamCtx(ctx, step, waitHost), act.Receive, activities.ReceiveInput{
 			Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID,
-			Parent: step.TargetParent, Resume: resumePartial, Mode: r.in.Resume, Session: sess,
+			Parent: step.TargetParent, Mode: r.in.Resume, Session: sess,
 		}).Get(ctx, &rcv)
 		limit := r.in.StreamTimeout
 		if waitHost && isTimeout(err, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
@@ -334,8 +333,6 @@ func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool
 		if !isType(err, activities.ErrSessionLost) || reopen >= MaxSessionReopens {
 			return sess, err
 		}
-		// The partial the lost session left is resumed by the next receive.
-		resumePartial = true
 		r.status.LastError = err.Error()
 		workflow.GetLogger(ctx).Warn("send session lost, opening a new one", "job", r.in.Job, "snapshot", step.To, "error", err)
 	}
@@ -344,9 +341,9 @@ func (r *replication) stream(ctx workflow.Context, step Step, resumePartial bool
 // verify checks the received step on the target against the source's
 // identity and digest (and, for deep verify, its content digest).
 func (r *replication) verify(ctx workflow.Context, step Step, sourceDigest string) error {
-	in := activities.VerifyInput{Job: r.in.Job, VerifyRequest: storage.VerifyRequest{
+	in := activities.VerifyInput{Job: r.in.Job,
 		Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID, ParentSourceGUID: step.FromGUID, Digest: sourceDigest,
-	}}
+	}
 	if r.in.DeepVerify {
 		var d activities.ContentDigestResult
 		if err := r.call(ctx, r.in.Source.Host, "content digest "+step.To, act.ContentDigest,

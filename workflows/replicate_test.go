@@ -13,7 +13,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/ferry-nas/ferry/activities"
-	"github.com/ferry-nas/ferry/storage"
 )
 
 // The workflow's answer to every row of DESIGN.md's failure table, with the
@@ -31,9 +30,9 @@ func TestReplicateWorkflow(t *testing.T) { suite.Run(t, new(replicateSuite)) }
 var (
 	testStart = time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
 	wantName  = SnapshotName("share01", testStart)
-	base      = storage.Snapshot{Name: "ferry_share01_20261120T080000Z", GUID: "g-base"}
-	newSnap   = storage.Snapshot{Name: wantName, GUID: "g-new", Digest: "d-new"}
-	received  = storage.Snapshot{Name: wantName, GUID: "t-new", ReceivedGUID: "g-new", ParentGUID: "g-base"}
+	base      = activities.Snapshot{Name: "ferry_share01_20261120T080000Z", GUID: "g-base"}
+	newSnap   = activities.Snapshot{Name: wantName, GUID: "g-new", Digest: "d-new"}
+	received  = activities.Snapshot{Name: wantName, GUID: "t-new", ReceivedGUID: "g-new", ParentGUID: "g-base"}
 	testInput = ReplicateInput{Job: "share01",
 		Source: Endpoint{Host: "nas-a", Dataset: "share01"}, Target: Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
 		Compress: true}
@@ -51,13 +50,13 @@ func (s *replicateSuite) SetupTest() {
 func (s *replicateSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
 
 // happyPath mocks a run where the target already holds base.
-func (s *replicateSuite) happyPath(partials ...storage.Partial) {
+func (s *replicateSuite) happyPath(partials ...activities.Partial) {
 	s.env.OnActivity(act.CreateSnapshot, mock.Anything, activities.CreateSnapshotInput{Job: "share01", Dataset: "share01", Name: wantName}).
 		Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil).Once()
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
-		Return(activities.InventoryResult{Host: "nas-a", Snapshots: []storage.Snapshot{base, newSnap}}, nil)
+		Return(activities.InventoryResult{Host: "nas-a", Snapshots: []activities.Snapshot{base, newSnap}}, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
-		Return(activities.InventoryResult{Host: "nas-b", Snapshots: []storage.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}, Partials: partials}, nil)
+		Return(activities.InventoryResult{Host: "nas-b", Snapshots: []activities.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}, Partials: partials}, nil)
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).
 		Return(activities.OpenSendResult{Token: "tok", Address: "127.0.0.1:7400", ServerName: "nas-a", SourceGUID: "g-new", SourceDigest: "d-new"}, nil)
 }
@@ -94,7 +93,7 @@ func appErr(errType string, nonRetryable bool) error {
 func (s *replicateSuite) TestIncrementalRunSucceeds() {
 	s.happyPath()
 	s.env.OnActivity(act.Receive, mock.Anything, mock.MatchedBy(func(in activities.ReceiveInput) bool {
-		return in.Name == wantName && in.Parent == base.Name && in.SourceGUID == "g-new" && !in.Resume && in.Session.Token == "tok"
+		return in.Name == wantName && in.Parent == base.Name && in.SourceGUID == "g-new" && in.Session.Token == "tok"
 	})).Return(activities.ReceiveResult{Snapshot: received, Bytes: 1000}, nil).Once()
 	s.env.OnActivity(act.Verify, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool {
 		return in.SourceGUID == "g-new" && in.ParentSourceGUID == "g-base" && in.Digest == "d-new" && in.Dataset == "replicas/share01"
@@ -128,9 +127,11 @@ func (s *replicateSuite) TestLinkDropRetriesTheReceive() {
 
 func (s *replicateSuite) TestLostSessionIsReopenedAndResumed() {
 	s.happyPath()
-	s.env.OnActivity(act.Receive, mock.Anything, mock.MatchedBy(func(in activities.ReceiveInput) bool { return !in.Resume })).
+	// The second receive resumes the partial the first left: the activity
+	// decides that from the target's state (activities tests prove it).
+	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).
 		Return(activities.ReceiveResult{Bytes: 400}, appErr(activities.ErrSessionLost, true)).Once()
-	s.env.OnActivity(act.Receive, mock.Anything, mock.MatchedBy(func(in activities.ReceiveInput) bool { return in.Resume })).
+	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).
 		Return(activities.ReceiveResult{Snapshot: received, Bytes: 600}, nil).Once()
 	s.expectVerifyOK()
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
@@ -138,10 +139,11 @@ func (s *replicateSuite) TestLostSessionIsReopenedAndResumed() {
 	s.Equal(int64(600), s.result().Bytes)
 }
 
-func (s *replicateSuite) TestPlannedResumeIsPassedToReceive() {
-	partial := storage.Partial{Name: wantName, ID: "p", SourceGUID: "g-new", ParentGUID: "g-base", Resume: &resumePos}
+func (s *replicateSuite) TestPlannedResumeKeepsThePartial() {
+	partial := activities.Partial{Name: wantName, ID: "p", SourceGUID: "g-new", ParentGUID: "g-base", Resume: &resumePos}
 	s.happyPath(partial)
-	s.env.OnActivity(act.Receive, mock.Anything, mock.MatchedBy(func(in activities.ReceiveInput) bool { return in.Resume })).
+	// No DiscardPartials is mocked: discarding the partial would fail the run.
+	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).
 		Return(activities.ReceiveResult{Snapshot: received, Bytes: 10, Resumed: true}, nil).Once()
 	s.expectVerifyOK()
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
@@ -162,9 +164,9 @@ func (s *replicateSuite) TestVerifyFailureRedoesTheStepBounded() {
 func (s *replicateSuite) TestVerifyFailingEveryTimeFailsTheRun() {
 	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
-		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{base, newSnap}}, nil)
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{base, newSnap}}, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
-		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}}, nil)
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}}, nil)
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).Return(activities.OpenSendResult{Token: "tok"}, nil)
 	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).Return(activities.ReceiveResult{Snapshot: received}, nil).Times(MaxVerifyAttempts)
 	s.env.OnActivity(act.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, appErr(activities.ErrVerifyFailed, true)).Times(MaxVerifyAttempts)
@@ -192,9 +194,9 @@ func (s *replicateSuite) requireFailure(errType string) {
 func (s *replicateSuite) TestDivergedTargetIsAConflictAndNothingIsDestroyed() {
 	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
-		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{base, newSnap}}, nil)
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{base, newSnap}}, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
-		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{
 			{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}, {Name: "made-on-target", GUID: "local"}}}, nil)
 	s.expectCompensation()
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
@@ -220,10 +222,10 @@ func (s *replicateSuite) TestNoSpaceFailsTheRunAndDiscardsPartials() {
 }
 
 func (s *replicateSuite) TestLeftoversAreDiscardedBeforeStreaming() {
-	leftover := storage.Partial{Name: "ferry_share01_old", ID: "staging/old", Reason: "interrupted receive"}
+	leftover := activities.Partial{Name: "ferry_share01_old", ID: "staging/old", Reason: "interrupted receive"}
 	s.happyPath(leftover)
-	s.env.OnActivity(act.DiscardPartials, mock.Anything, activities.DiscardPartialsInput{Job: "share01", Dataset: "replicas/share01", Partials: []storage.Partial{leftover}}).
-		Return(activities.DiscardPartialsResult{Discarded: []storage.Partial{leftover}}, nil).Once()
+	s.env.OnActivity(act.DiscardPartials, mock.Anything, activities.DiscardPartialsInput{Job: "share01", Dataset: "replicas/share01", Partials: []activities.Partial{leftover}}).
+		Return(activities.DiscardPartialsResult{Discarded: []activities.Partial{leftover}}, nil).Once()
 	s.expectReceiveOK()
 	s.expectVerifyOK()
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
@@ -251,7 +253,7 @@ func TestSnapshotNameIsUTCAndSortable(t *testing.T) {
 func (s *replicateSuite) TestDeadTargetHostFailsTheRunNamingIt() {
 	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
-		Return(activities.InventoryResult{Snapshots: []storage.Snapshot{base, newSnap}}, nil)
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{base, newSnap}}, nil)
 	// nas-b's worker is down: its inventory times out (as the server reports
 	// a task nobody picked up).
 	hostDown := temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
