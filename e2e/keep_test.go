@@ -41,6 +41,8 @@ func TestTargetDownKeepsItsPartialForTheNextRun(t *testing.T) {
 	require.Equal(t, hostTimeout, rcv[0].Scheduled.GetScheduleToStartTimeout().AsDuration())
 	require.NotNil(t, rcv[len(rcv)-1].TimedOut, "the receive did not time out waiting for %s", target)
 
+	e.recordHistory(first, "target-down-keeps-v2.json")
+
 	kept, err := e.backend(target).Partials(e.ctx, tgtDataset)
 	require.NoError(t, err)
 	require.Len(t, kept, 1, "the failed run did not keep exactly its partial receive")
@@ -56,6 +58,8 @@ func TestTargetDownKeepsItsPartialForTheNextRun(t *testing.T) {
 	total := e.relay.Upstream.Load()
 	t.Logf("share %d bytes; %d through the relay in total (%.2fx), %d by the second run; plan %+v",
 		e.shareSize, total, float64(total)/float64(e.shareSize), total-atFail, res.Plan)
+
+	e.recordHistory(second, "resume-kept-full-v2.json")
 
 	require.Len(t, res.Plan.Steps, 2)
 	resumed := res.Plan.Steps[0]

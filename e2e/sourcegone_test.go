@@ -49,6 +49,8 @@ func requireSourceGoneEndsTheRun(t *testing.T, e *env) {
 	require.Contains(t, ae.Message(), "source "+source)
 	t.Logf("the run failed %v after the link came back: %s", time.Since(restored).Round(time.Millisecond), ae.Message())
 
+	e.recordHistory(st, "source-gone-"+e.kind+"-v2.json")
+
 	// The receive that met the missing snapshot was not retried.
 	rcv := e.activities(st, starter.ReceiveActivity)
 	require.NotEmpty(t, rcv)

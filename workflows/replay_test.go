@@ -12,9 +12,13 @@ import (
 // TestReplayRecordedHistories replays histories recorded from real runs
 // (`ferry demo`): -v0 before snapshot names carried milliseconds (a full run,
 // an incremental run, and a run that failed on a diverged target and
-// compensated), -v1 after (a full and an incremental run). A change to ReplicateWorkflow that is
-// not deterministic against them — one not guarded by workflow.GetVersion —
-// fails here before it can break runs in flight.
+// compensated), -v1 after (a full and an incremental run), -v2 recorded by
+// the e2e tests of issue 7 (FERRY_E2E_RECORD): a run whose receiver stayed
+// down (HostUnavailable, partial kept), the next run resuming the kept full
+// receive, and a run whose source snapshot disappeared mid-stream
+// (NotFound). A change to ReplicateWorkflow that is not deterministic
+// against them — one not guarded by workflow.GetVersion — fails here before
+// it can break runs in flight.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	require.NoError(t, err)
