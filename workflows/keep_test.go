@@ -38,7 +38,7 @@ func (s *replicateSuite) TestReceiverThatStaysDownFailsAsHostUnavailableAfterThe
 	s.requireFailure(activities.ErrHostUnavailable)
 	msg := s.env.GetWorkflowError().Error()
 	s.Contains(msg, "host nas-b")
-	s.Contains(msg, "within 1m30s", "the message names timeouts.host, not timeouts.stream")
+	s.Contains(msg, `did not pick up "receive `+wantName+`" within 1m30s`, "the message names timeouts.host, not timeouts.stream")
 	s.env.AssertNotCalled(s.T(), "DiscardPartials", mock.Anything, mock.Anything)
 }
 

@@ -446,9 +446,13 @@ func (r *replication) hostErr(host, what string, limit time.Duration, err error)
 		r.down = map[string]bool{}
 	}
 	r.down[host] = true
+	verb := "finish"
+	if isTimeout(err, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
+		verb = "pick up" // no worker of the host polled its queue
+	}
 	return temporal.NewApplicationErrorWithOptions(
-		fmt.Sprintf("job %s: host %s did not finish %q within %s: is `ferry worker --host %s` running and connected to Temporal? (%v)",
-			r.in.Job, host, what, limit, host, err),
+		fmt.Sprintf("job %s: host %s did not %s %q within %s: is `ferry worker --host %s` running and connected to Temporal? (%v)",
+			r.in.Job, host, verb, what, limit, host, err),
 		activities.ErrHostUnavailable, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
 }
 
