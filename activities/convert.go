@@ -11,7 +11,7 @@ import (
 func snapshotOf(s storage.Snapshot) Snapshot {
 	return Snapshot{
 		Dataset: s.Dataset, Name: s.Name, GUID: s.GUID, ReceivedGUID: s.ReceivedGUID, ParentGUID: s.ParentGUID,
-		CreatedAt: s.CreatedAt, ReadOnly: s.ReadOnly, Digest: s.Digest,
+		CreatedAt: s.CreatedAt, ReadOnly: s.ReadOnly, Digest: s.Digest, Seq: s.Seq, DatasetGUID: s.DatasetGUID,
 	}
 }
 

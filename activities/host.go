@@ -162,7 +162,7 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 	log.Info("send session open", zap.String("peer", in.TargetHost), zap.Int64("expected_bytes", expected), zap.Time("expires", expires))
 	return OpenSendResult{
 		Token: token, Address: h.DataAddress, ServerName: h.Name, Expected: expected,
-		SourceGUID: to.GUID, SourceDigest: to.Digest, Compress: in.Compress,
+		SourceGUID: to.GUID, SourceDatasetGUID: to.DatasetGUID, SourceDigest: to.Digest, Compress: in.Compress,
 	}, nil
 }
 
@@ -284,7 +284,8 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 	durable.Store(from.Offset)
 	stop := h.heartbeat(ctx, stream, in.Session.Expected, &durable)
 	snap, err := h.Backend.Receive(ctx, storage.ReceiveRequest{
-		Dataset: in.Dataset, Name: in.Name, SourceGUID: in.SourceGUID, Parent: in.Parent, Resume: resumeOK,
+		Dataset: in.Dataset, Name: in.Name, SourceGUID: in.SourceGUID, SourceDatasetGUID: in.Session.SourceDatasetGUID,
+		Parent: in.Parent, Resume: resumeOK,
 		Durable: func(p resume.Position) { durable.Store(p.Offset) },
 		Mode:    in.Mode, ExpectedSize: in.Session.Expected,
 	}, stream)

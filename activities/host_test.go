@@ -119,6 +119,9 @@ func TestReceiveVerifyAndMarkOverTheDataPlane(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, sess.SourceGUID, rcv.Snapshot.ReceivedGUID)
 	require.False(t, rcv.Resumed)
+	require.NotEmpty(t, sess.SourceDatasetGUID, "the source names its dataset")
+	require.Equal(t, sess.SourceDatasetGUID, rcv.Snapshot.DatasetGUID, "the replica records which source dataset it came from")
+	require.Positive(t, rcv.Snapshot.Seq)
 
 	_, err = runActivity(t, p.tgt.Verify, VerifyInput{Job: "j",
 		Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Digest: sess.SourceDigest})

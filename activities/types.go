@@ -75,6 +75,9 @@ type OpenSendResult struct {
 	// Expected is the source's estimate of the stream's size in bytes.
 	Expected   int64
 	SourceGUID string
+	// SourceDatasetGUID identifies the source's dataset; the target records
+	// it with the received snapshot (which source a replica came from).
+	SourceDatasetGUID string `json:",omitempty"`
 	// SourceDigest is the sent snapshot's digest, for verify.
 	SourceDigest string
 	Compress     bool

@@ -23,6 +23,12 @@ type Snapshot struct {
 	ReadOnly   bool      `json:"read_only"`
 	// Digest is the backend's digest of the content where it keeps one.
 	Digest string `json:"digest,omitempty"`
+	// Seq orders a dataset's snapshots by its filesystem, not the clock
+	// (storage.Snapshot.Seq); 0 when the host did not report one.
+	Seq uint64 `json:"seq,omitempty"`
+	// DatasetGUID identifies the dataset the content was taken from: the
+	// snapshot's own dataset for a local one, the source's for a received one.
+	DatasetGUID string `json:"dataset_guid,omitempty"`
 }
 
 // Partial is what an interrupted receive left on the target.

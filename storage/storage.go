@@ -33,6 +33,17 @@ type Snapshot struct {
 	// Digest is the backend's digest of the snapshot's content where it keeps
 	// one (dir: the manifest digest); empty otherwise.
 	Digest string `json:"digest,omitempty"`
+	// Seq orders a dataset's snapshots by the filesystem, never by the
+	// clock: it grows with every snapshot made or received into the dataset
+	// (btrfs: the transaction id that created a local snapshot or committed
+	// a received one; dir: a per-dataset counter). 0: unknown (a snapshot
+	// made before ferry recorded it), which sorts first.
+	Seq uint64 `json:"seq,omitempty"`
+	// DatasetGUID identifies the dataset the content was taken from: for a
+	// snapshot made here, its live dataset (btrfs: the subvolume's uuid;
+	// dir: the dataset's uuid in ferry's records); for a received one, the
+	// source's dataset, as the receive request named it. Empty: unknown.
+	DatasetGUID string `json:"dataset_guid,omitempty"`
 }
 
 // Partial is state a receive left behind that is not a complete snapshot:
@@ -71,6 +82,10 @@ type ReceiveRequest struct {
 	Name string
 	// SourceGUID is the identity of the snapshot being sent.
 	SourceGUID string
+	// SourceDatasetGUID is the identity of the source's dataset (the sent
+	// snapshot's DatasetGUID), recorded as the received snapshot's
+	// DatasetGUID; empty when the source did not say.
+	SourceDatasetGUID string
 	// Parent is the incremental base's name on the target; empty for a full receive.
 	Parent string
 	// Resume continues the partial receive of Name at its saved position; the
@@ -114,7 +129,8 @@ type Backend interface {
 	// complete snapshot of that name exists it is returned unchanged.
 	CreateSnapshot(ctx context.Context, dataset, name string) (Snapshot, error)
 	// ListSnapshots lists the complete snapshots ferry holds for the dataset,
-	// oldest first; a dataset with none (or none yet) gives an empty list.
+	// oldest first by Seq (never by creation time, which a clock stepped
+	// back would reorder); a dataset with none (or none yet) gives an empty list.
 	ListSnapshots(ctx context.Context, dataset string) ([]Snapshot, error)
 	// DestroySnapshot removes one snapshot; a missing one is not an error.
 	DestroySnapshot(ctx context.Context, dataset, name string) error

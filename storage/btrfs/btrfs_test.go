@@ -156,6 +156,9 @@ func harness(staged bool) func(t *testing.T) storagetest.Harness {
 			Tamper: func(t testing.TB, s storagetest.Side, ds, name string) {
 				tamperWithSnapshot(t, pick(s).subvolPath(ds, name))
 			},
+			Backdate: func(t testing.TB, s storagetest.Side, ds, name string, at time.Time) {
+				storagetest.BackdateMetaFile(t, pick(s).metaPath(ds, name), at)
+			},
 			// Measured (TestSendIsDeterministic): btrfs send gives the same
 			// bytes for the same request, so a staged receive resumes by
 			// offset. In off mode nothing is resumable.

@@ -538,7 +538,7 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 		Version: 1, Dataset: ds, Name: name, Kind: kindReceived, UUID: sv.UUID, ReceivedUUID: sv.ReceivedUUID,
 		ParentGUID: st.CloneUUID, TargetParent: rx.req.Parent, ParentUUID: sv.ParentUUID,
 		Ctransid: sv.Ctransid, Stransid: sv.Stransid, CreatedAt: sv.Created,
-		Mode: rx.mode, StreamBytes: end.Offset,
+		DatasetGUID: rx.req.SourceDatasetGUID, Mode: rx.mode, StreamBytes: end.Offset,
 	}
 	if d, err := end.PrefixDigest(); err == nil {
 		m.StreamSHA256 = hex.EncodeToString(d[:])

@@ -1,6 +1,7 @@
 package btrfs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,10 @@ type meta struct {
 	// btrfs receive stored.
 	Stransid  uint64    `json:"stransid,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// DatasetGUID is, for a received snapshot, the identity of the source's
+	// dataset as the receive request named it (a local snapshot's dataset
+	// is its ParentUUID, the live subvolume).
+	DatasetGUID string `json:"dataset_guid,omitempty"`
 	// Mode, StreamBytes and StreamSHA256 describe the receive.
 	Mode         string `json:"mode,omitempty"`
 	StreamBytes  int64  `json:"stream_bytes,omitempty"`
@@ -74,10 +79,34 @@ type snapState struct {
 }
 
 func (st *snapState) snapshot(ds string) storage.Snapshot {
-	return storage.Snapshot{
+	out := storage.Snapshot{
 		Dataset: ds, Name: st.name, GUID: st.sv.UUID, ReceivedGUID: st.sv.ReceivedUUID,
-		ParentGUID: st.meta.ParentGUID, CreatedAt: st.sv.Created, ReadOnly: st.sv.ReadOnly,
+		ParentGUID: st.meta.ParentGUID, CreatedAt: st.meta.CreatedAt, ReadOnly: st.sv.ReadOnly,
+		Seq: st.seq(), DatasetGUID: st.meta.DatasetGUID,
 	}
+	if st.meta.Kind == kindLocal {
+		out.DatasetGUID = st.sv.ParentUUID
+	}
+	return out
+}
+
+// seq orders snapshots by the filesystem's transaction ids, which only
+// grow, never by a clock: a local snapshot by the transaction that created
+// it, a received one by the one in which its receive finished (the commit).
+func (st *snapState) seq() uint64 {
+	if st.meta.Kind == kindReceived && st.sv.Rtransid != 0 {
+		return st.sv.Rtransid
+	}
+	return st.sv.Otransid
+}
+
+// compareStates orders complete snapshots oldest first: by seq, then by
+// subvolume id (allocated in increasing order) for two in one transaction.
+func compareStates(a, c *snapState) int {
+	if d := cmp.Compare(a.seq(), c.seq()); d != 0 {
+		return d
+	}
+	return cmp.Compare(a.sv.ID, c.sv.ID)
 }
 
 // inspect looks at .ferry/snapshots/<ds>/<name>. Errors are for things that
@@ -284,7 +313,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 }
 
 // ListSnapshots implements storage.Backend: the complete snapshots, oldest
-// first (creation time, then subvolume id).
+// first by transaction id (compareStates).
 func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snapshot, error) {
 	const op = "list snapshots"
 	if err := storage.CheckDataset(op, ds); err != nil {
@@ -300,18 +329,7 @@ func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snaps
 			done = append(done, st)
 		}
 	}
-	slices.SortFunc(done, func(a, c *snapState) int {
-		if d := a.sv.Created.Compare(c.sv.Created); d != 0 {
-			return d
-		}
-		switch {
-		case a.sv.ID < c.sv.ID:
-			return -1
-		case a.sv.ID > c.sv.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(done, compareStates)
 	out := make([]storage.Snapshot, 0, len(done))
 	for _, st := range done {
 		out = append(out, st.snapshot(ds))

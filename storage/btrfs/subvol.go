@@ -29,16 +29,19 @@ type subvol struct {
 	ParentUUID   string // btrfs's parent_uuid: the subvolume this one is a snapshot of
 	ReceivedUUID string
 	Generation   uint64
-	OGen         uint64 // generation at creation
 	ReadOnly     bool
 	Stransid     uint64 // send transid stored by receive (the source's ctransid)
-	Rtransid     uint64 // transid of the receive
 
 	// From BTRFS_IOC_GET_SUBVOL_INFO: btrfs-progs does not print these.
 	// Ctransid is the transaction of the last change to the subvolume's
 	// content (not bumped by balance or by snapshotting it, unlike
-	// Generation); Created is the creation time in ns.
+	// Generation); Created is the creation time in ns. Otransid is the
+	// transaction that created the subvolume and Rtransid the one in which
+	// btrfs receive finished it (0 for one not received): both only grow
+	// on a filesystem, whatever the clock does.
 	Ctransid uint64
+	Otransid uint64
+	Rtransid uint64
 	Created  time.Time
 }
 
@@ -77,7 +80,7 @@ func (b *Backend) show(ctx context.Context, p string) (*subvol, error) {
 	if info.uuid != sv.UUID {
 		return nil, fmt.Errorf("btrfs subvolume show %s says uuid %s, the kernel %s (changed while looking?)", p, sv.UUID, info.uuid)
 	}
-	sv.Ctransid, sv.Created = info.ctransid, info.otime
+	sv.Ctransid, sv.Otransid, sv.Rtransid, sv.Created = info.ctransid, info.otransid, info.rtransid, info.otime
 	return sv, nil
 }
 
@@ -125,12 +128,8 @@ func parseShow(out string) (*subvol, error) {
 			sv.ID, err = strconv.ParseUint(val, 10, 64)
 		case "Generation":
 			sv.Generation, err = strconv.ParseUint(val, 10, 64)
-		case "Gen at creation":
-			sv.OGen, err = strconv.ParseUint(val, 10, 64)
 		case "Send transid":
 			sv.Stransid, err = strconv.ParseUint(val, 10, 64)
-		case "Receive transid":
-			sv.Rtransid, err = strconv.ParseUint(val, 10, 64)
 		case "Flags":
 			for _, f := range strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == ' ' }) {
 				if f == "readonly" {
@@ -204,13 +203,13 @@ type getSubvolInfoArgs struct {
 const iocGetSubvolInfo = 2<<30 | uintptr(unsafe.Sizeof(getSubvolInfoArgs{}))<<16 | 0x94<<8 | 60
 
 type kernelInfo struct {
-	uuid     string
-	ctransid uint64
-	otime    time.Time
+	uuid                         string
+	ctransid, otransid, rtransid uint64
+	otime                        time.Time
 }
 
 // subvolInfo asks the kernel (Linux 4.18+, no privileges needed) for the
-// subvolume's ctransid and creation time.
+// subvolume's transaction ids and creation time.
 func subvolInfo(p string) (kernelInfo, error) {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -225,6 +224,8 @@ func subvolInfo(p string) (kernelInfo, error) {
 	return kernelInfo{
 		uuid:     u.String(),
 		ctransid: a.Ctransid,
+		otransid: a.Otransid,
+		rtransid: a.Rtransid,
 		otime:    time.Unix(int64(a.Otime.Sec), int64(a.Otime.Nsec)).UTC(),
 	}, nil
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -42,7 +44,7 @@ func TestParseShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := subvol{Name: "s1", ID: 257, UUID: "aa23a8d4-c412-6c43-959a-e0c88f76a97f", ParentUUID: "ba8283ea-0dea-d246-a52f-7be45848c645",
-		Generation: 7, OGen: 7, ReadOnly: true}
+		Generation: 7, ReadOnly: true}
 	if *sv != want {
 		t.Fatalf("parsed %+v\nwant   %+v", *sv, want)
 	}
@@ -266,5 +268,25 @@ func TestNamesAndModes(t *testing.T) {
 	b.stagedThreshold = 0
 	if got, _, _ := b.chooseMode(storage.ReceiveRequest{}, false); got != ModeStaged {
 		t.Errorf("threshold 0: %s", got)
+	}
+}
+
+func TestSnapshotsOrderByTransactionNotClock(t *testing.T) {
+	now := time.Now()
+	// Made in this order while the clock stepped back an hour each time.
+	older := &snapState{name: "a", meta: &meta{Kind: kindLocal}, sv: &subvol{ID: 300, Otransid: 10, Created: now}}
+	newer := &snapState{name: "b", meta: &meta{Kind: kindLocal}, sv: &subvol{ID: 301, Otransid: 11, Created: now.Add(-time.Hour)}}
+	// Received: created (otransid) in one order, committed (rtransid) in the other.
+	committedFirst := &snapState{name: "c", meta: &meta{Kind: kindReceived}, sv: &subvol{ID: 302, Otransid: 13, Rtransid: 14}}
+	committedLast := &snapState{name: "d", meta: &meta{Kind: kindReceived}, sv: &subvol{ID: 303, Otransid: 12, Rtransid: 15, Created: now.Add(-2 * time.Hour)}}
+	sameTxn := &snapState{name: "e", meta: &meta{Kind: kindLocal}, sv: &subvol{ID: 304, Otransid: 15}}
+	got := []*snapState{sameTxn, committedLast, newer, committedFirst, older}
+	slices.SortFunc(got, compareStates)
+	var order []string
+	for _, st := range got {
+		order = append(order, st.name)
+	}
+	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(order, want) {
+		t.Fatalf("order %q, want %q", order, want)
 	}
 }

@@ -174,9 +174,14 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(w.rootMode&^0o222)); err != nil {
 		return storage.Snapshot{}, err
 	}
+	rec, err := b.nextSeq(ds)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
 	m := &meta{
 		Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString(), ReceivedGUID: rx.info.GUID,
 		ParentGUID: rx.info.ParentGUID, CreatedAt: time.Now().UTC(), Digest: digest, Entries: mw.n,
+		Seq: rec.Seq, DatasetGUID: rx.req.SourceDatasetGUID,
 	}
 	if err := b.commitMeta(m); err != nil {
 		return storage.Snapshot{}, err

@@ -43,10 +43,13 @@ func harness(t *testing.T) storagetest.Harness {
 				t.Fatal(err)
 			}
 		},
-		LivePath:       func(s storagetest.Side, ds string) string { return pick(s).live(ds) },
-		RootDir:        func(s storagetest.Side) string { return pick(s).root },
-		SnapshotPath:   func(s storagetest.Side, ds, name string) string { return pick(s).snapTree(ds, name) },
-		Tamper:         func(t testing.TB, s storagetest.Side, ds, name string) { tamper(t, pick(s).snapTree(ds, name)) },
+		LivePath:     func(s storagetest.Side, ds string) string { return pick(s).live(ds) },
+		RootDir:      func(s storagetest.Side) string { return pick(s).root },
+		SnapshotPath: func(s storagetest.Side, ds, name string) string { return pick(s).snapTree(ds, name) },
+		Tamper:       func(t testing.TB, s storagetest.Side, ds, name string) { tamper(t, pick(s).snapTree(ds, name)) },
+		Backdate: func(t testing.TB, s storagetest.Side, ds, name string, at time.Time) {
+			storagetest.BackdateMetaFile(t, pick(s).metaPath(ds, name), at)
+		},
 		ResumeByOffset: true,
 		HostileStreams: hostileStreams,
 	}

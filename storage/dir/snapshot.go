@@ -1,6 +1,7 @@
 package dir
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -47,6 +48,12 @@ type meta struct {
 	// Linked and Copied count how the files got into a local snapshot.
 	Linked int64 `json:"linked,omitempty"`
 	Copied int64 `json:"copied,omitempty"`
+	// Seq is the dataset's sequence number given at commit (datasetRecord);
+	// 0 for a snapshot committed before ferry kept one.
+	Seq uint64 `json:"seq,omitempty"`
+	// DatasetGUID is the dataset's identity for a local snapshot, the
+	// source dataset's for a received one.
+	DatasetGUID string `json:"dataset_guid,omitempty"`
 }
 
 const maxSkipped = 1000
@@ -55,6 +62,7 @@ func (m *meta) snapshot() storage.Snapshot {
 	return storage.Snapshot{
 		Dataset: m.Dataset, Name: m.Name, GUID: m.GUID, ReceivedGUID: m.ReceivedGUID,
 		ParentGUID: m.ParentGUID, CreatedAt: m.CreatedAt, ReadOnly: true, Digest: m.Digest,
+		Seq: m.Seq, DatasetGUID: m.DatasetGUID,
 	}
 }
 
@@ -98,7 +106,8 @@ func (b *Backend) commitMeta(m *meta) error {
 	return metafile.WriteAtomic(b.metaPath(m.Dataset, m.Name), append(data, '\n'))
 }
 
-// ListSnapshots implements storage.Backend: complete snapshots, oldest first.
+// ListSnapshots implements storage.Backend: complete snapshots, oldest first
+// by sequence number.
 func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snapshot, error) {
 	const op = "list snapshots"
 	if err := storage.CheckDataset(op, ds); err != nil {
@@ -137,13 +146,22 @@ func (b *Backend) listMetas(ds string) ([]*meta, error) {
 			out = append(out, m)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b *meta) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
+	slices.SortStableFunc(out, compareMetas)
 	return out, nil
+}
+
+// compareMetas orders snapshots by sequence number, which a clock stepped
+// back cannot reorder. Snapshots committed before ferry kept one (Seq 0)
+// are older than every numbered one and keep the order they always had
+// among themselves: creation time, then name.
+func compareMetas(a, b *meta) int {
+	if c := cmp.Compare(a.Seq, b.Seq); c != 0 || a.Seq != 0 {
+		return c
+	}
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 // DestroySnapshot implements storage.Backend. The metadata goes first, so a
@@ -303,6 +321,11 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(s.rootMode&^0o222)); err != nil {
 		return nil, err
 	}
+	rec, err := b.nextSeq(ds)
+	if err != nil {
+		return nil, err
+	}
+	s.m.Seq, s.m.DatasetGUID = rec.Seq, rec.UUID
 	s.m.CreatedAt = time.Now().UTC()
 	if err := b.commitMeta(s.m); err != nil {
 		return nil, err

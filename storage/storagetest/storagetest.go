@@ -69,6 +69,11 @@ type Harness struct {
 	// bypassing the backend; Verify must then fail with KindConflict.
 	Tamper func(t testing.TB, side Side, dataset, name string)
 
+	// Backdate, when set, rewrites the creation time the backend recorded
+	// for a snapshot, as a clock stepped back at that moment would have
+	// left it; listing order must not change.
+	Backdate func(t testing.TB, side Side, dataset, name string, at time.Time)
+
 	// ResumeByOffset: Partials report a Resume position and a Receive with
 	// Resume set continues there; Send is then byte-for-byte deterministic.
 	ResumeByOffset bool
@@ -125,6 +130,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"HostileStreams", testHostile},
 		{"NotFound", testNotFound},
 		{"Marks", testMarks},
+		{"OrderedByFilesystemNotClock", testOrder},
+		{"ReceivedRecordsSourceDataset", testSourceDataset},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

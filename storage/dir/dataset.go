@@ -1,0 +1,78 @@
+package dir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/uuid"
+
+	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
+)
+
+// datasetRecord is .ferry/datasets/<ds>.json: what ferry keeps about a
+// dataset beyond its snapshots. UUID is the dataset's identity (what a
+// target records as the source dataset of a snapshot it received); Seq is
+// the last sequence number given to a snapshot made or received here, so
+// that snapshots are ordered by it and not by a clock that can step back.
+type datasetRecord struct {
+	Version int    `json:"version"`
+	Dataset string `json:"dataset"`
+	UUID    string `json:"uuid"`
+	Seq     uint64 `json:"seq"`
+}
+
+func (b *Backend) datasetPath(ds string) string {
+	return filepath.Join(b.root, storage.MetaDir, "datasets", storage.EscapeDataset(ds)+".json")
+}
+
+// loadDataset reads the dataset's record; a dataset ferry never recorded
+// gets a new one (not yet written).
+func (b *Backend) loadDataset(ds string) (*datasetRecord, error) {
+	data, err := os.ReadFile(b.datasetPath(ds))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &datasetRecord{Version: 1, Dataset: ds, UUID: uuid.NewString()}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r datasetRecord
+	if err := json.Unmarshal(data, &r); err != nil || r.UUID == "" {
+		return nil, fmt.Errorf("corrupt dataset record %s (%v): move it aside and the dataset gets a new identity (its replicas then count as another source's)", b.datasetPath(ds), err)
+	}
+	return &r, nil
+}
+
+// nextSeq assigns the next sequence number of the dataset, above every
+// snapshot it holds (even if the record was lost), and makes it durable
+// before the snapshot that carries it is committed. The caller holds the
+// dataset's lock.
+func (b *Backend) nextSeq(ds string) (*datasetRecord, error) {
+	r, err := b.loadDataset(ds)
+	if err != nil {
+		return nil, err
+	}
+	metas, err := b.listMetas(ds)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range metas {
+		r.Seq = max(r.Seq, m.Seq)
+	}
+	r.Seq++
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(b.datasetPath(ds)), 0o700); err != nil {
+		return nil, err
+	}
+	if err := metafile.WriteAtomic(b.datasetPath(ds), append(data, '\n')); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
