@@ -1,7 +1,9 @@
 package workflows
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ferry-nas/ferry/activities"
@@ -15,6 +17,9 @@ type PlanInput struct {
 	// Source and Target list each side's complete snapshots, oldest first.
 	Source []activities.Snapshot
 	Target []activities.Snapshot
+	// OrderBySeq makes the planner order both lists by Seq itself rather
+	// than trust the order they came in (see orderBySeq).
+	OrderBySeq bool
 	// Partials is what earlier receives left on the target.
 	Partials []activities.Partial
 	// ResumeKeptFull lets a first replication resume the kept partial of an
@@ -73,6 +78,9 @@ func SnapshotPrefix(job string) string { return "ferry_" + job + "_" }
 // name), the chain of steps from it to Want, partial receives to resume or
 // discard, or the conflict that stops the run. It is pure: same input, same plan.
 func ComputePlan(in PlanInput) (Plan, error) {
+	if in.OrderBySeq {
+		in.Source, in.Target = orderBySeq(in.Source), orderBySeq(in.Target)
+	}
 	wantIdx := -1
 	sourceIdx := make(map[string]int, len(in.Source))
 	for i, s := range in.Source {
@@ -170,5 +178,16 @@ func names(snaps []activities.Snapshot) []string {
 	for i, s := range snaps {
 		out[i] = s.Name
 	}
+	return out
+}
+
+// orderBySeq returns snaps oldest first by Seq, the order the filesystem
+// made (source) or committed (target) them in, which no clock stepped back
+// can change. Snapshots without a Seq (made before hosts reported one, or
+// recorded in old histories) come first and keep the order they were given
+// in, so the same input always gives the same order.
+func orderBySeq(snaps []activities.Snapshot) []activities.Snapshot {
+	out := slices.Clone(snaps)
+	slices.SortStableFunc(out, func(a, b activities.Snapshot) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out
 }

@@ -184,6 +184,9 @@ const (
 	// changeResumeKeptFull: with no common base the planner resumes a kept
 	// partial full receive of an earlier run's snapshot.
 	changeResumeKeptFull = "plan-resumes-kept-full-receive"
+	// changePlanOrderBySeq: the planner orders both sides' snapshots by
+	// their filesystem sequence (Seq), not by the order they were listed in.
+	changePlanOrderBySeq = "plan-orders-by-seq"
 )
 
 // replication is one run's state; every method runs on the workflow goroutine.
@@ -225,8 +228,9 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 		return res, r.hostErr(r.in.Target.Host, "inventory target", r.in.HostTimeout, err)
 	}
 	resumeKept := workflow.GetVersion(ctx, changeResumeKeptFull, workflow.DefaultVersion, 1) >= 1
+	orderBySeq := workflow.GetVersion(ctx, changePlanOrderBySeq, workflow.DefaultVersion, 1) >= 1
 	plan, err := ComputePlan(PlanInput{Job: r.in.Job, Want: name, Source: srcInv.Snapshots, Target: tgtInv.Snapshots, Partials: tgtInv.Partials,
-		ResumeKeptFull: resumeKept})
+		ResumeKeptFull: resumeKept, OrderBySeq: orderBySeq})
 	if err != nil {
 		return res, planError(r.in, err)
 	}
