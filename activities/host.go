@@ -287,7 +287,7 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 		Dataset: in.Dataset, Name: in.Name, SourceGUID: in.SourceGUID, SourceDatasetGUID: in.Session.SourceDatasetGUID,
 		Parent: in.Parent, Resume: resumeOK,
 		Durable: func(p resume.Position) { durable.Store(p.Offset) },
-		Mode:    in.Mode, ExpectedSize: in.Session.Expected,
+		Mode:    storage.ResumeMode(in.Mode), ExpectedSize: in.Session.Expected,
 	}, stream)
 	stop()
 	st := stream.Stats()
@@ -387,6 +387,11 @@ func MarkName(mark, job string) string { return mark + "." + job }
 // type is the storage kind (non-retryable unless temporary) or a data-plane
 // refusal mapped to what the workflow must do about it.
 func (h *Host) fail(log *zap.Logger, op string, err error) error {
+	// A storage error names dataset and snapshot; which host is known here.
+	var se *storage.Error
+	if errors.As(err, &se) && se.Host == "" {
+		se.Host = h.Name
+	}
 	if errors.Is(err, transfer.ErrSourceNotFound) {
 		// The source lost what the session streams: every attempt of this
 		// session would get the same answer, so the run ends now.

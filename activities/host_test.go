@@ -198,3 +198,12 @@ func requireType(t *testing.T, err error, errType string) {
 	require.True(t, errors.As(err, &ae), "want an application error of type %s, got %v", errType, err)
 	require.Equal(t, errType, ae.Type(), "error: %v", err)
 }
+
+// TestStorageErrorsNameTheHost: the backend names dataset and snapshot, the
+// activity adds the host whose storage it is.
+func TestStorageErrorsNameTheHost(t *testing.T) {
+	p := newPair(t, 1<<20, 0)
+	_, err := runActivity(t, p.src.CreateSnapshot, CreateSnapshotInput{Job: "j", Dataset: "nope", Name: "s1"})
+	requireType(t, err, ErrNotFound)
+	require.Contains(t, err.Error(), "create snapshot nope on nas-a: dataset directory")
+}

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ferry-nas/ferry/storage"
 )
 
 // Backends.
@@ -22,18 +24,6 @@ const (
 	BackendDir   = "dir"
 	BackendBtrfs = "btrfs"
 	BackendZFS   = "zfs"
-)
-
-// Resume modes (stream.resume).
-const (
-	// ResumeAuto resumes interrupted streams in the way the backend supports
-	// best: natively where it can, otherwise by offset.
-	ResumeAuto = "auto"
-	// ResumeStaged spools the stream on the target and applies it only when
-	// complete, so any backend can resume by offset.
-	ResumeStaged = "staged"
-	// ResumeOff restarts an interrupted step from byte 0.
-	ResumeOff = "off"
 )
 
 // Stream compression (stream.compress).
@@ -53,7 +43,7 @@ const (
 	DefaultTemporalAddress = "127.0.0.1:7233"
 	DefaultNamespace       = "default"
 	DefaultCompress        = CompressZstd
-	DefaultResume          = ResumeAuto
+	DefaultResume          = storage.ResumeAuto
 	DefaultVerify          = VerifyQuick
 )
 
@@ -181,8 +171,8 @@ type Stream struct {
 	Compress string
 	// BWLimit is the rate limit in bytes per second; 0 means unlimited.
 	BWLimit int64
-	// Resume is ResumeAuto, ResumeStaged or ResumeOff.
-	Resume string
+	// Resume is the stream.resume mode (storage.ResumeModes).
+	Resume storage.ResumeMode
 }
 
 // Load reads and validates the configuration file at path.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ferry-nas/ferry/storage"
 )
 
 // problems parses src as ferry.yaml and returns its problems, failing the
@@ -59,7 +61,7 @@ func TestExampleFromDesign(t *testing.T) {
 					Target: Grid{Text: "24x1h | 30x1d | 12x30d", Buckets: []Bucket{
 						{Count: 24, Period: time.Hour}, {Count: 30, Period: 24 * time.Hour}, {Count: 12, Period: 30 * 24 * time.Hour}}},
 				},
-				Stream: Stream{Compress: CompressZstd, BWLimit: 50 << 20, Resume: ResumeAuto},
+				Stream: Stream{Compress: CompressZstd, BWLimit: 50 << 20, Resume: storage.ResumeAuto},
 				Verify: VerifyQuick,
 			},
 		},
@@ -83,7 +85,7 @@ jobs:
 	assert.Equal(t, Temporal{Address: DefaultTemporalAddress, Namespace: DefaultNamespace}, cfg.Temporal)
 	j, err := cfg.Job("docs")
 	require.NoError(t, err)
-	assert.Equal(t, Stream{Compress: CompressZstd, BWLimit: 0, Resume: ResumeAuto}, j.Stream)
+	assert.Equal(t, Stream{Compress: CompressZstd, BWLimit: 0, Resume: storage.ResumeAuto}, j.Stream)
 	assert.Equal(t, VerifyQuick, j.Verify)
 	assert.True(t, j.Retention.Source.IsZero())
 	assert.True(t, j.Retention.Target.IsZero())
@@ -138,7 +140,7 @@ jobs:
 
 	daily := cfg.Jobs["daily"]
 	assert.Equal(t, 36*time.Hour, daily.Every)
-	assert.Equal(t, Stream{Compress: CompressNone, BWLimit: 5 << 19, Resume: ResumeStaged}, daily.Stream)
+	assert.Equal(t, Stream{Compress: CompressNone, BWLimit: 5 << 19, Resume: storage.ResumeStaged}, daily.Stream)
 	assert.Equal(t, VerifyDeep, daily.Verify)
 
 	// Merged from daily, with explicit keys winning.
@@ -311,6 +313,6 @@ func TestDeployExampleIsValid(t *testing.T) {
 	require.Equal(t, []string{"photos", "share01"}, cfg.JobNames())
 	photos, err := cfg.Job("photos")
 	require.NoError(t, err)
-	require.Equal(t, ResumeStaged, photos.Stream.Resume)
+	require.Equal(t, storage.ResumeStaged, photos.Stream.Resume)
 	require.Equal(t, 168*time.Hour, photos.Timeouts.Stream)
 }

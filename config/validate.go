@@ -12,6 +12,8 @@ import (
 	"unicode"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/ferry-nas/ferry/storage"
 )
 
 var (
@@ -271,10 +273,8 @@ func (p *parser) job(name string, rj *rawJob, hosts map[string]Host, hostNames [
 			}
 		}
 		if rs.Resume != "" {
-			j.Stream.Resume = rs.Resume
-			switch rs.Resume {
-			case ResumeAuto, ResumeStaged, ResumeOff:
-			default:
+			j.Stream.Resume = storage.ResumeMode(rs.Resume)
+			if !j.Stream.Resume.Valid() {
 				p.add(key+".stream.resume", "use auto, staged or off", "unknown resume mode %q", rs.Resume)
 			}
 		}

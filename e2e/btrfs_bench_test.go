@@ -39,7 +39,7 @@ func BenchmarkBtrfsThroughput(b *testing.B) {
 	needBtrfs(b)
 	e := newBtrfsEnv(b, envOptions{
 		ShareSize:  benchShare,
-		Resume:     config.ResumeOff,
+		Resume:     string(storage.ResumeOff),
 		Direct:     true,
 		WriteShare: writeIncompressible,
 		Timeout:    20 * time.Minute,
@@ -49,10 +49,10 @@ func BenchmarkBtrfsThroughput(b *testing.B) {
 	})
 	e.apply()
 	var snapshot string
-	for _, mode := range []string{config.ResumeOff, config.ResumeStaged} {
+	for _, mode := range []string{string(storage.ResumeOff), string(storage.ResumeStaged)} {
 		b.Run(mode, func(b *testing.B) {
 			defer e.as(b)()
-			if mode != config.ResumeOff {
+			if mode != string(storage.ResumeOff) {
 				e.setResume(mode)
 			}
 			e.syncBoth()
@@ -169,13 +169,13 @@ func (e *env) setResume(mode string) {
 	data, err := os.ReadFile(e.cfgPath)
 	require.NoError(e.t, err)
 	cfg := string(data)
-	for _, m := range []string{config.ResumeOff, config.ResumeStaged, config.ResumeAuto} {
+	for _, m := range []string{string(storage.ResumeOff), string(storage.ResumeStaged), string(storage.ResumeAuto)} {
 		cfg = strings.Replace(cfg, "resume: "+m, "resume: "+mode, 1)
 	}
 	require.NoError(e.t, os.WriteFile(e.cfgPath, []byte(cfg), 0o644))
 	e.cfg, err = config.Load(e.cfgPath)
 	require.NoError(e.t, err)
-	require.Equal(e.t, mode, e.cfg.Jobs[e.job].Stream.Resume)
+	require.Equal(e.t, mode, string(e.cfg.Jobs[e.job].Stream.Resume))
 	e.apply()
 }
 

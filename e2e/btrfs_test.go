@@ -147,7 +147,7 @@ func TestBtrfsFullIncrementalCatchUp(t *testing.T) {
 // only with the whole share on the target: no complete snapshot of the
 // run's name exists on the target before the restarted receive.
 func TestBtrfsReceiverKilledResumeOff(t *testing.T) {
-	e := newBtrfsEnv(t, envOptions{ShareSize: seedShare, BWLimit: seedRate, Resume: config.ResumeOff, Images: seedImages})
+	e := newBtrfsEnv(t, envOptions{ShareSize: seedShare, BWLimit: seedRate, Resume: string(storage.ResumeOff), Images: seedImages})
 	e.apply()
 	st := e.start()
 	watch := e.watchSnapshots(target, tgtDataset)
@@ -198,7 +198,7 @@ func TestBtrfsReceiverKilledResumeOff(t *testing.T) {
 	require.False(t, rr.Resumed, "an off-mode receive resumed")
 	require.GreaterOrEqual(t, rr.Bytes, stream)
 	started := logLines(again.log, "receive")
-	require.True(t, hasEntry(started, map[string]any{"snapshot": name, "mode": config.ResumeOff, "from_offset": float64(0)}),
+	require.True(t, hasEntry(started, map[string]any{"snapshot": name, "mode": string(storage.ResumeOff), "from_offset": float64(0)}),
 		"the restarted %s did not receive %s from byte 0 in off mode: %v", target, name, started)
 	require.True(t, hasEntry(logLines(again.log, "discarding the partial receive an earlier attempt left; receiving from the start"),
 		map[string]any{"snapshot": name}), "the restarted %s did not say it discarded the partial", target)
@@ -221,7 +221,7 @@ func TestBtrfsReceiverKilledResumeOff(t *testing.T) {
 // staged: the restarted receiver resumes the spool from its durable offset,
 // so the run moves well under 1.3 times the stream.
 func TestBtrfsReceiverKilledResumeStaged(t *testing.T) {
-	e := newBtrfsEnv(t, envOptions{ShareSize: seedShare, BWLimit: seedRate, Resume: config.ResumeStaged, Images: seedImages})
+	e := newBtrfsEnv(t, envOptions{ShareSize: seedShare, BWLimit: seedRate, Resume: string(storage.ResumeStaged), Images: seedImages})
 	e.apply()
 	st := e.start()
 	watch := e.watchSnapshots(target, tgtDataset)
@@ -329,7 +329,7 @@ func TestBtrfsLeftoverSubvolumesDiscarded(t *testing.T) {
 // `ferry run --wait` exits non-zero naming it, and the target is left with
 // no partial, an empty staging area and no subvolume at all.
 func TestBtrfsTargetFull(t *testing.T) {
-	for _, mode := range []string{config.ResumeAuto, config.ResumeStaged} {
+	for _, mode := range []string{string(storage.ResumeAuto), string(storage.ResumeStaged)} {
 		t.Run(mode, func(t *testing.T) {
 			e := newBtrfsEnv(t, envOptions{ShareSize: 256 << 20, Resume: mode, Images: map[string]int64{source: 768 << 20, target: 128 << 20}})
 			e.apply()
@@ -349,7 +349,7 @@ func TestBtrfsTargetFull(t *testing.T) {
 			require.Len(t, rcv, 1)
 			require.NotNil(t, rcv[0].Failed)
 			want := "off"
-			if mode == config.ResumeStaged {
+			if mode == string(storage.ResumeStaged) {
 				want = "staged"
 			}
 			require.True(t, hasEntry(e.workerLogs(target, "receive"), map[string]any{"mode": want}), "the receive did not run in %s mode", want)

@@ -33,7 +33,7 @@ func InputFor(job config.Job) workflows.ReplicateInput {
 		Target:     workflows.Endpoint{Host: job.Target.Host, Dataset: job.Target.Dataset},
 		Compress:   job.Stream.Compress == config.CompressZstd,
 		BWLimit:    job.Stream.BWLimit,
-		Resume:     job.Stream.Resume,
+		Resume:     string(job.Stream.Resume),
 		DeepVerify: job.Verify == config.VerifyDeep,
 		// Zero (timeouts not set in the config) takes the workflow's defaults.
 		HostTimeout:      job.Timeouts.Host,

@@ -19,7 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ferry-nas/ferry/activities"
-	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/visibility"
 	"github.com/ferry-nas/ferry/workflows"
 )
@@ -40,14 +40,14 @@ func TestInputFor(t *testing.T) {
 		Job:      "deep",
 		Source:   workflows.Endpoint{Host: "nas-a", Dataset: "share01"},
 		Target:   workflows.Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
-		Compress: true, BWLimit: 50 << 20, Resume: config.ResumeStaged, DeepVerify: true,
+		Compress: true, BWLimit: 50 << 20, Resume: string(storage.ResumeStaged), DeepVerify: true,
 		HeartbeatTimeout: time.Minute, HostTimeout: 20 * time.Minute, StreamTimeout: 96 * time.Hour,
 	}, InputFor(cfg.Jobs["deep"]))
 	assert.Equal(t, workflows.ReplicateInput{
 		Job:    "plain",
 		Source: workflows.Endpoint{Host: "nas-a", Dataset: "share02"},
 		Target: workflows.Endpoint{Host: "nas-b", Dataset: "replicas/share02"},
-		Resume: config.ResumeAuto,
+		Resume: string(storage.ResumeAuto),
 	}, InputFor(cfg.Jobs["plain"]))
 	assert.Equal(t, "ferry-deep", ScheduleID("deep"))
 }

@@ -47,8 +47,11 @@ func (k Kind) String() string {
 // Error is a classified storage error. Its message names the operation, the
 // dataset and snapshot, the cause, and what to do about it.
 type Error struct {
-	Kind     Kind
-	Op       string // e.g. "receive", "create snapshot"
+	Kind Kind
+	Op   string // e.g. "receive", "create snapshot"
+	// Host is the ferry host whose storage this is; the backend does not
+	// know it, the activity reporting the error fills it in.
+	Host     string
 	Dataset  string
 	Snapshot string
 	Err      error
@@ -63,6 +66,9 @@ func (e *Error) Error() string {
 		if e.Snapshot != "" {
 			msg += "@" + e.Snapshot
 		}
+	}
+	if e.Host != "" {
+		msg += " on " + e.Host
 	}
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
@@ -94,7 +100,7 @@ func Wrap(err error, def Kind, op, dataset, snapshot string) error {
 	kind, fix := def, ""
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		kind, fix = KindNoSpace, "free space on the target or raise its quota, then run the job again"
+		kind, fix = KindNoSpace, FixNoSpace
 	case errors.Is(err, syscall.ENOENT):
 		kind = KindNotFound
 	}

@@ -89,16 +89,17 @@ type ReceiveRequest struct {
 	// Parent is the incremental base's name on the target; empty for a full receive.
 	Parent string
 	// Resume continues the partial receive of Name at its saved position; the
-	// stream then starts at that position. Without it any partial for Name is
-	// discarded first.
+	// stream then starts at that position. Without it the stream must start
+	// at offset 0 and any partial for Name is discarded first. CheckResume
+	// is the rule every backend applies.
 	Resume bool
 	// Durable, when set, is called whenever more of the stream is durable on
 	// the target; a retried receive can resume from the last such position.
 	Durable func(resume.Position)
-	// Mode is the job's stream.resume: "auto" (or ""), "staged" or "off".
-	// Backends that can always resume by offset (dir) ignore it; btrfs spools
-	// the stream before applying it when staged.
-	Mode string
+	// Mode is the job's stream.resume ("" means ResumeAuto). Backends that
+	// can always resume by offset (dir) ignore it; btrfs spools the stream
+	// before applying it when staged.
+	Mode ResumeMode
 	// ExpectedSize is the source's estimate of the stream's size in bytes
 	// (0: unknown), for choosing a mode and checking free space.
 	ExpectedSize int64

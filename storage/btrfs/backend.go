@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/layout"
 )
 
 // Kind is this backend's name in configuration and errors.
@@ -74,6 +75,7 @@ type Backend struct {
 	ckptEvery       time.Duration
 	stagedThreshold int64
 
+	lay   layout.Layout
 	locks storage.DatasetLocks
 }
 
@@ -91,6 +93,7 @@ func New(root string, opts ...Option) (*Backend, error) {
 	}
 	b := &Backend{
 		root:            abs,
+		lay:             layout.Layout{Root: abs},
 		bin:             "btrfs",
 		log:             zap.NewNop(),
 		ckptBytes:       16 << 20,
@@ -285,12 +288,10 @@ func capsFromStatus(status string) (eff, amb uint64) {
 	return eff, amb
 }
 
-// ---- names and paths ----
+// ---- names and paths (the shared .ferry layout, storage/layout) ----
 
-func (b *Backend) live(ds string) string { return filepath.Join(b.root, filepath.FromSlash(ds)) }
-func (b *Backend) snapDir(ds string) string {
-	return filepath.Join(b.root, storage.MetaDir, "snapshots", storage.EscapeDataset(ds))
-}
+func (b *Backend) live(ds string) string    { return filepath.Join(b.root, filepath.FromSlash(ds)) }
+func (b *Backend) snapDir(ds string) string { return b.lay.SnapshotsDir(ds) }
 
 // container is a snapshot's directory: it holds the read-only subvolume
 // (named like the snapshot) and ferry's metadata.
@@ -301,9 +302,7 @@ func (b *Backend) subvolPath(ds, name string) string {
 func (b *Backend) metaPath(ds, name string) string {
 	return filepath.Join(b.container(ds, name), metaFile)
 }
-func (b *Backend) stagingDir(ds string) string {
-	return filepath.Join(b.root, storage.MetaDir, "staging", storage.EscapeDataset(ds))
-}
+func (b *Backend) stagingDir(ds string) string { return b.lay.StagingDir(ds) }
 
 // stage is a receive's staging directory; btrfs receive (chrooted there)
 // creates the subvolume in it.
@@ -314,18 +313,9 @@ func (b *Backend) spoolPath(ds, name string) string {
 func (b *Backend) spoolStatePath(ds, name string) string {
 	return filepath.Join(b.stagingDir(ds), name+".spool.json")
 }
-func (b *Backend) marksDir(ds string) string {
-	return filepath.Join(b.root, storage.MetaDir, "marks", storage.EscapeDataset(ds))
-}
 
 // rel is p relative to the root, for Partial IDs and messages.
-func (b *Backend) rel(p string) string {
-	r, err := filepath.Rel(b.root, p)
-	if err != nil {
-		return p
-	}
-	return filepath.ToSlash(r)
-}
+func (b *Backend) rel(p string) string { return b.lay.Rel(p) }
 
 // ---- small file helpers ----
 

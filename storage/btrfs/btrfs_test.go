@@ -164,6 +164,11 @@ func harness(staged bool) func(t *testing.T) storagetest.Harness {
 			// offset. In off mode nothing is resumable.
 			ResumeByOffset: staged,
 			HostileStreams: hostileStreams,
+			SmallTarget: func(t testing.TB) storagetest.SmallTarget {
+				const capacity = 128 << 20 // loopfs's smallest btrfs
+				b := newBackend(t, capacity, opts...)
+				return storagetest.SmallTarget{Backend: b, Root: b.root, Capacity: capacity}
+			},
 		}
 	}
 }
@@ -367,7 +372,7 @@ func TestOffModeCutLeavesDiscardablePartial(t *testing.T) {
 	p := newPair(t, imageSize)
 	ds := storagetest.TargetDataset
 	before := storagetest.Footprint(t, p.dst.root)
-	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: ModeOff}
+	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: storage.ResumeOff}
 	_, err := p.dst.Receive(ctx, req, storagetest.CutStream(t, p.full, resume.Position{}, int64(len(p.full)/2), errCut))
 	kindIs(t, err, storage.KindTemporary)
 	if !errors.Is(err, errCut) {
@@ -452,7 +457,7 @@ func TestStagedCutResumes(t *testing.T) {
 	p := newPair(t, imageSize, WithCheckpointEvery(64<<10, time.Hour))
 	ds := storagetest.TargetDataset
 	var durable []resume.Position
-	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: ModeStaged,
+	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: storage.ResumeStaged,
 		Durable: func(pos resume.Position) { durable = append(durable, pos) }}
 	cut := int64(len(p.full) * 2 / 3)
 	_, err := p.dst.Receive(ctx, req, storagetest.CutStream(t, p.full, resume.Position{}, cut, errCut))
@@ -575,7 +580,7 @@ func TestLeftoversOfAnOlderRun(t *testing.T) {
 }
 
 // TestNoSpace: a target too small for the stream fails with NoSpace in both
-// modes and keeps nothing partial.
+// modes, naming what it was writing, and keeps nothing partial.
 func TestNoSpace(t *testing.T) {
 	need(t)
 	src := newBackend(t, 512<<20)
@@ -586,8 +591,8 @@ func TestNoSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := sendBytes(t, src, storage.SendRequest{Dataset: "big", To: "s1"})
-	for _, mode := range []string{ModeOff, ModeStaged} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []storage.ResumeMode{storage.ResumeOff, storage.ResumeStaged} {
+		t.Run(string(mode), func(t *testing.T) {
 			dst := newBackend(t, 128<<20)
 			before := storagetest.Footprint(t, dst.root)
 			_, err := dst.Receive(ctx, storage.ReceiveRequest{Dataset: "big", Name: "s1", SourceGUID: s.GUID, Mode: mode, ExpectedSize: int64(len(data))},
@@ -598,6 +603,18 @@ func TestNoSpace(t *testing.T) {
 				t.Fatalf("no fix in %v", err)
 			}
 			t.Logf("%s: %v", mode, err)
+			// What was being written: the file for btrfs receive, the spool
+			// when staging; the space is measured once the partial is gone.
+			wantFile := map[storage.ResumeMode]string{storage.ResumeOff: `"incompressible.bin"`, storage.ResumeStaged: "the stream's spool .ferry/staging/big/s1.spool"}[mode]
+			var nse *storage.NoSpaceError
+			switch {
+			case !errors.As(err, &nse):
+				t.Fatalf("no NoSpace detail in %v", err)
+			case nse.File != wantFile:
+				t.Errorf("NoSpace names %q, want %q", nse.File, wantFile)
+			case nse.Need != int64(len(data)) || nse.Free < 32<<20 || nse.Free >= nse.Need:
+				t.Errorf("NoSpace: need %d, free %d; want need %d and the discarded receive's space free again", nse.Need, nse.Free, len(data))
+			}
 			if ps := partialsOf(t, dst, "big"); len(ps) != 0 {
 				t.Fatalf("partials after NoSpace: %+v", ps)
 			}
@@ -839,8 +856,8 @@ func subvolFlags(p string, get, set uintptr, ro bool) error {
 // stream ends it promptly, kills btrfs receive and leaves no zombie.
 func TestCancelKillsReceive(t *testing.T) {
 	p := newPair(t, imageSize)
-	for _, mode := range []string{ModeOff, ModeStaged} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []storage.ResumeMode{storage.ResumeOff, storage.ResumeStaged} {
+		t.Run(string(mode), func(t *testing.T) {
 			cctx, cancel := context.WithCancel(ctx)
 			stuck := &stuckStream{data: p.full[:len(p.full)/2], ctx: cctx}
 			r, _ := resume.NewReader(stuck, resume.Position{})
@@ -850,7 +867,7 @@ func TestCancelKillsReceive(t *testing.T) {
 				errc <- err
 			}()
 			time.Sleep(300 * time.Millisecond)
-			if mode == ModeOff && len(children(t)) == 0 {
+			if mode == storage.ResumeOff && len(children(t)) == 0 {
 				t.Fatal("btrfs receive is not running")
 			}
 			cancel()
@@ -923,7 +940,7 @@ func TestSymlinkTricksStayConfined(t *testing.T) {
 		if !strings.Contains(hs.What, "symlink") {
 			continue
 		}
-		_, err := b.Receive(ctx, storage.ReceiveRequest{Dataset: "ds", Name: hs.Name, Mode: ModeOff}, storagetest.Stream(t, hs.Stream, resume.Position{}))
+		_, err := b.Receive(ctx, storage.ReceiveRequest{Dataset: "ds", Name: hs.Name, Mode: storage.ResumeOff}, storagetest.Stream(t, hs.Stream, resume.Position{}))
 		kindIs(t, err, storage.KindInvalid)
 		t.Logf("%s: %v", hs.What, err)
 		if !strings.Contains(err.Error(), "btrfs receive failed") && !strings.Contains(err.Error(), "wrote outside its subvolume") {
@@ -942,7 +959,7 @@ func TestStagedApplyInterrupted(t *testing.T) {
 	p := newPair(t, imageSize)
 	ds := storagetest.TargetDataset
 	b := p.dst
-	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: ModeStaged}
+	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: storage.ResumeStaged}
 	// The stream fails after its last byte: everything is spooled, nothing applied.
 	_, err := b.Receive(ctx, req, storagetest.CutStream(t, p.full, resume.Position{}, int64(len(p.full)), errCut))
 	kindIs(t, err, storage.KindTemporary)

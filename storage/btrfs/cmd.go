@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,21 +181,40 @@ func classify(err error, def storage.Kind, op, ds, name string) error {
 	}
 	var ce *cmdError
 	if errors.As(err, &ce) {
-		kind, fix := def, ""
-		switch {
-		case ce.ctxErr != nil:
-			kind = storage.KindTemporary
-		case ce.noSpace():
-			kind, fix = storage.KindNoSpace, fixNoSpace
-		case ce.notPermitted():
-			kind, fix = storage.KindUnsupported, fixPrivileges
-		}
+		kind, fix := cmdKind(ce, def)
 		return &storage.Error{Kind: kind, Op: op, Dataset: ds, Snapshot: name, Err: err, Fix: fix}
 	}
 	return storage.Wrap(err, def, op, ds, name)
 }
 
+// cmdKind classifies a failed btrfs process: killed after ctx ended
+// Temporary, a full filesystem (in its stderr) NoSpace, a refused privilege
+// Unsupported, anything else def.
+func cmdKind(ce *cmdError, def storage.Kind) (storage.Kind, string) {
+	switch {
+	case ce.ctxErr != nil:
+		return storage.KindTemporary, ""
+	case ce.noSpace():
+		return storage.KindNoSpace, storage.FixNoSpace
+	case ce.notPermitted():
+		return storage.KindUnsupported, fixPrivileges
+	}
+	return def, ""
+}
+
+// writingRE finds the path btrfs receive names when a write fails
+// ("ERROR: writing to dir/file failed: No space left on device").
+var writingRE = regexp.MustCompile(`ERROR: (?:writing to|mkfile|mkdir|symlink|link|truncate|open|clone|set xattr) (.+?)(?: -> .*)? failed`)
+
+// failedPath is the path inside the subvolume a failed btrfs receive was
+// writing, if its stderr says.
+func (e *cmdError) failedPath() string {
+	if m := writingRE.FindStringSubmatch(e.stderr); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
 const (
-	fixNoSpace    = "free space on the target or raise its quota, then run the job again"
 	fixPrivileges = "run the ferry worker as root, or give it the capabilities btrfs needs as ambient capabilities (systemd: AmbientCapabilities=CAP_SYS_ADMIN CAP_FOWNER CAP_SYS_CHROOT CAP_CHOWN CAP_DAC_OVERRIDE CAP_FSETID CAP_MKNOD CAP_SETFCAP)"
 )

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,22 +24,17 @@ import (
 	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
-// Receive modes (storage.ReceiveRequest.Mode).
-const (
-	ModeAuto   = "auto"
-	ModeStaged = "staged"
-	ModeOff    = "off"
-)
-
 // spoolState is <name>.spool.json beside a staged receive's spool: the
 // last checkpoint. The spool's first Position.Offset bytes are durable.
 type spoolState struct {
-	Version      int             `json:"version"`
-	Dataset      string          `json:"dataset"`
-	Name         string          `json:"name"`
-	SourceGUID   string          `json:"source_guid,omitempty"`
-	TargetParent string          `json:"target_parent,omitempty"`
-	Position     resume.Position `json:"position"`
+	Version      int    `json:"version"`
+	Dataset      string `json:"dataset"`
+	Name         string `json:"name"`
+	SourceGUID   string `json:"source_guid,omitempty"`
+	TargetParent string `json:"target_parent,omitempty"`
+	// TargetParentGUID is the target base's own uuid when the receive began.
+	TargetParentGUID string          `json:"target_parent_guid,omitempty"`
+	Position         resume.Position `json:"position"`
 	// Stream is the parser's state at Position (a command boundary).
 	Stream streamState `json:"stream"`
 	// Complete: the whole stream (through io.EOF) is in the spool.
@@ -49,21 +45,33 @@ type spoolState struct {
 
 // loadSpoolState reads a resume state; (nil, nil) when there is none.
 func loadSpoolState(p string) (*spoolState, error) {
-	data, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var st spoolState
-	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("corrupt %s: %w", p, err)
+	if found, err := metafile.ReadJSON(p, &st); !found || err != nil {
+		return nil, err
 	}
 	if st.Position.Offset < streamHeaderLen || (len(st.Position.HashState) == 0) {
 		return nil, fmt.Errorf("%s holds no usable position", p)
 	}
 	return &st, nil
+}
+
+// origin is what the spooled receive is of, for storage.CheckResume.
+func (st *spoolState) origin() storage.ReceiveOrigin {
+	return storage.ReceiveOrigin{Name: st.Name, SourceGUID: st.SourceGUID, Parent: st.TargetParent, ParentGUID: st.TargetParentGUID}
+}
+
+// resumableSpool is the spool of receive name that a retry can continue:
+// a readable checkpoint whose spool holds at least the checkpointed bytes.
+// Anything else is not resumable (Partials says why).
+func (b *Backend) resumableSpool(ds, name string) *spoolState {
+	state, err := loadSpoolState(b.spoolStatePath(ds, name))
+	if err != nil || state == nil {
+		return nil
+	}
+	if fi, err := os.Stat(b.spoolPath(ds, name)); err != nil || fi.Size() < state.Position.Offset {
+		return nil
+	}
+	return state
 }
 
 // Receive implements storage.Backend. The stream is parsed and checked
@@ -115,33 +123,17 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 
 	// Resume a spool, or start from nothing.
 	pos := s.Position()
-	var state *spoolState
-	if req.Resume {
-		state, err = loadSpoolState(b.spoolStatePath(ds, name))
-		if state != nil {
-			if fi, serr := os.Stat(b.spoolPath(ds, name)); serr != nil || fi.Size() < state.Position.Offset {
-				state = nil
-			}
-		}
-		switch {
-		case err == nil && state != nil:
-			if pos.Offset != state.Position.Offset || !bytes.Equal(pos.HashState, state.Position.HashState) {
-				return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "resume from the partial's position, or receive without resume",
-					"stream starts at offset %d but the partial receive is durable up to offset %d", pos.Offset, state.Position.Offset)
-			}
-			if state.TargetParent != req.Parent || state.SourceGUID != req.SourceGUID {
-				return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive without resume",
-					"the partial receive is of %s on base %q, not of %s on %q", state.SourceGUID, state.TargetParent, req.SourceGUID, req.Parent)
-			}
-		case pos.Offset == 0:
-			state = nil // nothing durable to resume: start over
-		default:
-			return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive from offset 0 without resume",
-				"stream starts at offset %d but there is no resumable partial receive", pos.Offset)
-		}
-	} else if pos.Offset != 0 {
-		return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive with resume set, or from offset 0",
-			"stream starts at offset %d without resume", pos.Offset)
+	state := b.resumableSpool(ds, name)
+	var held *storage.HeldPartial
+	if state != nil {
+		held = &storage.HeldPartial{Origin: state.origin(), Position: state.Position}
+	}
+	continues, err := storage.CheckResume(op, req, storage.OriginOf(req, rx.parentUUID()), pos, held)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	if !continues {
+		state = nil
 	}
 	cleanup := context.WithoutCancel(ctx)
 	if state == nil {
@@ -169,10 +161,10 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		return storage.Snapshot{}, err
 	}
 	rx.mode = mode
-	b.log.Info("receive", zap.String("dataset", ds), logging.Snapshot(name), zap.String("mode", mode), zap.String("why", why),
+	b.log.Info("receive", zap.String("dataset", ds), logging.Snapshot(name), zap.String("mode", string(mode)), zap.String("why", why),
 		zap.Int64("expected_bytes", req.ExpectedSize), zap.Int64("from_offset", pos.Offset))
 	var snap storage.Snapshot
-	if mode == ModeStaged {
+	if mode == storage.ResumeStaged {
 		snap, err = rx.staged(state)
 	} else {
 		snap, err = rx.direct()
@@ -183,8 +175,14 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	err = rx.classify(err)
 	if storage.KindOf(err) != storage.KindTemporary {
 		// Refused, out of space or contradicting the target: retrying the
-		// same stream cannot help, and nothing partial may stay behind.
-		if derr := b.discardStaging(cleanup, ds, name); derr != nil {
+		// same stream cannot help, and nothing partial may stay behind (a
+		// full disk is not left full).
+		derr := b.discardStaging(cleanup, ds, name)
+		if storage.KindOf(err) == storage.KindNoSpace {
+			b.reclaim(cleanup)
+			err = rx.noSpace(err)
+		}
+		if derr != nil {
 			b.log.Warn("discarding a failed receive", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(derr))
 		}
 	}
@@ -192,32 +190,32 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 }
 
 // chooseMode picks staged or off for a receive.
-func (b *Backend) chooseMode(req storage.ReceiveRequest, resuming bool) (mode, why string, err error) {
+func (b *Backend) chooseMode(req storage.ReceiveRequest, resuming bool) (mode storage.ResumeMode, why string, err error) {
 	if resuming {
-		return ModeStaged, "resuming a spooled receive", nil
+		return storage.ResumeStaged, "resuming a spooled receive", nil
 	}
 	switch req.Mode {
-	case ModeStaged:
-		return ModeStaged, "the job asks for it", nil
-	case ModeOff:
-		return ModeOff, "the job asks for it", nil
-	case "", ModeAuto:
+	case storage.ResumeStaged:
+		return storage.ResumeStaged, "the job asks for it", nil
+	case storage.ResumeOff:
+		return storage.ResumeOff, "the job asks for it", nil
+	case "", storage.ResumeAuto:
 	default:
 		return "", "", storage.Errorf(storage.KindInvalid, "receive", req.Dataset, req.Name, "set stream.resume to auto, staged or off", "unknown resume mode %q", req.Mode)
 	}
 	if req.ExpectedSize < b.stagedThreshold {
-		return ModeOff, fmt.Sprintf("expected %d bytes, below the staging threshold of %d", req.ExpectedSize, b.stagedThreshold), nil
+		return storage.ResumeOff, fmt.Sprintf("expected %d bytes, below the staging threshold of %d", req.ExpectedSize, b.stagedThreshold), nil
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(b.root, &sfs); err != nil {
-		return ModeOff, "cannot tell the free space: " + err.Error(), nil
+		return storage.ResumeOff, "cannot tell the free space: " + err.Error(), nil
 	}
 	free := int64(sfs.Bavail) * sfs.Bsize
 	need := 2*req.ExpectedSize + req.ExpectedSize/20 + 64<<20
 	if free < need {
-		return ModeOff, fmt.Sprintf("%d bytes free, %d needed for spool and data", free, need), nil
+		return storage.ResumeOff, fmt.Sprintf("%d bytes free, %d needed for spool and data", free, need), nil
 	}
-	return ModeStaged, fmt.Sprintf("expected %d bytes, room for spool and data", req.ExpectedSize), nil
+	return storage.ResumeStaged, fmt.Sprintf("expected %d bytes, room for spool and data", req.ExpectedSize), nil
 }
 
 type receiver struct {
@@ -226,9 +224,17 @@ type receiver struct {
 	req    storage.ReceiveRequest
 	s      resume.Stream
 	op     string
-	mode   string
+	mode   storage.ResumeMode
 	parent *snapState
 	rules  streamRules
+}
+
+// parentUUID is the target base's own uuid; empty for a full receive.
+func (rx *receiver) parentUUID() string {
+	if rx.parent == nil {
+		return ""
+	}
+	return rx.parent.sv.UUID
 }
 
 // classify maps the failure of a receive onto storage kinds.
@@ -252,18 +258,14 @@ func (rx *receiver) classify(err error) error {
 		return &storage.Error{Kind: storage.KindConflict, Op: rx.op, Dataset: ds, Snapshot: name, Err: err,
 			Fix: "the target's base is not the snapshot the stream was made from; plan the step again"}
 	case errors.As(err, &ce):
-		kind, fix := storage.KindInvalid, ""
-		switch {
-		case ce.ctxErr != nil:
-			kind = storage.KindTemporary
-		case ce.noSpace():
-			kind, fix = storage.KindNoSpace, fixNoSpace
-		case ce.notPermitted():
-			kind, fix = storage.KindUnsupported, fixPrivileges
-		case containsAny(ce.stderr, "cannot find parent subvolume"):
-			kind, fix = storage.KindConflict, "the target's base is not the snapshot the stream was made from; plan the step again"
-		case containsAny(ce.stderr, "Input/output error", "Cannot allocate memory", "Resource temporarily unavailable"):
-			kind = storage.KindTemporary
+		kind, fix := cmdKind(ce, storage.KindInvalid)
+		if kind == storage.KindInvalid {
+			switch {
+			case containsAny(ce.stderr, "cannot find parent subvolume"):
+				kind, fix = storage.KindConflict, "the target's base is not the snapshot the stream was made from; plan the step again"
+			case containsAny(ce.stderr, "Input/output error", "Cannot allocate memory", "Resource temporarily unavailable"):
+				kind = storage.KindTemporary
+			}
 		}
 		return &storage.Error{Kind: kind, Op: rx.op, Dataset: ds, Snapshot: name, Err: fmt.Errorf("btrfs receive failed: %w", err), Fix: fix}
 	}
@@ -271,6 +273,50 @@ func (rx *receiver) classify(err error) error {
 		return &storage.Error{Kind: storage.KindTemporary, Op: rx.op, Dataset: ds, Snapshot: name, Err: err}
 	}
 	return storage.Wrap(err, storage.KindTemporary, rx.op, ds, name)
+}
+
+// reclaim waits (a bounded time) until the subvolumes just deleted are
+// cleaned up, so that their space is free again when NoSpace reports it.
+// btrfs frees a deleted subvolume's extents in the background: measured on
+// a 128 MiB image, `btrfs filesystem sync` (which wakes the cleaner), then
+// `btrfs subvolume sync` frees it in 50 ms; the subvolume sync alone waits
+// for the 30 s commit interval.
+func (b *Backend) reclaim(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	_, err := b.run(ctx, "filesystem", "sync", b.root)
+	if err == nil {
+		_, err = b.run(ctx, "subvolume", "sync", b.root)
+	}
+	if err == nil {
+		err = syncFS(b.root)
+	}
+	if err != nil {
+		b.log.Warn("waiting for btrfs to free a discarded receive's space", zap.Error(err))
+	}
+}
+
+// noSpace turns a receive that ran out of space into the shared NoSpace
+// error: the file btrfs receive was writing (or the spool), the snapshot's
+// expected size, the space free now that the partial is discarded.
+func (rx *receiver) noSpace(err error) error {
+	what, cause := "the receive's staging area", err
+	var ce *cmdError
+	switch {
+	case errors.As(err, &ce):
+		if p := ce.failedPath(); p != "" {
+			what = strconv.Quote(p)
+		}
+		cause = fmt.Errorf("btrfs receive: %s", ce.stderr)
+	case rx.mode == storage.ResumeStaged:
+		what = "the stream's spool " + rx.b.rel(rx.b.spoolPath(rx.req.Dataset, rx.req.Name))
+		for _, errno := range []unix.Errno{unix.ENOSPC, unix.EDQUOT} {
+			if errors.Is(err, errno) {
+				cause = errno
+			}
+		}
+	}
+	return storage.NoSpace(rx.op, rx.req.Dataset, rx.req.Name, what, rx.req.ExpectedSize, rx.s.Position().Offset, rx.b.root, cause)
 }
 
 // ---- staged ----
@@ -329,7 +375,7 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 		if err := f.Sync(); err != nil {
 			return err
 		}
-		s := &spoolState{Version: 1, Dataset: ds, Name: name, SourceGUID: rx.req.SourceGUID, TargetParent: rx.req.Parent,
+		s := &spoolState{Version: 1, Dataset: ds, Name: name, SourceGUID: rx.req.SourceGUID, TargetParent: rx.req.Parent, TargetParentGUID: rx.parentUUID(),
 			Position: pos, Stream: st, Complete: complete, StartedAt: started, At: time.Now().UTC()}
 		data, err := json.Marshal(s)
 		if err != nil {
@@ -538,12 +584,12 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 		Version: 1, Dataset: ds, Name: name, Kind: kindReceived, UUID: sv.UUID, ReceivedUUID: sv.ReceivedUUID,
 		ParentGUID: st.CloneUUID, TargetParent: rx.req.Parent, ParentUUID: sv.ParentUUID,
 		Ctransid: sv.Ctransid, Stransid: sv.Stransid, CreatedAt: sv.Created,
-		DatasetGUID: rx.req.SourceDatasetGUID, Mode: rx.mode, StreamBytes: end.Offset,
+		DatasetGUID: rx.req.SourceDatasetGUID, Mode: string(rx.mode), StreamBytes: end.Offset,
 	}
 	if d, err := end.PrefixDigest(); err == nil {
 		m.StreamSHA256 = hex.EncodeToString(d[:])
 	}
-	if err := b.writeMeta(stage+"/"+metaFile, m); err != nil {
+	if err := metafile.WriteJSON(stage+"/"+metaFile, m); err != nil {
 		return storage.Snapshot{}, err
 	}
 	if err := os.MkdirAll(b.snapDir(ds), 0o700); err != nil {
@@ -562,7 +608,7 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 	}
 	removeIfEmpty(b.stagingDir(ds))
 	b.log.Info("received", zap.String("dataset", ds), logging.Snapshot(name), zap.String("uuid", sv.UUID),
-		zap.String("received_uuid", sv.ReceivedUUID), zap.String("mode", rx.mode), zap.Int64("stream_bytes", end.Offset))
+		zap.String("received_uuid", sv.ReceivedUUID), zap.String("mode", string(rx.mode)), zap.Int64("stream_bytes", end.Offset))
 	done := &snapState{name: name, exists: true, meta: m, sv: sv, complete: true}
 	return done.snapshot(ds), nil
 }

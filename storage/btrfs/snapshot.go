@@ -235,14 +235,6 @@ func unmodified(op, ds string, st *snapState) error {
 	return nil
 }
 
-func (b *Backend) writeMeta(p string, m *meta) error {
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return metafile.WriteAtomic(p, append(data, '\n'))
-}
-
 // CreateSnapshot implements storage.Backend with `btrfs subvolume snapshot
 // -r` of the live subvolume into .ferry/snapshots/<ds>/<name>/<name>; the
 // metadata written last makes it complete.
@@ -305,7 +297,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 	}
 	m := &meta{Version: 1, Dataset: ds, Name: name, Kind: kindLocal, UUID: sv.UUID, ParentUUID: sv.ParentUUID,
 		Ctransid: sv.Ctransid, CreatedAt: sv.Created}
-	if err := b.writeMeta(b.metaPath(ds, name), m); err != nil {
+	if err := metafile.WriteJSON(b.metaPath(ds, name), m); err != nil {
 		return fail(err)
 	}
 	st = &snapState{name: name, exists: true, meta: m, sv: sv, complete: true}

@@ -250,12 +250,12 @@ func TestNamesAndModes(t *testing.T) {
 	}
 	b, _ := New(t.TempDir(), WithStagedThreshold(1<<30))
 	for _, c := range []struct {
-		mode string
+		mode storage.ResumeMode
 		size int64
-		want string
+		want storage.ResumeMode
 	}{
-		{"", 0, ModeOff}, {"auto", 1 << 20, ModeOff}, {"staged", 0, ModeStaged}, {"off", 1 << 40, ModeOff},
-		{"auto", 1 << 50, ModeOff}, // no room for spool and data anywhere
+		{"", 0, storage.ResumeOff}, {"auto", 1 << 20, storage.ResumeOff}, {"staged", 0, storage.ResumeStaged}, {"off", 1 << 40, storage.ResumeOff},
+		{"auto", 1 << 50, storage.ResumeOff}, // no room for spool and data anywhere
 	} {
 		got, why, err := b.chooseMode(storage.ReceiveRequest{Mode: c.mode, ExpectedSize: c.size}, false)
 		if err != nil || got != c.want {
@@ -266,7 +266,7 @@ func TestNamesAndModes(t *testing.T) {
 		t.Errorf("unknown mode: %v", err)
 	}
 	b.stagedThreshold = 0
-	if got, _, _ := b.chooseMode(storage.ReceiveRequest{}, false); got != ModeStaged {
+	if got, _, _ := b.chooseMode(storage.ReceiveRequest{}, false); got != storage.ResumeStaged {
 		t.Errorf("threshold 0: %s", got)
 	}
 }

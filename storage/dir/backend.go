@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/layout"
 )
 
 // Kind is this backend's name in configuration and errors.
@@ -54,6 +55,7 @@ type Backend struct {
 	// clone is FICLONE; tests replace it to exercise the fallbacks.
 	clone func(dst, src *os.File) error
 
+	lay   layout.Layout
 	locks storage.DatasetLocks
 }
 
@@ -78,6 +80,7 @@ func New(root string, opts ...Option) (*Backend, error) {
 	}
 	b := &Backend{
 		root:      abs,
+		lay:       layout.Layout{Root: abs},
 		log:       zap.NewNop(),
 		ckptBytes: 8 << 20,
 		ckptEvery: time.Second,
@@ -121,12 +124,10 @@ func (b *Backend) Check(ctx context.Context) error {
 	return nil
 }
 
-// ---- names and paths ----
+// ---- names and paths (the shared .ferry layout, storage/layout) ----
 
-func (b *Backend) live(ds string) string { return filepath.Join(b.root, filepath.FromSlash(ds)) }
-func (b *Backend) snapDir(ds string) string {
-	return filepath.Join(b.root, storage.MetaDir, "snapshots", storage.EscapeDataset(ds))
-}
+func (b *Backend) live(ds string) string           { return filepath.Join(b.root, filepath.FromSlash(ds)) }
+func (b *Backend) snapDir(ds string) string        { return b.lay.SnapshotsDir(ds) }
 func (b *Backend) snapTree(ds, name string) string { return filepath.Join(b.snapDir(ds), name) }
 func (b *Backend) metaPath(ds, name string) string {
 	return filepath.Join(b.snapDir(ds), name+".meta.json")
@@ -134,18 +135,8 @@ func (b *Backend) metaPath(ds, name string) string {
 func (b *Backend) manifestPath(ds, name string) string {
 	return filepath.Join(b.snapDir(ds), name+".manifest")
 }
-func (b *Backend) stagingDir(ds string) string {
-	return filepath.Join(b.root, storage.MetaDir, "staging", storage.EscapeDataset(ds))
-}
-func (b *Backend) tmpDir(ds string) string {
-	return filepath.Join(b.root, storage.MetaDir, "tmp", storage.EscapeDataset(ds))
-}
+func (b *Backend) stagingDir(ds string) string { return b.lay.StagingDir(ds) }
+func (b *Backend) tmpDir(ds string) string     { return b.lay.TmpDir(ds) }
 
 // rel is p relative to the root, for Partial IDs and messages.
-func (b *Backend) rel(p string) string {
-	r, err := filepath.Rel(b.root, p)
-	if err != nil {
-		return p
-	}
-	return filepath.ToSlash(r)
-}
+func (b *Backend) rel(p string) string { return b.lay.Rel(p) }

@@ -4,11 +4,7 @@
 package dir
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,16 +32,23 @@ const (
 
 // streamInfo is the stream's header as stored in the staging directory.
 type streamInfo struct {
-	Version        string    `json:"version"`
-	Dataset        string    `json:"dataset"` // the dataset on the sending host
-	Snapshot       string    `json:"snapshot"`
-	GUID           string    `json:"guid"`
-	ManifestDigest string    `json:"manifest_digest"`
-	ParentSnapshot string    `json:"parent_snapshot,omitempty"`
-	ParentGUID     string    `json:"parent_guid,omitempty"`
-	ParentDigest   string    `json:"parent_digest,omitempty"`
-	TargetParent   string    `json:"target_parent,omitempty"` // req.Parent
-	StartedAt      time.Time `json:"started_at"`
+	Version        string `json:"version"`
+	Dataset        string `json:"dataset"` // the dataset on the sending host
+	Snapshot       string `json:"snapshot"`
+	GUID           string `json:"guid"`
+	ManifestDigest string `json:"manifest_digest"`
+	ParentSnapshot string `json:"parent_snapshot,omitempty"`
+	ParentGUID     string `json:"parent_guid,omitempty"`
+	ParentDigest   string `json:"parent_digest,omitempty"`
+	TargetParent   string `json:"target_parent,omitempty"` // req.Parent
+	// TargetParentGUID is the target base's own GUID when the receive began.
+	TargetParentGUID string    `json:"target_parent_guid,omitempty"`
+	StartedAt        time.Time `json:"started_at"`
+}
+
+// origin is what the staged receive is of, for storage.CheckResume.
+func (i *streamInfo) origin() storage.ReceiveOrigin {
+	return storage.ReceiveOrigin{Name: i.Snapshot, SourceGUID: i.GUID, Parent: i.TargetParent, ParentGUID: i.TargetParentGUID}
 }
 
 // checkpoint is how far a receive got with everything before it durable.
@@ -61,28 +64,6 @@ type checkpoint struct {
 	// LastPath (strconv-quoted) is the last applied entry, for the order check.
 	LastPath string    `json:"last_path"`
 	At       time.Time `json:"at"`
-}
-
-func loadJSON(p string, v any) (bool, error) {
-	data, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("corrupt %s: %w", p, err)
-	}
-	return true, nil
-}
-
-func writeJSON(p string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return metafile.WriteAtomic(p, append(data, '\n'))
 }
 
 // checkpoint makes everything applied so far durable, records pos, and
@@ -108,7 +89,7 @@ func (rx *receiver) checkpoint(pos resume.Position, pad int64) error {
 		}
 		ck.DirModesLen = off
 	}
-	if err := writeJSON(filepath.Join(rx.dir, stCheckpoint), ck); err != nil {
+	if err := metafile.WriteJSON(filepath.Join(rx.dir, stCheckpoint), ck); err != nil {
 		return err
 	}
 	rx.ck, rx.ckOffset, rx.ckTime = ck, pos.Offset, time.Now()

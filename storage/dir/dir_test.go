@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-nas/ferry/internal/prereq"
 	"github.com/ferry-nas/ferry/storage/storagetest"
 )
 
@@ -52,7 +56,28 @@ func harness(t *testing.T) storagetest.Harness {
 		},
 		ResumeByOffset: true,
 		HostileStreams: hostileStreams,
+		SmallTarget:    smallTarget,
 	}
+}
+
+// smallTarget is a dir backend on a fresh 32 MiB tmpfs (root only).
+func smallTarget(t testing.TB) storagetest.SmallTarget {
+	prereq.Need(t, "dir", prereq.Root)
+	const capacity = 32 << 20
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0755", capacity)); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	b, err := New(mnt, WithCheckpointEvery(16<<10, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return storagetest.SmallTarget{Backend: b, Root: mnt, Capacity: capacity}
 }
 
 func TestConformance(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
 func newHash() hash.Hash { return sha256.New() }
@@ -36,8 +37,8 @@ func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, e
 		p := storage.Partial{Dataset: ds, Name: n, ID: b.rel(dir)}
 		var info streamInfo
 		var ck checkpoint
-		okInfo, err1 := loadJSON(filepath.Join(dir, stStream), &info)
-		okCk, err2 := loadJSON(filepath.Join(dir, stCheckpoint), &ck)
+		okInfo, err1 := metafile.ReadJSON(filepath.Join(dir, stStream), &info)
+		okCk, err2 := metafile.ReadJSON(filepath.Join(dir, stCheckpoint), &ck)
 		switch {
 		case errors.Join(err1, err2) != nil:
 			p.Reason = fmt.Sprintf("interrupted receive with unreadable state (%v)", errors.Join(err1, err2))

@@ -4,7 +4,6 @@
 package dir
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -13,10 +12,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
 // Receive implements storage.Backend.
@@ -56,36 +58,17 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	rx.tree = filepath.Join(rx.dir, stTree)
 	rx.tmp = filepath.Join(rx.dir, stTmp)
 
-	if req.Resume {
-		var info streamInfo
-		var ck checkpoint
-		okInfo, err1 := loadJSON(filepath.Join(rx.dir, stStream), &info)
-		okCk, err2 := loadJSON(filepath.Join(rx.dir, stCheckpoint), &ck)
-		if err := errors.Join(err1, err2); err != nil {
-			b.discardStaging(ds, name)
-			return storage.Snapshot{}, storage.Wrap(err, storage.KindInvalid, op, ds, name)
-		}
-		switch pos := s.Position(); {
-		case okInfo && okCk:
-			if pos.Offset != ck.Position.Offset || !bytes.Equal(pos.HashState, ck.Position.HashState) {
-				return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name,
-					"resume from the partial's position, or receive without resume",
-					"stream starts at offset %d but the partial receive is durable up to offset %d", pos.Offset, ck.Position.Offset)
-			}
-			if info.TargetParent != req.Parent {
-				return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive without resume",
-					"the partial receive was based on %q, not %q", info.TargetParent, req.Parent)
-			}
-			rx.info, rx.ck = &info, &ck
-		case pos.Offset == 0:
-			// Nothing durable to resume: start over.
-			if err := b.discardStaging(ds, name); err != nil {
-				return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, ds, name)
-			}
-		default:
-			return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "receive from offset 0 without resume",
-				"stream starts at offset %d but there is no resumable partial receive", pos.Offset)
-		}
+	held, info, ck := b.heldPartial(ds, name)
+	parentGUID := ""
+	if parent != nil {
+		parentGUID = parent.GUID
+	}
+	continues, err := storage.CheckResume(op, req, storage.OriginOf(req, parentGUID), s.Position(), held)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	if continues {
+		rx.info, rx.ck = info, ck
 	} else if err := b.discardStaging(ds, name); err != nil {
 		return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, ds, name)
 	}
@@ -93,22 +76,42 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	snap, err := rx.run()
 	if err != nil {
 		err = storage.Wrap(err, storage.KindTemporary, op, ds, name)
-		switch storage.KindOf(err) {
-		case storage.KindTemporary, storage.KindNoSpace:
-			// Kept as a partial: resumable or discarded by the workflow.
-		default:
-			// Refused: retrying the same stream fails again.
-			b.discardStaging(ds, name)
-		}
 		if rx.treeFd > 0 {
 			unix.Close(rx.treeFd)
 		}
 		if rx.tmpFd > 0 {
 			unix.Close(rx.tmpFd)
 		}
+		if storage.KindOf(err) != storage.KindTemporary {
+			// Refused, contradicting the target or out of space: retrying
+			// the same stream cannot help, and nothing partial may stay
+			// behind (a full disk is not left full).
+			derr := b.discardStaging(ds, name)
+			if storage.KindOf(err) == storage.KindNoSpace {
+				err = rx.noSpace(err)
+			}
+			if derr != nil {
+				b.log.Warn("discarding a failed receive", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(derr))
+			}
+		}
 		return storage.Snapshot{}, err
 	}
 	return snap, nil
+}
+
+// heldPartial is the resumable partial receive of name in staging, if any:
+// its stream header and its last checkpoint. State that cannot be read is
+// not resumable (Partials says why).
+func (b *Backend) heldPartial(ds, name string) (*storage.HeldPartial, *streamInfo, *checkpoint) {
+	dir := filepath.Join(b.stagingDir(ds), name)
+	var info streamInfo
+	var ck checkpoint
+	okInfo, err1 := metafile.ReadJSON(filepath.Join(dir, stStream), &info)
+	okCk, err2 := metafile.ReadJSON(filepath.Join(dir, stCheckpoint), &ck)
+	if !okInfo || !okCk || err1 != nil || err2 != nil {
+		return nil, nil, nil
+	}
+	return &storage.HeldPartial{Origin: info.origin(), Position: ck.Position}, &info, &ck
 }
 
 // discardStaging removes a receive's staging directory and any tree or

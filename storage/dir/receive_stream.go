@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
 type receiver struct {
@@ -41,6 +42,10 @@ type receiver struct {
 	ckTime   time.Time
 
 	dirModes *os.File // stDirModes, when not root
+
+	// writing says what the receive is writing, for a NoSpace error: an
+	// entry's path in the snapshot, never a staging file's name.
+	writing string
 
 	buf []byte
 	h   hash.Hash
@@ -69,6 +74,7 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 		if err := rx.readHeader(tr); err != nil {
 			return storage.Snapshot{}, err
 		}
+		rx.writing = fmt.Sprintf("the links to the incremental base %q", rx.req.Parent)
 		if err := rx.populate(); err != nil {
 			return storage.Snapshot{}, err
 		}
@@ -161,6 +167,7 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 			endAt = rx.s.Position().Offset
 			continue
 		}
+		rx.writing = strconv.Quote(hdr.Name)
 		if err := rx.apply(hdr, tr); err != nil {
 			return storage.Snapshot{}, err
 		}
@@ -172,6 +179,7 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 			if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
 				pad = -hdr.Size & 511
 			}
+			rx.writing = "the receive's checkpoint after " + strconv.Quote(hdr.Name)
 			if err := rx.checkpoint(pos, pad); err != nil {
 				return storage.Snapshot{}, err
 			}
@@ -193,7 +201,26 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 			return storage.Snapshot{}, streamErr(err)
 		}
 	}
+	rx.writing = "the received snapshot's manifest"
 	return rx.finish()
+}
+
+// noSpace turns a receive that ran out of space into the shared NoSpace
+// error: what was being written, the snapshot's expected size, the space
+// free now that the partial is discarded. The cause is the bare errno, as
+// the path in it is a staging file's.
+func (rx *receiver) noSpace(err error) error {
+	cause := err
+	for _, errno := range []unix.Errno{unix.ENOSPC, unix.EDQUOT} {
+		if errors.Is(err, errno) {
+			cause = errno
+		}
+	}
+	what := rx.writing
+	if what == "" {
+		what = "the receive's staging area"
+	}
+	return storage.NoSpace("receive", rx.req.Dataset, rx.req.Name, what, rx.req.ExpectedSize, rx.s.Position().Offset, rx.b.root, cause)
 }
 
 func (rx *receiver) readHeader(tr *tar.Reader) error {
@@ -235,6 +262,9 @@ func (rx *receiver) readHeader(tr *tar.Reader) error {
 		return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("the target's base %q has manifest digest %s, the source's %s",
 			rx.req.Parent, rx.parent.Digest, info.ParentDigest)}
 	}
+	if rx.parent != nil {
+		info.TargetParentGUID = rx.parent.GUID
+	}
 	rx.info = info
-	return writeJSON(filepath.Join(rx.dir, stStream), info)
+	return metafile.WriteJSON(filepath.Join(rx.dir, stStream), info)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -69,16 +68,9 @@ func (m *meta) snapshot() storage.Snapshot {
 // loadMeta reads a complete snapshot's metadata; ok is false when there is
 // no complete snapshot of that name.
 func (b *Backend) loadMeta(ds, name string) (*meta, bool, error) {
-	data, err := os.ReadFile(b.metaPath(ds, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
 	var m meta
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, false, fmt.Errorf("corrupt snapshot metadata %s: %w", b.metaPath(ds, name), err)
+	if found, err := metafile.ReadJSON(b.metaPath(ds, name), &m); !found || err != nil {
+		return nil, false, err
 	}
 	if fi, err := os.Lstat(b.snapTree(ds, name)); err != nil || !fi.IsDir() {
 		return nil, false, fmt.Errorf("snapshot metadata %s has no tree beside it", b.metaPath(ds, name))
@@ -99,11 +91,7 @@ func (b *Backend) mustMeta(op, ds, name string) (*meta, error) {
 
 // commitMeta writes the metadata last, which makes the snapshot complete.
 func (b *Backend) commitMeta(m *meta) error {
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return metafile.WriteAtomic(b.metaPath(m.Dataset, m.Name), append(data, '\n'))
+	return metafile.WriteJSON(b.metaPath(m.Dataset, m.Name), m)
 }
 
 // ListSnapshots implements storage.Backend: complete snapshots, oldest first

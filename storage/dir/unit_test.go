@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 	"github.com/ferry-nas/ferry/storage/storagetest"
 )
 
@@ -225,7 +226,7 @@ func TestCheckpointPaddingBoundary(t *testing.T) {
 			}
 			pos := *ps[0].Resume
 			var ck checkpoint
-			_, err = loadJSON(filepath.Join(dst.stagingDir("ds"), "s1", stCheckpoint), &ck)
+			_, err = metafile.ReadJSON(filepath.Join(dst.stagingDir("ds"), "s1", stCheckpoint), &ck)
 			ok(t, err)
 			if pos.Offset > cut || (pos.Offset+ck.Pad)%512 != 0 || ck.Pad < 0 || ck.Pad >= 512 {
 				t.Fatalf("cut at %d: checkpoint at %d with padding %d", cut, pos.Offset, ck.Pad)

@@ -4,7 +4,9 @@
 package metafile
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,6 +36,33 @@ func WriteAtomic(p string, data []byte) error {
 		return err
 	}
 	return SyncDir(filepath.Dir(p))
+}
+
+// WriteJSON writes v as indented JSON to p atomically: the one writer of
+// every backend's metadata, checkpoint and resume-state files. Each backend
+// keeps its own struct per file, so fields are added where they belong.
+func WriteJSON(p string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteAtomic(p, append(data, '\n'))
+}
+
+// ReadJSON reads p into v; found is false (and v untouched) when p does not
+// exist. A file that does not parse is an error naming it.
+func ReadJSON(p string, v any) (found bool, err error) {
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("corrupt %s: %w", p, err)
+	}
+	return true, nil
 }
 
 // SyncDir fsyncs a directory, making the entries created in it durable.

@@ -77,6 +77,10 @@ type Harness struct {
 	// ResumeByOffset: Partials report a Resume position and a Receive with
 	// Resume set continues there; Send is then byte-for-byte deterministic.
 	ResumeByOffset bool
+	// SmallTarget makes a target backend (the same kind and options as
+	// Target) on a fresh filesystem small enough to run out of space; it
+	// skips the test when the machine cannot make one (prereq).
+	SmallTarget func(t testing.TB) SmallTarget
 	// HostileStreams, when set, returns crafted streams in the backend's
 	// own format that a receive must refuse with KindInvalid without
 	// touching anything outside its root (canary is a directory outside
@@ -132,6 +136,10 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Marks", testMarks},
 		{"OrderedByFilesystemNotClock", testOrder},
 		{"ReceivedRecordsSourceDataset", testSourceDataset},
+		{"RefuseOffsetWithoutResume", testOffsetWithoutResume},
+		{"RefuseResumeFromOtherSource", testResumeWrongSource},
+		{"RefuseResumeOnOtherBase", testResumeWrongParent},
+		{"NoSpace", testNoSpace},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
