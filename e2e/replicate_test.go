@@ -140,15 +140,18 @@ func TestSenderKilledMidStream(t *testing.T) {
 
 // TestLeftoverPartialDiscarded: a partial receive left by an earlier run
 // that never cleaned up (receiver killed, run terminated so no compensation
-// ran) is discarded by the next run, which succeeds.
+// ran) and that can no longer be resumed (its snapshot was removed on the
+// source since) is discarded by the next run, which succeeds. One that can
+// still be resumed is resumed instead (TestTargetDownKeepsItsPartialForTheNextRun).
 func TestLeftoverPartialDiscarded(t *testing.T) {
 	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
 	e.apply()
 	old := e.start()
-	e.waitStreaming(old, 0.25)
+	oldSnap := e.waitStreaming(old, 0.25).Snapshot
 	e.kill(target)
 	require.NoError(t, tc.TerminateWorkflow(e.ctx, old.WorkflowID, old.RunID, "e2e: leave a partial receive behind"))
 	e.restart(target)
+	require.NoError(t, e.backend(source).DestroySnapshot(e.ctx, srcDataset, oldSnap))
 
 	left, err := e.backend(target).Partials(e.ctx, tgtDataset)
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +38,15 @@ func requireSourceGoneEndsTheRun(t *testing.T, e *env) {
 	// breaks after its first byte, while the snapshot is deleted.
 	e.relay.CutAfter(1)
 	e.relay.DropAll()
-	require.NoError(t, e.backend(source).DestroySnapshot(e.ctx, srcDataset, snap))
+	// btrfs refuses to delete a snapshot while its `btrfs send` still runs
+	// (EPERM): the source ends it once it notices the connection is gone.
+	e.waitFor(30*time.Second, "the source's send to end so that "+snap+" can be deleted", func() (bool, error) {
+		err := e.backend(source).DestroySnapshot(e.ctx, srcDataset, snap)
+		if err != nil && strings.Contains(err.Error(), "send may be in progress") {
+			return false, nil
+		}
+		return err == nil, err
+	})
 	e.relay.CutAfter(0)
 	restored := time.Now()
 
