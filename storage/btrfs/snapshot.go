@@ -3,7 +3,6 @@ package btrfs
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -136,18 +135,14 @@ func (b *Backend) inspect(ctx context.Context, ds, name string) (*snapState, err
 		st.reason = "a subvolume in place of a snapshot directory (not ferry's layout): " + describe(sv)
 		return st, nil
 	}
-	data, err := os.ReadFile(b.metaPath(ds, name))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	var m meta
+	switch found, err := metafile.ReadJSON(b.metaPath(ds, name), &m); {
+	case errors.Is(err, metafile.ErrCorrupt):
+		st.reason = fmt.Sprintf("unreadable metadata (%v)", err)
 	case err != nil:
 		return nil, err
-	default:
-		var m meta
-		if err := json.Unmarshal(data, &m); err != nil {
-			st.reason = fmt.Sprintf("unreadable metadata (%v)", err)
-		} else {
-			st.meta = &m
-		}
+	case found:
+		st.meta = &m
 	}
 	svPath := b.subvolPath(ds, name)
 	if ok, err := isSubvolume(svPath); err == nil && ok {

@@ -1,16 +1,13 @@
 package dir
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/google/uuid"
 
-	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/metafile"
 )
 
@@ -26,22 +23,20 @@ type datasetRecord struct {
 	Seq     uint64 `json:"seq"`
 }
 
-func (b *Backend) datasetPath(ds string) string {
-	return filepath.Join(b.root, storage.MetaDir, "datasets", storage.EscapeDataset(ds)+".json")
-}
+func (b *Backend) datasetPath(ds string) string { return b.lay.DatasetRecord(ds) }
 
 // loadDataset reads the dataset's record; a dataset ferry never recorded
 // gets a new one (not yet written).
 func (b *Backend) loadDataset(ds string) (*datasetRecord, error) {
-	data, err := os.ReadFile(b.datasetPath(ds))
-	if errors.Is(err, fs.ErrNotExist) {
+	var r datasetRecord
+	found, err := metafile.ReadJSON(b.datasetPath(ds), &r)
+	switch {
+	case err == nil && !found:
 		return &datasetRecord{Version: 1, Dataset: ds, UUID: uuid.NewString()}, nil
-	}
-	if err != nil {
+	case err != nil && !errors.Is(err, metafile.ErrCorrupt):
 		return nil, err
 	}
-	var r datasetRecord
-	if err := json.Unmarshal(data, &r); err != nil || r.UUID == "" {
+	if err != nil || r.UUID == "" {
 		return nil, fmt.Errorf("corrupt dataset record %s (%v): move it aside and the dataset gets a new identity (its replicas then count as another source's)", b.datasetPath(ds), err)
 	}
 	return &r, nil
@@ -64,14 +59,10 @@ func (b *Backend) nextSeq(ds string) (*datasetRecord, error) {
 		r.Seq = max(r.Seq, m.Seq)
 	}
 	r.Seq++
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(filepath.Dir(b.datasetPath(ds)), 0o700); err != nil {
 		return nil, err
 	}
-	if err := metafile.WriteAtomic(b.datasetPath(ds), append(data, '\n')); err != nil {
+	if err := metafile.WriteJSON(b.datasetPath(ds), r); err != nil {
 		return nil, err
 	}
 	return r, nil

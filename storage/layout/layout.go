@@ -5,6 +5,7 @@
 //	<root>/.ferry/staging/<dataset>/    receives in progress (partials)
 //	<root>/.ferry/marks/<dataset>/      one file per mark, holding a snapshot name
 //	<root>/.ferry/tmp/<dataset>/        a backend's scratch space (dir: snapshot copies)
+//	<root>/.ferry/datasets/<dataset>.json  a backend's record of the dataset (dir: identity, sequence)
 //
 // where <dataset> is storage.EscapeDataset of the dataset, one path
 // component. What each backend keeps inside a snapshot's or a receive's
@@ -24,6 +25,7 @@ const (
 	Staging   = "staging"
 	Marks     = "marks"
 	Tmp       = "tmp"
+	Datasets  = "datasets"
 )
 
 // Layout is the .ferry tree of one backend root.
@@ -48,6 +50,10 @@ func (l Layout) MarksDir(dataset string) string { return l.Dir(Marks, dataset) }
 
 // TmpDir is the dataset's scratch space.
 func (l Layout) TmpDir(dataset string) string { return l.Dir(Tmp, dataset) }
+
+// DatasetRecord is the file a backend keeps about a dataset beyond its
+// snapshots.
+func (l Layout) DatasetRecord(dataset string) string { return l.Dir(Datasets, dataset) + ".json" }
 
 // Rel is p relative to the root with forward slashes, for Partial IDs and
 // messages; p itself when it is not under the root.

@@ -11,10 +11,11 @@ import (
 func TestPaths(t *testing.T) {
 	l := Layout{Root: "/srv/nas"}
 	for got, want := range map[string]string{
-		l.SnapshotsDir("a/b"): "/srv/nas/.ferry/snapshots/a%2Fb",
-		l.StagingDir("a%b"):   "/srv/nas/.ferry/staging/a%25b",
-		l.MarksDir("share"):   "/srv/nas/.ferry/marks/share",
-		l.TmpDir("a"):         "/srv/nas/.ferry/tmp/a",
+		l.SnapshotsDir("a/b"):  "/srv/nas/.ferry/snapshots/a%2Fb",
+		l.StagingDir("a%b"):    "/srv/nas/.ferry/staging/a%25b",
+		l.MarksDir("share"):    "/srv/nas/.ferry/marks/share",
+		l.TmpDir("a"):          "/srv/nas/.ferry/tmp/a",
+		l.DatasetRecord("a/b"): "/srv/nas/.ferry/datasets/a%2Fb.json",
 	} {
 		if got != want {
 			t.Errorf("%s, want %s", got, want)

@@ -49,8 +49,12 @@ func WriteJSON(p string, v any) error {
 	return WriteAtomic(p, append(data, '\n'))
 }
 
+// ErrCorrupt is in the chain of ReadJSON's error when the file exists but
+// does not parse: a caller can tell damaged metadata from an I/O failure.
+var ErrCorrupt = errors.New("corrupt metadata file")
+
 // ReadJSON reads p into v; found is false (and v untouched) when p does not
-// exist. A file that does not parse is an error naming it.
+// exist. A file that does not parse is an error naming it (ErrCorrupt).
 func ReadJSON(p string, v any) (found bool, err error) {
 	data, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -60,7 +64,7 @@ func ReadJSON(p string, v any) (found bool, err error) {
 		return false, err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("corrupt %s: %w", p, err)
+		return false, fmt.Errorf("%w %s: %w", ErrCorrupt, p, err)
 	}
 	return true, nil
 }

@@ -1,9 +1,11 @@
 package metafile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +46,29 @@ func TestMarks(t *testing.T) {
 	}
 	if want := map[string]string{"cursor.j": "s2", "received.j": "s1"}; !reflect.DeepEqual(marks, want) {
 		t.Fatalf("marks %v, want %v", marks, want)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.json")
+	type rec struct {
+		Name string `json:"name"`
+		Seq  uint64 `json:"seq"`
+	}
+	var got rec
+	if found, err := ReadJSON(p, &got); found || err != nil {
+		t.Fatalf("missing file: %v, %v", found, err)
+	}
+	if err := WriteJSON(p, rec{"s1", 7}); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := ReadJSON(p, &got); !found || err != nil || got != (rec{"s1", 7}) {
+		t.Fatalf("read back %+v, %v, %v", got, found, err)
+	}
+	if err := os.WriteFile(p, []byte("{torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadJSON(p, &got); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("a torn file: %v", err)
 	}
 }
