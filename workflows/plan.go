@@ -20,6 +20,12 @@ type PlanInput struct {
 	// OrderBySeq makes the planner order both lists by Seq itself rather
 	// than trust the order they came in (see orderBySeq).
 	OrderBySeq bool
+	// KeepHistory makes target snapshots received from this source that
+	// the source has deleted since history, not divergence (see
+	// splitTarget); TargetBackend says whether the target's received
+	// snapshots are independent of each other ("dir", "btrfs").
+	KeepHistory   bool
+	TargetBackend string
 	// Partials is what earlier receives left on the target.
 	Partials []activities.Partial
 	// ResumeKeptFull lets a first replication resume the kept partial of an
@@ -46,6 +52,10 @@ type Plan struct {
 	Steps []Step `json:"steps"`
 	// Discard lists partial receives to remove before streaming.
 	Discard []activities.Partial `json:"discard,omitempty"`
+	// Kept names (oldest first) the target snapshots newer than Base — or
+	// all of them when there is no Base — that were received from this
+	// source and deleted there since: the target keeps them as history.
+	Kept []string `json:"kept,omitempty"`
 }
 
 // ConflictError says why the target cannot be brought up to date without
@@ -54,12 +64,23 @@ type ConflictError struct {
 	Reason string
 	// Target names the target snapshots that are in the way.
 	Target []string
+	// Described, when set, says for each of Target what it is (a replica
+	// of another source, a snapshot made on the target, ...).
+	Described []string
+	// Fix, when set, replaces the generic advice.
+	Fix string
 }
 
 func (e *ConflictError) Error() string {
 	msg := e.Reason
-	if len(e.Target) > 0 {
+	switch {
+	case len(e.Described) > 0:
+		msg += ": " + strings.Join(e.Described, "; ")
+	case len(e.Target) > 0:
 		msg += ": " + strings.Join(e.Target, ", ")
+	}
+	if e.Fix != "" {
+		return msg + "; " + e.Fix
 	}
 	return msg + "; nothing on the target was changed — inspect those snapshots, remove or rename them on the target (or choose another target), then run the job again"
 }
@@ -102,7 +123,18 @@ func ComputePlan(in PlanInput) (Plan, error) {
 	}
 
 	var plan Plan
+	if in.KeepHistory {
+		kept, err := splitTarget(in, wantIdx, baseTgt, sourceIdx)
+		if err != nil {
+			return Plan{}, err
+		}
+		plan.Kept = kept
+	}
 	switch {
+	case in.KeepHistory && baseTgt >= 0:
+		plan.Base = in.Source[baseSrc].Name
+	case in.KeepHistory:
+		// Nothing in common, but what the target holds is history: a first replication.
 	case baseTgt >= 0:
 		if newer := in.Target[baseTgt+1:]; len(newer) > 0 {
 			return Plan{}, &ConflictError{

@@ -16,7 +16,8 @@ import (
 // the e2e tests of issue 7 (FERRY_E2E_RECORD): a run whose receiver stayed
 // down (HostUnavailable, partial kept), the next run resuming the kept full
 // receive, and a run whose source snapshot disappeared mid-stream
-// (NotFound). A change to ReplicateWorkflow that is not deterministic
+// (NotFound), and -v3 a run after the source deleted its cursor (the
+// target's replica kept as history). A change to ReplicateWorkflow that is not deterministic
 // against them — one not guarded by workflow.GetVersion — fails here before
 // it can break runs in flight.
 func TestReplayRecordedHistories(t *testing.T) {

@@ -95,6 +95,9 @@ type ReplicateResult struct {
 	Bytes int64 `json:"bytes"`
 	// Discarded counts partial receives removed before streaming.
 	Discarded int `json:"discarded"`
+	// Note says what the run did that an administrator should know, such
+	// as replicas kept on the target after the source deleted them.
+	Note string `json:"note,omitempty"`
 }
 
 // Status is the answer to QueryStatus.
@@ -107,6 +110,7 @@ type Status struct {
 	Plan      *Plan     `json:"plan,omitempty"`
 	Bytes     int64     `json:"bytes"`
 	LastError string    `json:"last_error,omitempty"`
+	Note      string    `json:"note,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 }
 
@@ -187,6 +191,9 @@ const (
 	// changePlanOrderBySeq: the planner orders both sides' snapshots by
 	// their filesystem sequence (Seq), not by the order they were listed in.
 	changePlanOrderBySeq = "plan-orders-by-seq"
+	// changePlanKeepsHistory: target snapshots received from this source
+	// and deleted there since are history the plan keeps, not divergence.
+	changePlanKeepsHistory = "plan-keeps-target-history"
 )
 
 // replication is one run's state; every method runs on the workflow goroutine.
@@ -229,10 +236,15 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	}
 	resumeKept := workflow.GetVersion(ctx, changeResumeKeptFull, workflow.DefaultVersion, 1) >= 1
 	orderBySeq := workflow.GetVersion(ctx, changePlanOrderBySeq, workflow.DefaultVersion, 1) >= 1
+	keepHistory := workflow.GetVersion(ctx, changePlanKeepsHistory, workflow.DefaultVersion, 1) >= 1
 	plan, err := ComputePlan(PlanInput{Job: r.in.Job, Want: name, Source: srcInv.Snapshots, Target: tgtInv.Snapshots, Partials: tgtInv.Partials,
-		ResumeKeptFull: resumeKept, OrderBySeq: orderBySeq})
+		ResumeKeptFull: resumeKept, OrderBySeq: orderBySeq, KeepHistory: keepHistory, TargetBackend: tgtInv.Backend})
 	if err != nil {
 		return res, planError(r.in, err)
+	}
+	if note := keptNote(r.in, plan); note != "" {
+		res.Note, r.status.Note = note, note
+		workflow.GetLogger(ctx).Warn(note, "job", r.in.Job, "kept", plan.Kept)
 	}
 	res.Plan, r.status.Plan, r.status.Steps = plan, &plan, len(plan.Steps)
 

@@ -114,4 +114,7 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 		}
 		fmt.Fprintln(out)
 	}
+	if res.Note != "" {
+		fmt.Fprintln(out, "note: "+res.Note)
+	}
 }
