@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-nas/ferry/activities"
 	"github.com/ferry-nas/ferry/starter"
+	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/workflows"
 )
 
@@ -21,8 +22,29 @@ import (
 // kept checkpoint, then an incremental to its own — so the share crosses the
 // relay about once in total.
 func TestTargetDownKeepsItsPartialForTheNextRun(t *testing.T) {
-	const hostTimeout = 10 * time.Second
-	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate, HostTimeout: hostTimeout.String()})
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate, HostTimeout: keepHostTimeout.String()})
+	requireKeptPartialResumed(t, e, func(starter.Started) int64 { return e.shareSize })
+}
+
+// TestBtrfsTargetDownKeepsItsPartialForTheNextRun: the same on btrfs with
+// `stream.resume: staged`, where the kept partial is the spool of the first
+// run's `btrfs send` stream and the bound is on the stream's size.
+func TestBtrfsTargetDownKeepsItsPartialForTheNextRun(t *testing.T) {
+	e := newBtrfsEnv(t, envOptions{ShareSize: seedShare, BWLimit: seedRate, Resume: string(storage.ResumeStaged), Images: seedImages,
+		HostTimeout: keepHostTimeout.String()})
+	kept, latest := requireKeptPartialResumed(t, e, e.streamSize)
+	e.requireReceivedSubvolume(kept)
+	e.requireReceivedSubvolume(latest)
+}
+
+// keepHostTimeout is the jobs' timeouts.host in the tests above.
+const keepHostTimeout = 10 * time.Second
+
+// requireKeptPartialResumed runs the scenario and returns the first run's
+// snapshot (resumed by the second) and the second's; size is what the bytes
+// through the relay are bounded against (1.3x), given the first run.
+func requireKeptPartialResumed(t *testing.T, e *env, size func(starter.Started) int64) (kept, latest string) {
+	const hostTimeout = keepHostTimeout
 	e.apply()
 	first := e.start()
 	p := e.waitStreaming(first, 0.25)
@@ -43,14 +65,14 @@ func TestTargetDownKeepsItsPartialForTheNextRun(t *testing.T) {
 
 	e.recordHistory(first, "target-down-keeps-v2.json")
 
-	kept, err := e.backend(target).Partials(e.ctx, tgtDataset)
+	left, err := e.backend(target).Partials(e.ctx, tgtDataset)
 	require.NoError(t, err)
-	require.Len(t, kept, 1, "the failed run did not keep exactly its partial receive")
-	require.NotNil(t, kept[0].Resume, "the kept partial is not resumable")
-	require.Positive(t, kept[0].Resume.Offset)
-	require.True(t, strings.HasPrefix(kept[0].Name, workflows.SnapshotPrefix(e.job)))
+	require.Len(t, left, 1, "the failed run did not keep exactly its partial receive")
+	require.NotNil(t, left[0].Resume, "the left partial is not resumable")
+	require.Positive(t, left[0].Resume.Offset)
+	require.True(t, strings.HasPrefix(left[0].Name, workflows.SnapshotPrefix(e.job)))
 	atFail := e.relay.Upstream.Load()
-	t.Logf("kept %s, resumable at byte %d; %d bytes through the relay so far", kept[0].Name, kept[0].Resume.Offset, atFail)
+	t.Logf("left %s, resumable at byte %d; %d bytes through the relay so far", left[0].Name, left[0].Resume.Offset, atFail)
 
 	again := e.restart(target)
 	second := e.start()
@@ -59,24 +81,27 @@ func TestTargetDownKeepsItsPartialForTheNextRun(t *testing.T) {
 	t.Logf("share %d bytes; %d through the relay in total (%.2fx), %d by the second run; plan %+v",
 		e.shareSize, total, float64(total)/float64(e.shareSize), total-atFail, res.Plan)
 
-	e.recordHistory(second, "resume-kept-full-v2.json")
+	e.recordHistory(second, "resume-left-full-v2.json")
 
 	require.Len(t, res.Plan.Steps, 2)
 	resumed := res.Plan.Steps[0]
-	require.Equal(t, kept[0].Name, resumed.To)
+	require.Equal(t, left[0].Name, resumed.To)
 	require.Empty(t, resumed.From, "the first step is the first run's full receive")
 	require.NotNil(t, resumed.Resume)
-	require.Equal(t, kept[0].ID, resumed.Resume.ID)
-	require.Equal(t, kept[0].Name, res.Plan.Steps[1].From)
+	require.Equal(t, left[0].ID, resumed.Resume.ID)
+	require.Equal(t, left[0].Name, res.Plan.Steps[1].From)
 	require.Equal(t, res.Snapshot, res.Plan.Steps[1].To)
 	require.Empty(t, res.Plan.Discard)
 
 	lines := logLines(again.log, "resuming partial receive")
-	require.NotEmpty(t, lines, "the restarted %s did not resume the kept partial", target)
-	require.Equal(t, float64(kept[0].Resume.Offset), lines[0]["offset"], "the resume did not start at the kept checkpoint")
-	require.Less(t, float64(total), 1.3*float64(e.shareSize), "the kept partial was not resumed: too many bytes sent")
+	require.NotEmpty(t, lines, "the restarted %s did not resume the left partial", target)
+	require.Equal(t, float64(left[0].Resume.Offset), lines[0]["offset"], "the resume did not start at the left checkpoint")
+	ref := size(first)
+	t.Logf("%d bytes through the relay against %d (%.2fx)", total, ref, float64(total)/float64(ref))
+	require.Less(t, float64(total), 1.3*float64(ref), "the left partial was not resumed: too many bytes sent")
 
-	e.requireSameContent(kept[0].Name)
+	e.requireSameContent(left[0].Name)
 	e.requireSameContent(res.Snapshot)
 	e.requireNoPartials()
+	return left[0].Name, res.Snapshot
 }
