@@ -396,7 +396,7 @@ func (r *replication) compensate(ctx workflow.Context, cause error) {
 	case skipDown && r.down[r.in.Target.Host] && keep:
 		logger.Warn("target host unavailable: its partial receives stay; the next run resumes the resumable ones and discards the rest", "job", r.in.Job, "host", r.in.Target.Host)
 	case skipDown && r.down[r.in.Target.Host]:
-		logger.Warn("target host unavailable: partial receives stay until the next run's greet discards them", "job", r.in.Job, "host", r.in.Target.Host)
+		logger.Warn("target host unavailable: partial receives stay until the next run's greet resumes the ones that still match and discards the rest", "job", r.in.Job, "host", r.in.Target.Host)
 	default:
 		if keep {
 			logger.Info("keeping resumable partial receives for the next run after a transient failure", "job", r.in.Job, "host", r.in.Target.Host)
