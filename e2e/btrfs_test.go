@@ -326,8 +326,9 @@ func TestBtrfsLeftoverSubvolumesDiscarded(t *testing.T) {
 // small for the 256 MiB share, with the default resume mode (auto, which
 // pipes a stream this size straight into btrfs receive) and with a staged
 // receive (the spool fills the filesystem): the run fails with NoSpace,
-// `ferry run --wait` exits non-zero naming it, and the target is left with
-// no partial, an empty staging area and no subvolume at all.
+// `ferry run --wait` exits non-zero naming it (host, dataset, the file being
+// written, needed and free bytes), and the target is left with no partial,
+// an empty staging area and no subvolume at all.
 func TestBtrfsTargetFull(t *testing.T) {
 	for _, mode := range []string{string(storage.ResumeAuto), string(storage.ResumeStaged)} {
 		t.Run(mode, func(t *testing.T) {
@@ -341,6 +342,12 @@ func TestBtrfsTargetFull(t *testing.T) {
 			var ae *temporal.ApplicationError
 			require.ErrorAs(t, err, &ae)
 			require.Equal(t, activities.ErrNoSpace, ae.Type(), "run failed with %v", err)
+			// The message names host, dataset and what was being written
+			// (a file of the share, or the spool), needed against free bytes.
+			require.Contains(t, ae.Error(), tgtDataset+"@")
+			require.Contains(t, ae.Error(), " on "+target+": ")
+			require.Regexp(t, `no space left writing ("[^"]+"|the stream's spool \S+\.spool): the snapshot needs [0-9.]+ MiB \(\d+ bytes\), [^,]+ free on the target's filesystem`, ae.Error())
+			require.Contains(t, ae.Error(), "nothing of this receive was kept")
 			d, err := tc.DescribeWorkflowExecution(e.ctx, st.WorkflowID, st.RunID)
 			require.NoError(t, err)
 			require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, d.GetWorkflowExecutionInfo().GetStatus())

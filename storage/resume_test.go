@@ -99,3 +99,25 @@ func TestNoSpaceMessage(t *testing.T) {
 		t.Errorf("%q", msg)
 	}
 }
+
+func TestKeepsPartial(t *testing.T) {
+	for kind, keep := range map[Kind]bool{KindTemporary: true, KindNoSpace: false, KindInvalid: false, KindConflict: false, KindNotFound: false, KindUnsupported: false} {
+		if got := KeepsPartial(&Error{Kind: kind}); got != keep {
+			t.Errorf("%v: keeps %v, want %v", kind, got, keep)
+		}
+	}
+	if KeepsPartial(syscall.ENOSPC) {
+		t.Error("a bare ENOSPC keeps the partial")
+	}
+}
+
+func TestBaseNotFound(t *testing.T) {
+	err := BaseNotFound(Errorf(KindNotFound, "receive", "ds", "s1", "", "no snapshot %q", "s1"), "s1")
+	if !strings.Contains(err.Error(), `incremental base "s1" is not on the target`) || !strings.Contains(err.Error(), "send a full stream") {
+		t.Errorf("%v", err)
+	}
+	other := Errorf(KindConflict, "receive", "ds", "s1", "", "x")
+	if BaseNotFound(other, "s1") != error(other) || other.Fix != "" {
+		t.Errorf("a Conflict was rewritten: %v", other)
+	}
+}

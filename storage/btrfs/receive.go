@@ -98,20 +98,13 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 	}
 	if st.complete {
-		return storage.Snapshot{}, storage.Errorf(storage.KindConflict, op, ds, name,
-			"the target already holds a complete snapshot of that name; destroy it first if it is not the one being sent",
-			"snapshot %q already exists on the target", name)
+		return storage.Snapshot{}, storage.ErrSnapshotExists(op, ds, name)
 	}
 	rx := &receiver{b: b, ctx: ctx, req: req, s: s, op: op}
 	rx.rules = streamRules{name: name, sourceUUID: req.SourceGUID}
 	if req.Parent != "" {
 		if rx.parent, err = b.complete(ctx, op, ds, req.Parent); err != nil {
-			var se *storage.Error
-			if errors.As(err, &se) && se.Kind == storage.KindNotFound {
-				se.Err = fmt.Errorf("incremental base %q is not on the target: %w", req.Parent, se.Err)
-				se.Fix = "send a full stream, or restore the base snapshot on the target"
-			}
-			return storage.Snapshot{}, err
+			return storage.Snapshot{}, storage.BaseNotFound(err, req.Parent)
 		}
 		rx.rules.incremental = true
 		for _, u := range []string{rx.parent.sv.ReceivedUUID, rx.parent.sv.UUID} {
@@ -173,10 +166,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		return snap, nil
 	}
 	err = rx.classify(err)
-	if storage.KindOf(err) != storage.KindTemporary {
-		// Refused, out of space or contradicting the target: retrying the
-		// same stream cannot help, and nothing partial may stay behind (a
-		// full disk is not left full).
+	if !storage.KeepsPartial(err) {
 		derr := b.discardStaging(cleanup, ds, name)
 		if storage.KindOf(err) == storage.KindNoSpace {
 			b.reclaim(cleanup)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,19 +33,12 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	if _, ok, err := b.loadMeta(ds, name); err != nil {
 		return storage.Snapshot{}, storage.Wrap(err, storage.KindConflict, op, ds, name)
 	} else if ok {
-		return storage.Snapshot{}, storage.Errorf(storage.KindConflict, op, ds, name,
-			"the target already holds a complete snapshot of that name; destroy it first if it is not the one being sent",
-			"snapshot %q already exists on the target", name)
+		return storage.Snapshot{}, storage.ErrSnapshotExists(op, ds, name)
 	}
 	var parent *meta
 	if req.Parent != "" {
 		if parent, err = b.mustMeta(op, ds, req.Parent); err != nil {
-			var se *storage.Error
-			if errors.As(err, &se) && se.Kind == storage.KindNotFound {
-				se.Err = fmt.Errorf("incremental base %q is not on the target: %w", req.Parent, se.Err)
-				se.Fix = "send a full stream, or restore the base snapshot on the target"
-			}
-			return storage.Snapshot{}, err
+			return storage.Snapshot{}, storage.BaseNotFound(err, req.Parent)
 		}
 	}
 
@@ -82,10 +74,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		if rx.tmpFd > 0 {
 			unix.Close(rx.tmpFd)
 		}
-		if storage.KindOf(err) != storage.KindTemporary {
-			// Refused, contradicting the target or out of space: retrying
-			// the same stream cannot help, and nothing partial may stay
-			// behind (a full disk is not left full).
+		if !storage.KeepsPartial(err) {
 			derr := b.discardStaging(ds, name)
 			if storage.KindOf(err) == storage.KindNoSpace {
 				err = rx.noSpace(err)
