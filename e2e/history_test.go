@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ferry-nas/ferry/config"
 )
 
 // TestCursorDeletedOnSource (item 8b): after two runs the administrator
@@ -18,7 +20,16 @@ import (
 // snapshot the target holds is deleted on the source: the run after sends
 // the new snapshot in full and keeps all replicas.
 func TestCursorDeletedOnSource(t *testing.T) {
-	e := newEnv(t, envOptions{ShareSize: 8 << 20})
+	cursorDeletedOnSource(t, newEnv(t, envOptions{ShareSize: 8 << 20}))
+}
+
+// TestBtrfsCursorDeletedOnSource: the same on btrfs, whose received
+// subvolumes are as independent of each other as dir's snapshots.
+func TestBtrfsCursorDeletedOnSource(t *testing.T) {
+	cursorDeletedOnSource(t, newBtrfsEnv(t, envOptions{ShareSize: 8 << 20, Images: map[string]int64{source: 256 << 20, target: 256 << 20}}))
+}
+
+func cursorDeletedOnSource(t *testing.T, e *env) {
 	e.apply()
 	changes := 0
 	change := func() {
@@ -53,7 +64,9 @@ func TestCursorDeletedOnSource(t *testing.T) {
 	out, st := e.runCLI()
 	require.Equal(t, 0, out.Code, "the run after the cursor was deleted on the source failed")
 	third := e.mustSucceed(st)
-	e.recordHistory(st, "cursor-deleted-keeps-history-v3.json")
+	if e.kind == config.BackendDir {
+		e.recordHistory(st, "cursor-deleted-keeps-history-v3.json")
+	}
 	require.Equal(t, first.Snapshot, third.Plan.Base, "the plan continues from the older common snapshot")
 	require.Len(t, third.Plan.Steps, 1)
 	require.Equal(t, first.Snapshot, third.Plan.Steps[0].From)

@@ -162,8 +162,9 @@ func harness(staged bool) func(t *testing.T) storagetest.Harness {
 			// Measured (TestSendIsDeterministic): btrfs send gives the same
 			// bytes for the same request, so a staged receive resumes by
 			// offset. In off mode nothing is resumable.
-			ResumeByOffset: staged,
-			HostileStreams: hostileStreams,
+			ResumeByOffset:      staged,
+			HostileStreams:      hostileStreams,
+			IndependentReceives: true,
 			SmallTarget: func(t testing.TB) storagetest.SmallTarget {
 				const capacity = 128 << 20 // loopfs's smallest btrfs
 				b := newBackend(t, capacity, opts...)

@@ -54,9 +54,10 @@ func harness(t *testing.T) storagetest.Harness {
 		Backdate: func(t testing.TB, s storagetest.Side, ds, name string, at time.Time) {
 			storagetest.BackdateMetaFile(t, pick(s).metaPath(ds, name), at)
 		},
-		ResumeByOffset: true,
-		HostileStreams: hostileStreams,
-		SmallTarget:    smallTarget,
+		ResumeByOffset:      true,
+		HostileStreams:      hostileStreams,
+		IndependentReceives: true,
+		SmallTarget:         smallTarget,
 	}
 }
 

@@ -74,6 +74,12 @@ type Harness struct {
 	// left it; listing order must not change.
 	Backdate func(t testing.TB, side Side, dataset, name string, at time.Time)
 
+	// IndependentReceives: a received snapshot does not depend on newer
+	// ones, so an incremental can be received onto an older base beside
+	// them (dir, btrfs; not ZFS, whose datasets are linear). The planner
+	// keeps target history only on such backends.
+	IndependentReceives bool
+
 	// ResumeByOffset: Partials report a Resume position and a Receive with
 	// Resume set continues there; Send is then byte-for-byte deterministic.
 	ResumeByOffset bool
@@ -136,6 +142,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Marks", testMarks},
 		{"OrderedByFilesystemNotClock", testOrder},
 		{"ReceivedRecordsSourceDataset", testSourceDataset},
+		{"IncrementalBesideNewer", testIncrementalBesideNewer},
 		{"RefuseOffsetWithoutResume", testOffsetWithoutResume},
 		{"RefuseResumeFromOtherSource", testResumeWrongSource},
 		{"RefuseResumeOnOtherBase", testResumeWrongParent},
