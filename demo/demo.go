@@ -414,9 +414,10 @@ func fileLogger(path string) (*zap.Logger, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), zapcore.InfoLevel)
-	l := zap.New(core)
+	l, err := logging.New(logging.Options{JSON: true, Output: f})
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
 	return l, func() { l.Sync(); f.Close() }, nil
 }

@@ -42,6 +42,7 @@ import (
 
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/internal/logcheck"
 	"github.com/ferry-nas/ferry/internal/loopfs"
 	"github.com/ferry-nas/ferry/internal/relay"
 	"github.com/ferry-nas/ferry/internal/sampleshare"
@@ -349,9 +350,36 @@ func (e *env) teardown() {
 	for _, h := range []string{source, target} {
 		e.kill(h)
 	}
+	e.checkLogs()
 	if e.t.Failed() {
 		for _, l := range e.logs {
 			e.t.Logf("---- tail of %s ----\n%s", l, tail(l, 40))
+		}
+	}
+}
+
+// checkLogs reads every worker log (written with --log-json) as a log
+// shipper would: each line one JSON object with each key once. The only
+// other line allowed is the command's exit message ("ferry: ...", printed by
+// main when the worker exits with an error).
+func (e *env) checkLogs() {
+	e.mu.Lock()
+	logs := append([]string(nil), e.logs...)
+	e.mu.Unlock()
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			e.t.Errorf("worker log: %v", err)
+			continue
+		}
+		var jsonLines []byte
+		for line := range strings.Lines(string(data)) {
+			if !strings.HasPrefix(line, "ferry: ") {
+				jsonLines = append(jsonLines, line...)
+			}
+		}
+		if err := logcheck.Lines(jsonLines); err != nil {
+			e.t.Errorf("worker log %s is not clean JSON lines:\n%v", l, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ package logging
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"go.uber.org/zap"
@@ -31,9 +32,12 @@ type Options struct {
 	Level string
 	// JSON selects JSON lines (for log shippers) instead of console text.
 	JSON bool
+	// Output receives the lines; nil means stderr.
+	Output io.Writer
 }
 
-// New builds a logger writing to stderr.
+// New builds a logger writing to opts.Output (stderr by default). Every line
+// it writes has each field key once, however many layers added fields.
 func New(opts Options) (*zap.Logger, error) {
 	level := zapcore.InfoLevel
 	if opts.Level != "" {
@@ -50,6 +54,10 @@ func New(opts Options) (*zap.Logger, error) {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
+	out := zapcore.Lock(os.Stderr)
+	if opts.Output != nil {
+		out = zapcore.Lock(zapcore.AddSync(opts.Output))
+	}
+	core := zapcore.NewCore(enc, out, level)
+	return zap.New(UniqueKeys(core), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }
