@@ -53,8 +53,10 @@ type Files struct {
 	CA   string // CA certificate
 	Cert string // this host's certificate
 	Key  string // this host's private key
-	// Host is this host's name; it is only used to word the fix in errors.
-	// When empty it is derived from the certificate's file name.
+	// Host is this host's name. When set, the certificate must be issued
+	// for it (CN and DNS name): a host that presented another host's
+	// certificate would act under that host's identity. When empty it is
+	// derived from the certificate's file name, only to word the fix.
 	Host string
 }
 
@@ -262,6 +264,7 @@ func ClientConfig(f Files, serverName string) (*tls.Config, error) {
 // start-up with the file to fix rather than as a handshake failure later.
 func load(f Files) (*x509.CertPool, tls.Certificate, error) {
 	host := f.Host
+	checkName := host != ""
 	if host == "" {
 		host = strings.TrimSuffix(filepath.Base(f.Cert), ".pem")
 	}
@@ -291,8 +294,26 @@ func load(f Files) (*x509.CertPool, tls.Certificate, error) {
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: now}); err != nil {
 		return nil, tls.Certificate{}, fmt.Errorf("%s is not signed by the CA in %s (%v): %s", f.Cert, f.CA, err, fixReissue(dir, host))
 	}
+	if checkName {
+		if err := issuedFor(leaf, host); err != nil {
+			return nil, tls.Certificate{}, fmt.Errorf("%s %v, so this host would act as another one: %s", f.Cert, err, fixIssue(dir, host))
+		}
+	}
 	pair.Leaf = leaf
 	return pool, pair, nil
+}
+
+// issuedFor checks that leaf names host as `ferry certs issue host` does:
+// as its common name (what data servers check) and as a DNS name (what
+// clients check).
+func issuedFor(leaf *x509.Certificate, host string) error {
+	if cn := leaf.Subject.CommonName; cn != host {
+		return fmt.Errorf("is issued for host %q, not for %q", cn, host)
+	}
+	if err := leaf.VerifyHostname(host); err != nil {
+		return fmt.Errorf("names %q as its common name but not among its DNS names %q", host, leaf.DNSNames)
+	}
+	return nil
 }
 
 func readCert(path, fix string) (*x509.Certificate, error) {

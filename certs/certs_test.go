@@ -3,8 +3,10 @@ package certs
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -154,6 +156,67 @@ func TestLoadErrorsNameFileAndFix(t *testing.T) {
 	_, err = ServerConfig(f)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not a CA certificate")
+}
+
+// TestLoadRefusesAnotherHostsCertificate: nas-a given nas-b's pair (a copy
+// of the wrong files) is refused at load, naming both hosts and the fix; the
+// file name does not matter, the certificate's names do.
+func TestLoadRefusesAnotherHostsCertificate(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := Init(dir, false)
+	require.NoError(t, err)
+	_, _, err = Issue(dir, "nas-b", IssueOptions{})
+	require.NoError(t, err)
+	b := HostFiles(dir, "nas-b")
+
+	f := b
+	f.Host = "nas-a"
+	for name, load := range map[string]func(Files) (*tls.Config, error){
+		"server": ServerConfig,
+		"client": func(f Files) (*tls.Config, error) { return ClientConfig(f, "") },
+	} {
+		_, err = load(f)
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), b.Cert, name)
+		assert.Contains(t, err.Error(), `issued for host "nas-b", not for "nas-a"`, name)
+		assert.Contains(t, err.Error(), "run `ferry certs issue nas-a --dir "+dir+"`", name)
+	}
+
+	// nas-b's files copied under nas-a's names are still nas-b's.
+	a := HostFiles(dir, "nas-a")
+	for src, dst := range map[string]string{b.Cert: a.Cert, b.Key: a.Key} {
+		data, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(dst, data, 0o600))
+	}
+	_, err = ServerConfig(a)
+	require.ErrorContains(t, err, `issued for host "nas-b", not for "nas-a"`)
+
+	// The right common name without the DNS name clients check.
+	caCert, caKey, err := loadCAForSigning(dir)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	serial, err := randomSerial()
+	require.NoError(t, err)
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "nas-a"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{"nas-z"},
+	}, caCert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	require.NoError(t, writePair(dir, a.Cert, der, a.Key, key))
+	_, err = ServerConfig(a)
+	require.ErrorContains(t, err, `names "nas-a" as its common name but not among its DNS names ["nas-z"]`)
+
+	// Without a host name there is nothing to compare with.
+	f.Host = ""
+	_, err = ServerConfig(f)
+	require.NoError(t, err)
+	_, err = ServerConfig(b)
+	require.NoError(t, err)
 }
 
 // TestMutualTLS runs a real handshake with the configs: the server requires a
