@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -42,6 +43,10 @@ type Options struct {
 	// StopTimeout is how long in-flight activities get to finish on
 	// shutdown before they are cancelled (and later resumed). Default 10 s.
 	StopTimeout time.Duration
+
+	// listen opens the data server's listener; nil means net.Listen (tests
+	// substitute it to get hold of the listener).
+	listen func(network, address string) (net.Listener, error)
 }
 
 // DefaultStopTimeout is Options.StopTimeout's default.
@@ -50,16 +55,32 @@ const DefaultStopTimeout = 10 * time.Second
 // progressEvery is how often a running receive's heartbeat reaches the server.
 const progressEvery = 2 * time.Second
 
-// Run serves until ctx is done, then stops gracefully: streams in flight are
-// cancelled at a point they can resume from.
-func Run(ctx context.Context, c client.Client, opts Options) error {
+// Worker is one host's worker that passed its start-up checks: the backend
+// is usable, the certificate is this host's, the data address is listened
+// on. It is not connected to Temporal until Serve.
+type Worker struct {
+	opts    Options
+	host    config.Host
+	log     *zap.Logger
+	backend storage.Backend
+	data    *transfer.Server
+	fetcher *transfer.Client
+	ln      net.Listener
+}
+
+// New runs the worker's start-up checks, each refusal an error naming the
+// thing to fix: the host is in the config, its root exists (never created),
+// the backend is usable, the certificate is issued for this host by the
+// CA, and the data address can be listened on. It touches no Temporal
+// server, so a local mistake is reported before a connection is tried.
+func New(ctx context.Context, opts Options) (*Worker, error) {
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
 	host, err := opts.Config.Host(opts.Host)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log = log.With(logging.Host(host.Name))
 	if opts.StopTimeout <= 0 {
@@ -68,44 +89,73 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 
 	backend, err := OpenBackend(host, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := backend.Check(ctx); err != nil {
-		return fmt.Errorf("host %s: %s backend at %s is not usable: %w", host.Name, host.Backend, host.Root, err)
+		return nil, fmt.Errorf("host %s: %s backend at %s is not usable: %w", host.Name, host.Backend, host.Root, err)
 	}
 
 	files := CertFiles(opts.Config, host, opts.Cert, opts.Key)
 	serverTLS, err := certs.ServerConfig(files)
 	if err != nil {
-		return fmt.Errorf("host %s: data server certificate: %w", host.Name, err)
+		return nil, fmt.Errorf("host %s: data-plane certificate: %w", host.Name, err)
 	}
 	clientTLS, err := certs.ClientConfig(files, "")
 	if err != nil {
-		return fmt.Errorf("host %s: data client certificate: %w", host.Name, err)
+		return nil, fmt.Errorf("host %s: data-plane certificate: %w", host.Name, err)
 	}
 	data, err := transfer.NewServer(transfer.ServerConfig{TLS: serverTLS, Logger: log})
 	if err != nil {
-		return err
+		return nil, err
+	}
+	fetcher, err := transfer.NewClient(transfer.ClientConfig{TLS: clientTLS, Logger: log})
+	if err != nil {
+		return nil, err
 	}
 	listen := opts.Listen
 	if listen == "" {
 		listen = host.DataAddress
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("host %s: data server cannot listen on %s (%w); free the port or change hosts.%s.data_address", host.Name, listen, err, host.Name)
+	listenFn := opts.listen
+	if listenFn == nil {
+		listenFn = net.Listen
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- data.Serve(ln) }()
-	fetcher, err := transfer.NewClient(transfer.ClientConfig{TLS: clientTLS, Logger: log})
+	ln, err := listenFn("tcp", listen)
 	if err != nil {
-		data.Close()
+		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w); free the port or change hosts.%s.data_address", host.Name, listen, err, host.Name)
+	}
+	return &Worker{opts: opts, host: host, log: log, backend: backend, data: data, fetcher: fetcher, ln: ln}, nil
+}
+
+// Close releases what New acquired (the listener) when Serve is not called;
+// after Serve it does nothing more.
+func (w *Worker) Close() {
+	w.ln.Close()
+	w.data.Close()
+}
+
+// Run is New then Serve.
+func Run(ctx context.Context, c client.Client, opts Options) error {
+	w, err := New(ctx, opts)
+	if err != nil {
 		return err
 	}
+	return w.Serve(ctx, c)
+}
+
+// Serve runs the worker on c until ctx is done, then stops gracefully
+// (streams in flight are cancelled at a point they can resume from) and
+// returns nil. When the data server stops while the worker runs, Serve stops
+// the worker and returns an error: a worker that cannot serve sends must not
+// look healthy.
+func (w *Worker) Serve(ctx context.Context, c client.Client) error {
+	host, log, data, ln, opts := w.host, w.log, w.data, w.ln, w.opts
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- data.Serve(ln) }()
 
 	acts := &activities.Host{
 		Name: host.Name, DataAddress: host.DataAddress,
-		Backend: backend, Sessions: data, Fetcher: fetcher, Logger: log,
+		Backend: w.backend, Sessions: data, Fetcher: w.fetcher, Logger: log,
 	}
 	wfWorker := sdkworker.New(c, workflows.WorkflowTaskQueue, sdkworker.Options{WorkerStopTimeout: opts.StopTimeout})
 	wfWorker.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.ReplicateWorkflowName})
@@ -128,15 +178,19 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 	}
 	log.Info("worker running",
 		zap.String("backend", host.Backend), zap.String("root", host.Root),
-		zap.String("data_address", ln.Addr().String()),
+		// Where this worker listens, and the address targets are told to
+		// dial (they differ behind NAT or a relay).
+		zap.String("listen", ln.Addr().String()),
+		zap.String("data_address", host.DataAddress),
 		zap.String("task_queue", workflows.HostTaskQueue(host.Name)))
 
+	var failure error
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
-		if err != nil && !errors.Is(err, net.ErrClosed) {
-			log.Error("data server stopped", zap.Error(err))
-		}
+		failure = fmt.Errorf("host %s: the data server on %s stopped while the worker was running (%w); "+
+			"the worker exits so that its supervisor restarts it (systemd: Restart=on-failure)", host.Name, ln.Addr(), err)
+		log.Error("data server stopped: the worker exits", zap.Error(err))
 	}
 	log.Info("worker stopping", zap.Duration("stop_timeout", opts.StopTimeout))
 	// The host worker stops first so running receives see the stop channel
@@ -149,16 +203,19 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 		log.Warn("data server shutdown", zap.Error(err))
 	}
 	log.Info("worker stopped")
-	return nil
+	return failure
 }
 
-// OpenBackend opens the host's storage backend.
+// OpenBackend opens the host's storage backend. The root must exist: it is
+// never created (only <root>/.ferry inside it is), because a root missing is
+// most often a disk that is not mounted, and creating it would put replicas
+// on the system disk under the empty mount point.
 func OpenBackend(h config.Host, log *zap.Logger) (storage.Backend, error) {
+	if err := checkRoot(h); err != nil {
+		return nil, err
+	}
 	switch h.Backend {
 	case config.BackendDir:
-		if err := os.MkdirAll(h.Root, 0o755); err != nil {
-			return nil, fmt.Errorf("host %s: create root %s: %w", h.Name, h.Root, err)
-		}
 		return dir.New(h.Root, dir.WithLogger(log))
 	case config.BackendBtrfs:
 		// The root must already be a mounted btrfs filesystem (or a
@@ -170,6 +227,37 @@ func OpenBackend(h config.Host, log *zap.Logger) (storage.Backend, error) {
 			Err: fmt.Errorf("the %s backend is not available in this ferry build", h.Backend),
 			Fix: "use backend: dir for host " + h.Name + " or a ferry release with the " + h.Backend + " backend"}
 	}
+}
+
+// checkRoot refuses a root that does not exist or is not a directory,
+// naming the path, the config key and the fix.
+func checkRoot(h config.Host) error {
+	const op = "open backend"
+	fi, err := os.Stat(h.Root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return storage.Errorf(storage.KindUnsupported, op, "", "",
+			fmt.Sprintf("mount the filesystem that holds it, or create it (%s), or fix hosts.%s.root in the config", createHint(h), h.Name),
+			"host %s: root %s does not exist; ferry never creates a host's root, so that a backup disk that is not mounted does not turn into replicas on the system disk",
+			h.Name, h.Root)
+	case err != nil:
+		return storage.Errorf(storage.KindUnsupported, op, "", "",
+			fmt.Sprintf("make %s reachable for the worker's user, or fix hosts.%s.root in the config", h.Root, h.Name),
+			"host %s: root %s: %v", h.Name, h.Root, err)
+	case !fi.IsDir():
+		return storage.Errorf(storage.KindUnsupported, op, "", "",
+			fmt.Sprintf("point hosts.%s.root at a directory", h.Name),
+			"host %s: root %s is not a directory", h.Name, h.Root)
+	}
+	return nil
+}
+
+// createHint is the command that makes a root for the host's backend.
+func createHint(h config.Host) string {
+	if h.Backend == config.BackendBtrfs {
+		return "btrfs subvolume create " + h.Root
+	}
+	return "mkdir " + h.Root
 }
 
 // CertFiles picks the host's data-plane certificate: the flags, else

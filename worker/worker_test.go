@@ -22,8 +22,10 @@ func testConfig(t *testing.T, dataAddress, extraHost string) *config.Config {
 	require.NoError(t, err)
 	_, _, err = certs.Issue(filepath.Join(dir, "certs"), "nas-a", certs.IssueOptions{})
 	require.NoError(t, err)
+	root := filepath.Join(dir, "a")
+	require.NoError(t, os.Mkdir(root, 0o755))
 	src := fmt.Sprintf("tls: {ca: certs/ca.pem}\nhosts:\n  nas-a: {data_address: %q, backend: dir, root: %q}\n%s",
-		dataAddress, filepath.Join(dir, "a"), extraHost)
+		dataAddress, root, extraHost)
 	p := filepath.Join(dir, "ferry.yaml")
 	require.NoError(t, os.WriteFile(p, []byte(src), 0o644))
 	cfg, err := config.Load(p)

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-nas/ferry/config"
-	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/worker"
 )
 
@@ -29,8 +28,16 @@ config, and serves send streams to the targets the workflows authorise.
 The data-plane certificate is --cert/--key, else hosts.NAME.cert/key, else
 tls.cert/key, else NAME.pem / NAME-key.pem beside the CA (as ` + "`ferry certs issue`" + ` writes them).
 
+Before it connects to Temporal it refuses to start, saying what to fix, when
+the host's root does not exist (it is never created: a backup disk that is
+not mounted must not turn into replicas on the system disk; only
+ROOT/.ferry is created), the backend is not usable there, the certificate
+is missing, not from the CA or issued for another host, or the data address
+cannot be listened on.
+
 SIGINT or SIGTERM stops it gracefully: streams in flight stop at a resumable
-point and continue when the worker is back.`,
+point and continue when the worker is back. If its data server stops while
+it runs, the worker stops and exits non-zero, for its supervisor to restart it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger()
@@ -44,15 +51,22 @@ point and continue when the worker is back.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// The local checks (root, backend, certificate, listen address)
+			// come first, so their refusals are not hidden behind Temporal's.
+			w, err := worker.New(ctx, worker.Options{
+				Config: cfg, Host: host, Cert: cert, Key: key, Listen: listen,
+				Logger: log, StopTimeout: stopTimeout, // New adds the host field
+			})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
 			c, err := dialTemporal(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			return worker.Run(ctx, c, worker.Options{
-				Config: cfg, Host: host, Cert: cert, Key: key, Listen: listen,
-				Logger: log.With(logging.Host(host)), StopTimeout: stopTimeout,
-			})
+			return w.Serve(ctx, c)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "ferry.yaml", "the ferry config file")

@@ -72,6 +72,11 @@ func New(root string, opts ...Option) (*Backend, error) {
 		abs = real
 	}
 	fi, err := os.Stat(abs)
+	if os.IsNotExist(err) {
+		// Never created here: a missing root is most often a disk not mounted.
+		return nil, storage.Errorf(storage.KindNotFound, "open dir backend", "", "",
+			"mount the filesystem that holds it, or create it; ferry never creates a root", "root %s does not exist", abs)
+	}
 	if err != nil {
 		return nil, storage.Wrap(err, storage.KindInvalid, "open dir backend "+abs, "", "")
 	}
