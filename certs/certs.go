@@ -296,7 +296,7 @@ func load(f Files) (*x509.CertPool, tls.Certificate, error) {
 	}
 	if checkName {
 		if err := issuedFor(leaf, host); err != nil {
-			return nil, tls.Certificate{}, fmt.Errorf("%s %v, so this host would act as another one: %s", f.Cert, err, fixIssue(dir, host))
+			return nil, tls.Certificate{}, fmt.Errorf("%s %v, so this host would act as another one: %s", f.Cert, err, fixWrongHost(f.Cert, host))
 		}
 	}
 	pair.Leaf = leaf
@@ -444,6 +444,20 @@ func fixCA(dir string) string {
 
 func fixIssue(dir, host string) string {
 	return fmt.Sprintf("run `ferry certs issue %s%s` and copy %s.pem and %s-key.pem to %s", host, dirFlag(dir), host, host, host)
+}
+
+// fixWrongHost is the fix for a certificate of another host found at cert:
+// use the host's own pair when it is beside it, else issue one.
+func fixWrongHost(cert, host string) string {
+	dir := filepath.Dir(cert)
+	own := HostFiles(dir, host)
+	if own.Cert == cert {
+		return fixReissue(dir, host) // the host's own file holds another host's certificate
+	}
+	if _, err := os.Stat(own.Cert); err == nil {
+		return fmt.Sprintf("use %s's own certificate %s and key %s", host, own.Cert, own.Key)
+	}
+	return fixIssue(dir, host)
 }
 
 func fixReissue(dir, host string) string {

@@ -191,6 +191,10 @@ func TestLoadRefusesAnotherHostsCertificate(t *testing.T) {
 	}
 	_, err = ServerConfig(a)
 	require.ErrorContains(t, err, `issued for host "nas-b", not for "nas-a"`)
+	require.ErrorContains(t, err, "run `ferry certs issue nas-a --force --dir "+dir+"`")
+	// With nas-a's own files beside it, the fix is to use them.
+	_, err = ServerConfig(f)
+	require.ErrorContains(t, err, "use nas-a's own certificate "+a.Cert+" and key "+a.Key)
 
 	// The right common name without the DNS name clients check.
 	caCert, caKey, err := loadCAForSigning(dir)

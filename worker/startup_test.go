@@ -82,14 +82,14 @@ func TestNewRefusesAnotherHostsCertificate(t *testing.T) {
 	require.NoError(t, err)
 	b := certs.HostFiles(certDir, "nas-b")
 
+	a := certs.HostFiles(certDir, "nas-a")
 	_, err = New(context.Background(), Options{Config: cfg, Host: "nas-a", Cert: b.Cert, Key: b.Key})
 	require.Error(t, err)
 	for _, want := range []string{"host nas-a: data-plane certificate", b.Cert, `issued for host "nas-b", not for "nas-a"`,
-		"run `ferry certs issue nas-a --dir " + certDir + "`"} {
+		"use nas-a's own certificate " + a.Cert + " and key " + a.Key} {
 		require.ErrorContains(t, err, want)
 	}
 
-	a := certs.HostFiles(certDir, "nas-a")
 	for src, dst := range map[string]string{b.Cert: a.Cert, b.Key: a.Key} {
 		data, err := os.ReadFile(src)
 		require.NoError(t, err)
@@ -97,4 +97,5 @@ func TestNewRefusesAnotherHostsCertificate(t *testing.T) {
 	}
 	_, err = New(context.Background(), Options{Config: cfg, Host: "nas-a"})
 	require.ErrorContains(t, err, a.Cert+` is issued for host "nas-b", not for "nas-a"`)
+	require.ErrorContains(t, err, "run `ferry certs issue nas-a --force --dir "+certDir+"`")
 }

@@ -232,22 +232,22 @@ func OpenBackend(h config.Host, log *zap.Logger) (storage.Backend, error) {
 // checkRoot refuses a root that does not exist or is not a directory,
 // naming the path, the config key and the fix.
 func checkRoot(h config.Host) error {
-	const op = "open backend"
+	op := "host " + h.Name
 	fi, err := os.Stat(h.Root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return storage.Errorf(storage.KindUnsupported, op, "", "",
-			fmt.Sprintf("mount the filesystem that holds it, or create it (%s), or fix hosts.%s.root in the config", createHint(h), h.Name),
-			"host %s: root %s does not exist; ferry never creates a host's root, so that a backup disk that is not mounted does not turn into replicas on the system disk",
-			h.Name, h.Root)
+			fmt.Sprintf("mount the filesystem that holds it; if the root is new, create it with `%s`; or fix hosts.%s.root in the config", createHint(h), h.Name),
+			"root %s does not exist; ferry never creates a host's root, so that a backup disk that is not mounted does not turn into replicas on the system disk",
+			h.Root)
 	case err != nil:
 		return storage.Errorf(storage.KindUnsupported, op, "", "",
-			fmt.Sprintf("make %s reachable for the worker's user, or fix hosts.%s.root in the config", h.Root, h.Name),
-			"host %s: root %s: %v", h.Name, h.Root, err)
+			fmt.Sprintf("make it reachable for the worker's user, or fix hosts.%s.root in the config", h.Name),
+			"root %s: %v", h.Root, err)
 	case !fi.IsDir():
 		return storage.Errorf(storage.KindUnsupported, op, "", "",
 			fmt.Sprintf("point hosts.%s.root at a directory", h.Name),
-			"host %s: root %s is not a directory", h.Name, h.Root)
+			"root %s is not a directory", h.Root)
 	}
 	return nil
 }
