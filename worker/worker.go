@@ -189,7 +189,7 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		failure = fmt.Errorf("host %s: the data server on %s stopped while the worker was running (%w); "+
-			"the worker exits so that its supervisor restarts it (systemd: Restart=on-failure)", host.Name, ln.Addr(), err)
+			"the worker exits so that its supervisor restarts it (the systemd unit does)", host.Name, ln.Addr(), err)
 		log.Error("data server stopped: the worker exits", zap.Error(err))
 	}
 	log.Info("worker stopping", zap.Duration("stop_timeout", opts.StopTimeout))
