@@ -67,6 +67,7 @@ type HeldPartial struct {
 // want is the request's origin, from the position the stream starts at,
 // held the resumable partial of that name (nil when there is none).
 //
+//   - An unknown req.Mode is refused.
 //   - Without req.Resume the stream must start at offset 0; the receive
 //     starts over (the caller discards any partial of that name).
 //   - With req.Resume and a held partial, the partial must be of the same
@@ -82,6 +83,9 @@ func CheckResume(op string, req ReceiveRequest, want ReceiveOrigin, from resume.
 	ds, name := req.Dataset, req.Name
 	refuse := func(fix, format string, args ...any) (bool, error) {
 		return false, Errorf(KindInvalid, op, ds, name, fix, format, args...)
+	}
+	if !req.Mode.Valid() {
+		return refuse("set stream.resume to auto, staged or off", "unknown resume mode %q", req.Mode)
 	}
 	if !req.Resume {
 		if from.Offset != 0 {

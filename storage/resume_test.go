@@ -31,6 +31,7 @@ func TestCheckResume(t *testing.T) {
 		refusal   string // part of the refusal's message; "" when accepted
 	}{
 		{"fresh from 0", req, resume.Position{}, nil, false, ""},
+		{"unknown mode", ReceiveRequest{Dataset: "ds", Name: "s2", Mode: "sometimes"}, resume.Position{}, nil, false, `unknown resume mode "sometimes"`},
 		{"fresh from 0 beside a partial", req, resume.Position{}, held, false, ""},
 		{"offset without resume", req, at, held, false, "without resume"},
 		{"offset without resume, nothing held", req, at, nil, false, "without resume"},
