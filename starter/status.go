@@ -57,6 +57,9 @@ type RunSummary struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	Bytes    int64  `json:"bytes,omitempty"`
 	Steps    int    `json:"steps,omitempty"`
+	// Note is what the run said an administrator should know (replicas
+	// kept after the source deleted them).
+	Note string `json:"note,omitempty"`
 	// ErrorType and Error of a run that did not complete.
 	ErrorType string `json:"error_type,omitempty"`
 	Error     string `json:"error,omitempty"`
@@ -136,7 +139,7 @@ func jobStatus(ctx context.Context, c client.Client, job config.Job) JobStatus {
 		s := summary(e)
 		var res workflows.ReplicateResult
 		if err := c.GetWorkflow(ctx, s.WorkflowID, s.RunID).Get(ctx, &res); err == nil {
-			s.Snapshot, s.Bytes, s.Steps = res.Snapshot, res.Bytes, len(res.Plan.Steps)
+			s.Snapshot, s.Bytes, s.Steps, s.Note = res.Snapshot, res.Bytes, len(res.Plan.Steps), res.Note
 		}
 		js.LastSuccess = &s
 	}
