@@ -143,8 +143,15 @@ type Backend interface {
 	// what offset resume relies on.
 	Send(ctx context.Context, req SendRequest, w io.Writer) error
 
-	// Partials lists what earlier receives into the dataset left behind.
+	// Partials lists what earlier receives (and snapshot creations) into the
+	// dataset left behind: only ferry's own interrupted work.
 	Partials(ctx context.Context, dataset string) ([]Partial, error)
+	// Anomalies lists what is in ferry's area of the dataset that is neither
+	// a complete snapshot nor a partial: snapshots modified after ferry
+	// committed them, and items ferry did not make. Nothing ferry does
+	// uses or removes them; an operation they are in the way of fails with
+	// KindConflict naming them.
+	Anomalies(ctx context.Context, dataset string) ([]Anomaly, error)
 	// DiscardPartial removes one partial; a missing one is not an error.
 	DiscardPartial(ctx context.Context, p Partial) error
 	// Receive applies the stream and returns the received snapshot. It only

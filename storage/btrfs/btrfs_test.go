@@ -501,15 +501,18 @@ func TestStagedCutResumes(t *testing.T) {
 	}
 }
 
-// TestLeftoversOfAnOlderRun: garbled subvolumes (writable, no
-// received_uuid) under staging and snapshots, as a crashed older run or
-// another tool would leave them, are reported with a reason and cleaned;
-// they are never listed and never block a receive.
-func TestLeftoversOfAnOlderRun(t *testing.T) {
+// TestLeftoversAndForeignItems: what ferry's own interrupted work leaves
+// (a receive cut mid-stream, a create interrupted before its metadata) is a
+// partial: reported by Partials and discarded. Subvolumes ferry did not make
+// (hand-made in staging, where a snapshot directory belongs, in a snapshot
+// directory without metadata) are foreign: never listed, never a partial,
+// reported by Anomalies, refused by DiscardPartial, left in place, and a
+// receive of a name they occupy fails with Conflict naming them.
+func TestLeftoversAndForeignItems(t *testing.T) {
 	p := newPair(t, imageSize)
 	ds := storagetest.TargetDataset
 	b := p.dst
-	garble := func(path string) {
+	handMade := func(path string) {
 		t.Helper()
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			t.Fatal(err)
@@ -519,64 +522,173 @@ func TestLeftoversOfAnOlderRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	garble(b.stage(ds, "snap1") + "/snap1")                   // an interrupted receive, in ferry's layout
-	garble(b.stage(ds, "old-staged"))                         // a subvolume directly in staging
-	garble(b.subvolPath(ds, "snap0"))                         // a snapshot directory holding a writable subvolume
-	garble(b.container(ds, "rockstor_share_6_replication_1")) // a subvolume where a snapshot directory belongs
-	// A received-looking but read-only subvolume without ferry's metadata.
+	handMade(b.stage(ds, "snap9") + "/snap9")                   // in the layout of an interrupted receive, without its record
+	handMade(b.stage(ds, "old-staged"))                         // a subvolume directly in staging
+	handMade(b.subvolPath(ds, "snap0"))                         // a snapshot directory holding a writable subvolume
+	handMade(b.container(ds, "rockstor_share_6_replication_1")) // a subvolume where a snapshot directory belongs
+	// A read-only subvolume without ferry's metadata that is not a snapshot of the live dataset.
 	if err := os.MkdirAll(b.container(ds, "snapx"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	btrfsCmd(t, "subvolume", "snapshot", "-r", b.stage(ds, "snap1")+"/snap1", b.subvolPath(ds, "snapx"))
+	btrfsCmd(t, "subvolume", "snapshot", "-r", b.stage(ds, "snap9")+"/snap9", b.subvolPath(ds, "snapx"))
+
+	// Ferry's own interrupted work: a receive cut mid-stream (off mode) ...
+	_, err := b.Receive(ctx, storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: storage.ResumeOff},
+		storagetest.CutStream(t, p.full, resume.Position{}, int64(len(p.full)/2), errCut))
+	kindIs(t, err, storage.KindTemporary)
+	// ... and, on the source, a create interrupted before its metadata.
+	if _, err := p.src.CreateSnapshot(ctx, storagetest.SourceDataset, "half"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p.src.metaPath(storagetest.SourceDataset, "half")); err != nil {
+		t.Fatal(err)
+	}
 
 	if names := listedNames(t, b, ds); len(names) != 0 {
 		t.Fatalf("leftovers listed as snapshots: %q", names)
 	}
 	ps := partialsOf(t, b, ds)
-	byName := map[string]storage.Partial{}
-	for _, p := range ps {
-		byName[p.Name] = p
-		t.Logf("partial %s (%s): %s", p.Name, p.ID, p.Reason)
+	if len(ps) != 1 || ps[0].Name != "snap1" || ps[0].SourceGUID != p.s1.GUID || !strings.Contains(ps[0].Reason, "interrupted btrfs receive") {
+		t.Fatalf("partials: %+v, want only the cut receive", ps)
 	}
-	for name, want := range map[string]string{
-		"snap1":                          "writable",
-		"old-staged":                     "writable",
-		"snap0":                          "writable",
-		"rockstor_share_6_replication_1": "not ferry's layout",
-		"snapx":                          "without ferry's metadata",
-	} {
-		p, ok := byName[name]
-		if !ok || !strings.Contains(p.Reason, want) {
-			t.Fatalf("partial %s: %+v, want a reason with %q (all: %+v)", name, p, want, ps)
+	srcPs := partialsOf(t, p.src, storagetest.SourceDataset)
+	if len(srcPs) != 1 || srcPs[0].Name != "half" || !strings.Contains(srcPs[0].Reason, "interrupted create") {
+		t.Fatalf("source partials: %+v, want the interrupted create", srcPs)
+	}
+	if as, err := p.src.Anomalies(ctx, storagetest.SourceDataset); err != nil || len(as) != 0 {
+		t.Fatalf("source anomalies: %+v %v", as, err)
+	}
+	as, err := b.Anomalies(ctx, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]storage.Anomaly{}
+	for _, a := range as {
+		byName[a.Name] = a
+		t.Logf("%s %s (%s): %s", a.Kind, a.Name, a.ID, a.What)
+		if a.Kind != storage.Foreign {
+			t.Fatalf("%s is %s, want foreign", a.Name, a.Kind)
 		}
 	}
-	for _, p := range ps {
-		if err := b.DiscardPartial(ctx, p); err != nil {
-			t.Fatalf("discard %s: %v", p.ID, err)
+	for name, want := range map[string]string{
+		"snap9":                          "without a record of a receive ferry started",
+		"old-staged":                     "a subvolume in place of a receive directory",
+		"snap0":                          "no record of",
+		"rockstor_share_6_replication_1": "not ferry's layout",
+		"snapx":                          "no record of",
+	} {
+		if a, ok := byName[name]; !ok || !strings.Contains(a.What, want) {
+			t.Fatalf("anomaly %s: %+v, want one saying %q (all: %+v)", name, a, want, as)
+		}
+	}
+	if len(as) != 5 {
+		t.Fatalf("%d anomalies, want 5: %+v", len(as), as)
+	}
+	before := storagetest.Footprint(t, b.root)
+	for _, a := range as {
+		err := b.DiscardPartial(ctx, storage.Partial{Dataset: ds, Name: a.Name, ID: a.ID})
+		kindIs(t, err, storage.KindConflict)
+	}
+	// A receive of a name a foreign item occupies is refused, naming it.
+	_, err = b.Receive(ctx, storage.ReceiveRequest{Dataset: ds, Name: "snap9", SourceGUID: p.s1.GUID}, storagetest.Stream(t, p.full, resume.Position{}))
+	kindIs(t, err, storage.KindConflict)
+	if !strings.Contains(err.Error(), byName["snap9"].ID) || !strings.Contains(err.Error(), "move it out of .ferry/") {
+		t.Fatalf("the refusal does not name the foreign item and the fix: %v", err)
+	}
+	if after := storagetest.Footprint(t, b.root); !slicesEqual(before, after) {
+		t.Fatalf("refusals changed the target:\nbefore %q\nafter  %q", before, after)
+	}
+
+	for _, part := range append(ps, srcPs...) {
+		owner := b
+		if part.Dataset == storagetest.SourceDataset {
+			owner = p.src
+		}
+		if err := owner.DiscardPartial(ctx, part); err != nil {
+			t.Fatalf("discard %s: %v", part.ID, err)
 		}
 	}
 	if ps := partialsOf(t, b, ds); len(ps) != 0 {
 		t.Fatalf("partials after discard: %+v", ps)
 	}
-	for _, d := range []string{b.stagingDir(ds), b.snapDir(ds)} {
-		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("%s left behind: %v", d, err)
-		}
+	if as2, _ := b.Anomalies(ctx, ds); len(as2) != 5 {
+		t.Fatalf("discarding partials touched foreign items: %+v", as2)
 	}
-	// A receive over a garbled subvolume of the same name replaces it.
-	garble(b.stage(ds, "snap1") + "/snap1")
-	garble(b.subvolPath(ds, "snap1"))
+	// Foreign items do not stand in the way of other names.
 	if _, err := b.Receive(ctx, storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID}, storagetest.Stream(t, p.full, resume.Position{})); err != nil {
 		t.Fatal(err)
 	}
 	sameDigest(t, p.src, storagetest.SourceDataset, b, ds, "snap1")
 	// A discard never touches a complete snapshot.
-	err := b.DiscardPartial(ctx, storage.Partial{Dataset: ds, Name: "snap1", ID: b.rel(b.container(ds, "snap1"))})
+	err = b.DiscardPartial(ctx, storage.Partial{Dataset: ds, Name: "snap1", ID: b.rel(b.container(ds, "snap1"))})
 	kindIs(t, err, storage.KindConflict)
 	for _, id := range []string{"../x", ".ferry/snapshots/other/snap1", "/etc", ".ferry/staging/" + storage.EscapeDataset(ds) + "/.."} {
 		if err := b.DiscardPartial(ctx, storage.Partial{Dataset: ds, ID: id}); storage.KindOf(err) != storage.KindInvalid {
 			t.Fatalf("discard of %q: %v", id, err)
 		}
+	}
+}
+
+// TestModifiedSnapshotNeverUsed is issue 7's tampering: the newest received
+// snapshot made writable with the raw ioctl (received_uuid kept), a file
+// added, made read-only again. It is no longer listed, Anomalies reports it
+// as modified saying what changed, it is not a partial and is never
+// discarded, and neither an incremental on top of it nor a receive of its
+// name goes through: the target is left as it was.
+func TestModifiedSnapshotNeverUsed(t *testing.T) {
+	p := newPair(t, imageSize)
+	ds := storagetest.TargetDataset
+	if _, err := p.dst.Receive(ctx, storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID}, storagetest.Stream(t, p.full, resume.Position{})); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.MutateTree(t, p.live, 1)
+	s2, err := p.src.CreateSnapshot(ctx, storagetest.SourceDataset, "snap2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	incr := sendBytes(t, p.src, storage.SendRequest{Dataset: storagetest.SourceDataset, From: "snap1", To: "snap2"})
+
+	sub := p.dst.subvolPath(ds, "snap1")
+	setReadOnly(t, sub, false)
+	if err := os.WriteFile(filepath.Join(sub, "injected.txt"), []byte("not from the source"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setReadOnly(t, sub, true)
+	if sv, err := p.dst.show(ctx, sub); err != nil || !sv.ReadOnly || sv.ReceivedUUID != p.s1.GUID {
+		t.Fatalf("the tampering should keep read-only and received_uuid: %+v %v", sv, err)
+	}
+	before := storagetest.Footprint(t, p.dst.root)
+
+	if names := listedNames(t, p.dst, ds); len(names) != 0 {
+		t.Fatalf("the modified snapshot is listed: %q", names)
+	}
+	if ps := partialsOf(t, p.dst, ds); len(ps) != 0 {
+		t.Fatalf("the modified snapshot is a partial: %+v", ps)
+	}
+	as, err := p.dst.Anomalies(ctx, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 1 || as[0].Kind != storage.Modified || as[0].Name != "snap1" || !strings.Contains(as[0].What, "content changed after ferry committed it (ctransid") {
+		t.Fatalf("anomalies: %+v, want snap1 modified with its ctransid", as)
+	}
+	t.Logf("%s %s: %s", as[0].Kind, as[0].ID, as[0].What)
+	err = p.dst.DiscardPartial(ctx, storage.Partial{Dataset: ds, Name: "snap1", ID: as[0].ID})
+	kindIs(t, err, storage.KindConflict)
+	_, err = p.dst.Receive(ctx, storage.ReceiveRequest{Dataset: ds, Name: "snap2", SourceGUID: s2.GUID, Parent: "snap1"}, storagetest.Stream(t, incr, resume.Position{}))
+	kindIs(t, err, storage.KindConflict)
+	if !strings.Contains(err.Error(), "modified") || !strings.Contains(err.Error(), "ctransid") || !strings.Contains(err.Error(), "replica") {
+		t.Fatalf("the refused incremental does not say what changed and what to do: %v", err)
+	}
+	t.Logf("incremental on it: %v", err)
+	_, err = p.dst.Receive(ctx, storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID}, storagetest.Stream(t, p.full, resume.Position{}))
+	kindIs(t, err, storage.KindConflict)
+	_, err = p.dst.Verify(ctx, storage.VerifyRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID})
+	kindIs(t, err, storage.KindConflict)
+	_, err = p.dst.ContentDigest(ctx, ds, "snap1")
+	kindIs(t, err, storage.KindConflict)
+	if after := storagetest.Footprint(t, p.dst.root); !slicesEqual(before, after) {
+		t.Fatalf("refusals changed the target:\nbefore %q\nafter  %q", before, after)
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 )
 
 // stagingBase is the receive a staging entry belongs to: "<n>",
-// "<n>.spool", "<n>.spool.json" and "<n>.spool.json.tmp" are all n's.
+// "<n>.json" (its receive record), "<n>.spool", "<n>.spool.json" and
+// their ".tmp" files are all n's.
 func stagingBase(entry string) string {
 	for _, suf := range []string{".tmp", ".json", ".spool"} {
 		entry = strings.TrimSuffix(entry, suf)
@@ -24,14 +25,15 @@ func stagingBase(entry string) string {
 	return entry
 }
 
-// Partials implements storage.Backend. It reports, for the dataset:
-//   - every receive in .ferry/staging/<ds>/: a spool (staged mode; with
-//     Resume set when a checkpoint is readable) and/or the staging
-//     directory of an interrupted or unchecked btrfs receive;
-//   - every entry of .ferry/snapshots/<ds>/ that is not a complete
-//     snapshot: a writable subvolume, a received one without its
-//     received_uuid, one without ferry's metadata (an interrupted create or
-//     destroy), a subvolume outside ferry's layout left by an older run.
+// Partials implements storage.Backend. It reports, for the dataset, only
+// what ferry's own interrupted work left (Anomalies reports the rest):
+//   - every receive in .ferry/staging/<ds>/ that ferry started (its receive
+//     record or spool is there): a spool (staged mode; with Resume set when
+//     a checkpoint is readable) and/or the staging directory of an
+//     interrupted or unchecked btrfs receive;
+//   - every entry of .ferry/snapshots/<ds>/ that is ferry's unfinished
+//     create or destroy: an empty directory, a read-only snapshot of the
+//     live dataset without metadata, metadata without its subvolume.
 func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, error) {
 	const op = "list partials"
 	if err := storage.CheckDataset(op, ds); err != nil {
@@ -49,18 +51,20 @@ func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, e
 		}
 	}
 	for _, n := range bases {
-		p, err := b.stagingPartial(ctx, ds, n)
+		p, foreign, err := b.stagingPartial(ctx, ds, n)
 		if err != nil {
 			return nil, classify(err, storage.KindTemporary, op, ds, n)
 		}
-		out = append(out, p)
+		if foreign == nil {
+			out = append(out, p)
+		}
 	}
 	states, err := b.snapStates(ctx, ds)
 	if err != nil {
 		return nil, classify(err, storage.KindTemporary, op, ds, "")
 	}
 	for _, st := range states {
-		if st.complete {
+		if st.complete || st.class != classPartial {
 			continue
 		}
 		p := storage.Partial{Dataset: ds, Name: st.name, ID: b.rel(b.container(ds, st.name)), Reason: st.reason}
@@ -72,13 +76,20 @@ func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, e
 	return out, nil
 }
 
-// stagingPartial describes what staging holds for receive n.
-func (b *Backend) stagingPartial(ctx context.Context, ds, n string) (storage.Partial, error) {
+// stagingPartial describes what staging holds for receive n: a partial
+// when ferry started that receive (its record or spool is there), else a
+// foreign item.
+func (b *Backend) stagingPartial(ctx context.Context, ds, n string) (storage.Partial, *storage.Anomaly, error) {
 	p := storage.Partial{Dataset: ds, Name: n, ID: b.rel(b.stage(ds, n))}
 	var reasons []string
 
+	rec := loadReceiveRecord(b.recordPath(ds, n), ds, n)
+	if rec != nil {
+		p.SourceGUID = rec.SourceGUID
+	}
 	state, stateErr := loadSpoolState(b.spoolStatePath(ds, n))
 	spool, spoolErr := os.Stat(b.spoolPath(ds, n))
+	ours := rec != nil || spoolErr == nil || state != nil || stateErr != nil
 	switch {
 	case spoolErr == nil && stateErr == nil && state != nil:
 		p.SourceGUID, p.ParentGUID = state.SourceGUID, state.Stream.CloneUUID
@@ -105,21 +116,26 @@ func (b *Backend) stagingPartial(ctx context.Context, ds, n string) (storage.Par
 	if fi, err := os.Lstat(dir); err == nil {
 		what, err := b.describeStage(ctx, dir, n, fi)
 		if err != nil {
-			return p, err
+			return p, nil, err
+		}
+		if !ours {
+			a := &storage.Anomaly{Dataset: ds, Kind: storage.Foreign, Name: n, ID: p.ID,
+				What: "in the staging area without a record of a receive ferry started: " + strings.TrimPrefix(what, "interrupted btrfs receive: ")}
+			return p, a, nil
 		}
 		reasons = append(reasons, what)
 	}
 	if len(reasons) == 0 {
-		reasons = append(reasons, "leftover in the staging area")
+		reasons = append(reasons, "receive record of a receive that wrote nothing yet")
 	}
 	p.Reason = strings.Join(reasons, "; ")
-	return p, nil
+	return p, nil, nil
 }
 
 // describeStage says what a staging entry holds.
 func (b *Backend) describeStage(ctx context.Context, dir, n string, fi fs.FileInfo) (string, error) {
 	if !fi.IsDir() {
-		return "leftover file in the staging area", nil
+		return "a file in place of a receive directory", nil
 	}
 	if ok, err := isSubvolume(dir); err != nil {
 		return "", err
@@ -128,7 +144,7 @@ func (b *Backend) describeStage(ctx context.Context, dir, n string, fi fs.FileIn
 		if err != nil {
 			return "", err
 		}
-		return "subvolume left in the staging area by an older run (" + describe(sv) + ")", nil
+		return "a subvolume in place of a receive directory (" + describe(sv) + ")", nil
 	}
 	sub := filepath.Join(dir, n)
 	ok, err := isSubvolume(sub)
@@ -170,6 +186,13 @@ func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 	defer unlock()
 	switch parent {
 	case b.stagingDir(p.Dataset):
+		_, foreign, ferr := b.stagingPartial(ctx, p.Dataset, n)
+		if ferr != nil {
+			return classify(ferr, storage.KindTemporary, op, p.Dataset, n)
+		}
+		if foreign != nil {
+			return foreign.Err(op)
+		}
 		err = b.discardStaging(ctx, p.Dataset, n)
 	case b.snapDir(p.Dataset):
 		st, ierr := b.inspect(ctx, p.Dataset, n)
@@ -178,6 +201,9 @@ func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 		}
 		if st.complete {
 			return storage.Errorf(storage.KindConflict, op, p.Dataset, n, "use DestroySnapshot for complete snapshots", "%q is a complete snapshot", n)
+		}
+		if st.class != classPartial {
+			return b.anomaly(p.Dataset, st).Err(op)
 		}
 		b.log.Info("discarding an incomplete snapshot", zap.String("dataset", p.Dataset), zap.String("snapshot", n), zap.String("reason", st.reason))
 		err = b.removeTree(ctx, b.container(p.Dataset, n))
@@ -192,7 +218,7 @@ func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 // directory (subvolume included), spool and resume state.
 func (b *Backend) discardStaging(ctx context.Context, ds, n string) error {
 	var errs []error
-	for _, p := range []string{b.stage(ds, n), b.spoolPath(ds, n), b.spoolStatePath(ds, n), b.spoolStatePath(ds, n) + ".tmp"} {
+	for _, p := range []string{b.stage(ds, n), b.spoolPath(ds, n), b.spoolStatePath(ds, n), b.spoolStatePath(ds, n) + ".tmp", b.recordPath(ds, n), b.recordPath(ds, n) + ".tmp"} {
 		if err := b.removeTree(ctx, p); err != nil {
 			errs = append(errs, err)
 		}

@@ -100,6 +100,14 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	if st.complete {
 		return storage.Snapshot{}, storage.ErrSnapshotExists(op, ds, name)
 	}
+	if st.exists && st.class != classPartial {
+		return storage.Snapshot{}, b.anomaly(ds, st).Err(op)
+	}
+	if _, foreign, err := b.stagingPartial(ctx, ds, name); err != nil {
+		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
+	} else if foreign != nil {
+		return storage.Snapshot{}, foreign.Err(op)
+	}
 	rx := &receiver{b: b, ctx: ctx, req: req, s: s, op: op}
 	rx.rules = streamRules{name: name, sourceUUID: req.SourceGUID}
 	if req.Parent != "" {
@@ -144,6 +152,9 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	if err == nil && st.exists {
 		b.log.Warn("removing an incomplete snapshot before receiving it again", zap.String("dataset", ds), logging.Snapshot(name), zap.String("reason", st.reason))
 		err = b.removeTree(cleanup, b.container(ds, name))
+	}
+	if err == nil {
+		err = b.writeReceiveRecord(req)
 	}
 	if err != nil {
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
@@ -591,7 +602,7 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 	if err := errors.Join(metafile.SyncDir(b.snapDir(ds)), metafile.SyncDir(b.stagingDir(ds))); err != nil {
 		return storage.Snapshot{}, err
 	}
-	for _, p := range []string{b.spoolPath(ds, name), b.spoolStatePath(ds, name)} {
+	for _, p := range []string{b.spoolPath(ds, name), b.spoolStatePath(ds, name), b.recordPath(ds, name)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			b.log.Warn("removing the spool of a committed receive", zap.String("path", p), zap.Error(err))
 		}

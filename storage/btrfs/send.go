@@ -38,9 +38,6 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 			return nil, storage.Errorf(storage.KindUnsupported, op, ds, name, "replicate from the host that took the snapshot",
 				"snapshot %q was received from another host; sending it onward is not supported", name)
 		}
-		if err := unmodified(op, ds, st); err != nil {
-			return nil, err
-		}
 		return st, nil
 	}
 	if _, err := check(req.To); err != nil {

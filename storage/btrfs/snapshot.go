@@ -72,9 +72,29 @@ type snapState struct {
 	exists bool
 	meta   *meta
 	sv     *subvol
-	// complete, else reason says why it is partial.
+	// complete, else class says what it is and reason why.
 	complete bool
+	class    class
 	reason   string
+}
+
+// class sorts what is not a complete snapshot: ferry's own interrupted
+// work (discardable), a snapshot modified after commit, something foreign.
+type class int
+
+const (
+	classPartial class = iota
+	classModified
+	classForeign
+)
+
+// anomaly describes a modified or foreign state for greet and errors.
+func (b *Backend) anomaly(ds string, st *snapState) storage.Anomaly {
+	kind := storage.Modified
+	if st.class == classForeign {
+		kind = storage.Foreign
+	}
+	return storage.Anomaly{Dataset: ds, Kind: kind, Name: st.name, ID: b.rel(b.container(ds, st.name)), What: st.reason}
 }
 
 func (st *snapState) snapshot(ds string) storage.Snapshot {
@@ -122,7 +142,7 @@ func (b *Backend) inspect(ctx context.Context, ds, name string) (*snapState, err
 	}
 	st.exists = true
 	if !fi.IsDir() {
-		st.reason = "not a directory"
+		st.class, st.reason = classForeign, "a file in place of a snapshot directory (not ferry's layout)"
 		return st, nil
 	}
 	if ok, err := isSubvolume(c); err != nil {
@@ -132,13 +152,14 @@ func (b *Backend) inspect(ctx context.Context, ds, name string) (*snapState, err
 		if err != nil {
 			return nil, err
 		}
-		st.reason = "a subvolume in place of a snapshot directory (not ferry's layout): " + describe(sv)
+		st.class, st.reason = classForeign, "a subvolume in place of a snapshot directory (not ferry's layout): "+describe(sv)
 		return st, nil
 	}
 	var m meta
 	switch found, err := metafile.ReadJSON(b.metaPath(ds, name), &m); {
 	case errors.Is(err, metafile.ErrCorrupt):
-		st.reason = fmt.Sprintf("unreadable metadata (%v)", err)
+		st.class, st.reason = classModified, fmt.Sprintf("its %s is unreadable (%v)", metaFile, err)
+		return st, nil
 	case err != nil:
 		return nil, err
 	case found:
@@ -150,32 +171,66 @@ func (b *Backend) inspect(ctx context.Context, ds, name string) (*snapState, err
 			return nil, err
 		}
 	} else if err == nil {
-		st.reason = join(st.reason, fmt.Sprintf("%s is not a subvolume", name))
+		st.class, st.reason = classForeign, fmt.Sprintf("%s is not a subvolume (not ferry's layout)", name)
+		return st, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	switch m, sv := st.meta, st.sv; {
-	case st.reason != "":
 	case m == nil && sv == nil:
 		st.reason = "empty snapshot directory (interrupted create or destroy)"
 	case m == nil:
-		st.reason = "snapshot without ferry's metadata (interrupted create): " + describe(sv)
+		// CreateSnapshot writes the metadata right after `btrfs subvolume
+		// snapshot -r` of the live dataset: anything else is not ferry's.
+		if live, err := b.show(ctx, b.live(ds)); err == nil && sv.ReadOnly && sv.ReceivedUUID == "" && sv.ParentUUID == live.UUID {
+			st.reason = "snapshot without ferry's metadata (interrupted create): " + describe(sv)
+		} else {
+			st.class, st.reason = classForeign, "a subvolume ferry has no record of: "+describe(sv)
+		}
 	case sv == nil:
 		st.reason = "metadata without its subvolume (interrupted destroy)"
 	case m.Name != name:
-		st.reason = fmt.Sprintf("metadata names %q", m.Name)
+		st.class, st.reason = classForeign, fmt.Sprintf("its metadata names %q (copied or renamed by hand)", m.Name)
 	case sv.UUID != m.UUID:
-		st.reason = fmt.Sprintf("subvolume uuid %s, recorded %s: replaced behind ferry's back", sv.UUID, m.UUID)
-	case !sv.ReadOnly:
-		st.reason = "subvolume is writable (" + describe(sv) + "): never a complete snapshot"
-	case m.Kind == kindReceived && sv.ReceivedUUID == "":
-		st.reason = "received snapshot without received_uuid (made writable after receive?)"
-	case m.Kind == kindReceived && sv.ReceivedUUID != m.ReceivedUUID:
-		st.reason = fmt.Sprintf("received_uuid %s, recorded %s", sv.ReceivedUUID, m.ReceivedUUID)
+		st.class, st.reason = classForeign, fmt.Sprintf("subvolume uuid %s, ferry recorded %s: replaced behind ferry's back", sv.UUID, m.UUID)
 	default:
-		st.complete = true
+		if what := modification(m, sv); what != "" {
+			st.class, st.reason = classModified, what
+		} else {
+			st.complete = true
+		}
 	}
 	return st, nil
+}
+
+// modification says how a committed snapshot's subvolume differs from
+// what ferry recorded at commit, or "" when it does not. The ctransid is
+// the transaction of the last change to the subvolume's content: every
+// write, create, remove, rename, chmod, xattr or utimes moves it, while
+// clearing and setting the read-only flag alone or a balance do not
+// (TestCtransidTracksEveryChange); the generation is not compared, a
+// balance moves it.
+func modification(m *meta, sv *subvol) string {
+	var what []string
+	if !sv.ReadOnly {
+		what = append(what, "it was made writable")
+	}
+	if m.Kind == kindReceived {
+		switch sv.ReceivedUUID {
+		case m.ReceivedUUID:
+		case "":
+			what = append(what, "its received_uuid was cleared (made writable with btrfs property set -f?)")
+		default:
+			what = append(what, fmt.Sprintf("its received_uuid is %s, ferry received it from %s", sv.ReceivedUUID, m.ReceivedUUID))
+		}
+		if sv.Stransid != m.Stransid {
+			what = append(what, fmt.Sprintf("its stransid is %d, recorded %d (received again or altered)", sv.Stransid, m.Stransid))
+		}
+	}
+	if sv.Ctransid != m.Ctransid {
+		what = append(what, fmt.Sprintf("its content changed after ferry committed it (ctransid %d, recorded at commit %d)", sv.Ctransid, m.Ctransid))
+	}
+	return strings.Join(what, "; ")
 }
 
 func join(a, b string) string {
@@ -208,6 +263,9 @@ func (b *Backend) complete(ctx context.Context, op, ds, name string) (*snapState
 		return nil, classify(err, storage.KindTemporary, op, ds, name)
 	}
 	if !st.complete {
+		if st.exists && st.class != classPartial {
+			return nil, b.anomaly(ds, st).Err(op)
+		}
 		why := "does not exist"
 		if st.exists {
 			why = "is not a complete snapshot: " + st.reason
@@ -215,19 +273,6 @@ func (b *Backend) complete(ctx context.Context, op, ds, name string) (*snapState
 		return nil, storage.Errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q %s", name, why)
 	}
 	return st, nil
-}
-
-// unmodified refuses a snapshot whose content changed since it was
-// committed (its ctransid moved) or that is no longer read-only.
-func unmodified(op, ds string, st *snapState) error {
-	switch {
-	case !st.sv.ReadOnly:
-		return storage.Errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again", "snapshot is writable")
-	case st.sv.Ctransid != st.meta.Ctransid:
-		return storage.Errorf(storage.KindConflict, op, ds, st.name, "destroy it and take or receive it again",
-			"snapshot was modified after it was made (ctransid %d, recorded %d)", st.sv.Ctransid, st.meta.Ctransid)
-	}
-	return nil
 }
 
 // CreateSnapshot implements storage.Backend with `btrfs subvolume snapshot
@@ -262,6 +307,9 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 	}
 	if st.complete {
 		return st.snapshot(ds), nil
+	}
+	if st.exists && st.class != classPartial {
+		return storage.Snapshot{}, b.anomaly(ds, st).Err(op)
 	}
 	if st.exists {
 		b.log.Warn("removing an incomplete snapshot before taking it again", logging.Snapshot(name), zap.String("dataset", ds), zap.String("reason", st.reason))
@@ -357,6 +405,13 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 		return err
 	}
 	defer unlock()
+	st, err := b.inspect(ctx, ds, name)
+	if err != nil {
+		return classify(err, storage.KindTemporary, op, ds, name)
+	}
+	if st.exists && !st.complete && st.class == classForeign {
+		return b.anomaly(ds, st).Err(op)
+	}
 	return classify(b.destroy(ctx, ds, name), storage.KindTemporary, op, ds, name)
 }
 
@@ -399,10 +454,11 @@ func (b *Backend) ContentDigest(ctx context.Context, ds, name string) (string, e
 	return d, nil
 }
 
-// Verify implements storage.Backend: the snapshot is complete, read-only,
-// received from req.SourceGUID (its received_uuid), applied on the base
-// req.ParentSourceGUID names, and unmodified since ferry committed it (its
-// ctransid and the receive's stransid are still the recorded ones).
+// Verify implements storage.Backend: the snapshot is complete (which
+// includes read-only and unmodified since ferry committed it: its ctransid
+// and the receive's stransid are still the recorded ones), received from
+// req.SourceGUID (its received_uuid) and applied on the base
+// req.ParentSourceGUID names.
 func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storage.Snapshot, error) {
 	const op = "verify"
 	ds, name := req.Dataset, req.Name
@@ -421,6 +477,9 @@ func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storag
 		return storage.Snapshot{}, storage.Errorf(storage.KindConflict, op, ds, name, fix, format, args...)
 	}
 	switch {
+	case st.exists && st.class != classPartial:
+		a := b.anomaly(ds, st)
+		return storage.Snapshot{}, storage.Errorf(storage.KindConflict, op, ds, name, a.Fix(), "%s: %s", a.Kind, a.What)
 	case !st.exists || (st.meta == nil && st.sv == nil):
 		return storage.Snapshot{}, storage.Errorf(storage.KindNotFound, op, ds, name, "", "snapshot %q does not exist", name)
 	case st.meta == nil:
@@ -434,10 +493,6 @@ func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storag
 		return conflict("received_uuid %q, expected %q", sv.ReceivedUUID, req.SourceGUID)
 	case req.ParentSourceGUID != "" && req.ParentSourceGUID != m.ParentGUID:
 		return conflict("applied on base %q, expected %q", m.ParentGUID, req.ParentSourceGUID)
-	case sv.Ctransid != m.Ctransid:
-		return conflict("modified after receive: ctransid %d, recorded %d", sv.Ctransid, m.Ctransid)
-	case sv.Stransid != m.Stransid:
-		return conflict("received again or altered after receive: stransid %d, recorded %d", sv.Stransid, m.Stransid)
 	}
 	return st.snapshot(ds), nil
 }

@@ -155,6 +155,9 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(w.rootMode&^0o222)); err != nil {
 		return storage.Snapshot{}, err
 	}
+	if err := b.recordInodes(ds, name); err != nil {
+		return storage.Snapshot{}, err
+	}
 	rec, err := b.nextSeq(ds)
 	if err != nil {
 		return storage.Snapshot{}, err

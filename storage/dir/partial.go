@@ -21,7 +21,9 @@ func newHash() hash.Hash { return sha256.New() }
 //   - receives that did not finish (.ferry/staging/<dataset>/<name>), with
 //     Resume set when a checkpoint exists;
 //   - snapshot creations that did not finish (.ferry/tmp/<dataset>/<name>);
-//   - trees or manifests in place without metadata (an interrupted commit).
+//   - manifests (with or without their tree) in place without metadata: an
+//     interrupted commit or destroy. A tree with neither is foreign
+//     (Anomalies).
 func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, error) {
 	const op = "list partials"
 	if err := storage.CheckDataset(op, ds); err != nil {
@@ -70,12 +72,15 @@ func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, e
 	seen := map[string]bool{}
 	for _, n := range names {
 		name := strings.TrimSuffix(n, ".manifest")
-		if strings.HasSuffix(n, ".meta.json") || strings.HasSuffix(n, ".tmp") || seen[name] {
+		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".meta.json") || strings.HasSuffix(n, ".tmp") || seen[name] {
 			continue
 		}
 		seen[name] = true
 		if _, err := os.Lstat(b.metaPath(ds, name)); err == nil {
 			continue
+		}
+		if b.foreignAt(ds, name) != nil {
+			continue // not ferry's: Anomalies reports it
 		}
 		out = append(out, storage.Partial{Dataset: ds, Name: name, ID: b.rel(b.snapTree(ds, name)),
 			Reason: "snapshot without metadata (interrupted commit or destroy)"})
@@ -107,6 +112,9 @@ func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 	case b.snapDir(p.Dataset):
 		if _, ok, _ := b.loadMeta(p.Dataset, name); ok {
 			return storage.Errorf(storage.KindConflict, op, p.Dataset, name, "use DestroySnapshot for complete snapshots", "%q is a complete snapshot", name)
+		}
+		if a := b.foreignAt(p.Dataset, name); a != nil {
+			return a.Err(op)
 		}
 		err = removeTree(abs)
 		if rerr := os.Remove(b.manifestPath(p.Dataset, name)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {

@@ -40,6 +40,14 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		if parent, err = b.mustMeta(op, ds, req.Parent); err != nil {
 			return storage.Snapshot{}, storage.BaseNotFound(err, req.Parent)
 		}
+		if what, err := b.modification(ds, req.Parent); err != nil {
+			return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, ds, name)
+		} else if what != "" {
+			return storage.Snapshot{}, b.modifiedErr(op, ds, req.Parent, what)
+		}
+	}
+	if a := b.foreignAt(ds, name); a != nil {
+		return storage.Snapshot{}, a.Err(op)
 	}
 
 	rx := &receiver{
@@ -108,7 +116,7 @@ func (b *Backend) heldPartial(ds, name string) (*storage.HeldPartial, *streamInf
 func (b *Backend) discardStaging(ds, name string) error {
 	err := removeTree(filepath.Join(b.stagingDir(ds), name))
 	os.Remove(b.stagingDir(ds))
-	if _, ok, _ := b.loadMeta(ds, name); !ok {
+	if _, ok, _ := b.loadMeta(ds, name); !ok && b.foreignAt(ds, name) == nil {
 		err = errors.Join(err, removeTree(b.snapTree(ds, name)))
 		if rerr := os.Remove(b.manifestPath(ds, name)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			err = errors.Join(err, rerr)

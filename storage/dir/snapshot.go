@@ -94,14 +94,15 @@ func (b *Backend) commitMeta(m *meta) error {
 	return metafile.WriteJSON(b.metaPath(m.Dataset, m.Name), m)
 }
 
-// ListSnapshots implements storage.Backend: complete snapshots, oldest first
-// by sequence number.
+// ListSnapshots implements storage.Backend: complete snapshots whose tree
+// is as ferry committed it (see integrity.go), oldest first by sequence
+// number.
 func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snapshot, error) {
 	const op = "list snapshots"
 	if err := storage.CheckDataset(op, ds); err != nil {
 		return nil, err
 	}
-	metas, err := b.listMetas(ds)
+	metas, _, err := b.scan(ds)
 	if err != nil {
 		return nil, storage.Wrap(err, storage.KindTemporary, op, ds, "")
 	}
@@ -112,6 +113,8 @@ func (b *Backend) ListSnapshots(ctx context.Context, ds string) ([]storage.Snaps
 	return out, nil
 }
 
+// listMetas reads the metadata of every committed snapshot of the dataset,
+// modified ones included and unchecked (for the sequence counter).
 func (b *Backend) listMetas(ds string) ([]*meta, error) {
 	names, err := readDirNames(b.snapDir(ds))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -161,6 +164,9 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 		return err
 	}
 	defer unlock()
+	if a := b.foreignAt(ds, name); a != nil {
+		return a.Err(op)
+	}
 	return storage.Wrap(b.destroy(ds, name), storage.KindTemporary, op, ds, name)
 }
 
@@ -175,6 +181,9 @@ func (b *Backend) destroy(ds, name string) error {
 		return err
 	}
 	if err := os.Remove(b.manifestPath(ds, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := b.removeInodes(ds, name); err != nil {
 		return err
 	}
 	os.Remove(b.snapDir(ds)) // only if now empty
@@ -196,6 +205,9 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 	}
 	if err := b.checkLive(op, ds); err != nil {
 		return storage.Snapshot{}, err
+	}
+	if a := b.foreignAt(ds, name); a != nil {
+		return storage.Snapshot{}, a.Err(op)
 	}
 	m, err := b.createSnapshot(ctx, ds, name)
 	if err != nil {
@@ -261,7 +273,8 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 		m:   &meta{Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString()},
 		buf: make([]byte, 1<<20), h: sha256.New(),
 	}
-	metas, err := b.listMetas(ds)
+	// Files are shared only with an intact previous snapshot.
+	metas, _, err := b.scan(ds)
 	if err != nil {
 		return nil, err
 	}
@@ -307,6 +320,9 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 		return nil, err
 	}
 	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(s.rootMode&^0o222)); err != nil {
+		return nil, err
+	}
+	if err := b.recordInodes(ds, name); err != nil {
 		return nil, err
 	}
 	rec, err := b.nextSeq(ds)

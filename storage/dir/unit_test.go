@@ -308,7 +308,9 @@ func TestInterruptedSnapshotIsReportedAndRedone(t *testing.T) {
 	storagetest.WriteFile(t, filepath.Join(b.live("ds"), "f"), []byte("x"), 0o644, 1)
 	// What a crash in the middle of CreateSnapshot leaves behind.
 	ok(t, os.MkdirAll(filepath.Join(b.tmpDir("ds"), "s1", "tree"), 0o700))
+	// A commit renames the manifest into place before the tree.
 	ok(t, os.MkdirAll(b.snapTree("ds", "s2"), 0o700))
+	ok(t, os.WriteFile(b.manifestPath("ds", "s2"), []byte(manifestHeader+"\n"), 0o600))
 	ps, err := b.Partials(bg, "ds")
 	ok(t, err)
 	if len(ps) != 2 {

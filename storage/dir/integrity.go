@@ -1,0 +1,345 @@
+package dir
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
+)
+
+// A committed snapshot's tree is checked for changes without reading file
+// content: against its manifest (type, on-disk mode, size, mtime, link
+// target, no entry added or missing) and against the inode list recorded
+// at commit in .ferry/snapshots/<ds>/.inodes/<name> (a hidden name, which
+// no snapshot can have): every entry's inode number, and the ctime of
+// directories and symlinks, which no user can set back and which ferry
+// never changes after commit. A regular file's ctime is not compared:
+// ferry's own hard links to it (the next snapshot, a receive on top of it,
+// destroying a snapshot sharing it) move it. So an in-place edit that keeps
+// a file's size and restores its mtime is left to Verify, which re-reads
+// every byte; everything else, from an added file to a chmod, is seen here.
+
+const inodesHeader = "ferry-dir-inodes v1"
+
+func (b *Backend) inodesDir(ds string) string { return filepath.Join(b.snapDir(ds), ".inodes") }
+func (b *Backend) inodesPath(ds, name string) string {
+	return filepath.Join(b.inodesDir(ds), name)
+}
+
+// recordInodes writes the inode list of the committed tree of name; it
+// runs after the tree has its final place and modes, before the metadata.
+func (b *Backend) recordInodes(ds, name string) error {
+	if err := os.MkdirAll(b.inodesDir(ds), 0o700); err != nil {
+		return err
+	}
+	p := b.inodesPath(ds, name)
+	f, err := os.OpenFile(p+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 256<<10)
+	w.WriteString(inodesHeader + "\n")
+	err = walkTree(b.snapTree(ds, name), func(rel string, fi fs.FileInfo) error {
+		_, err := w.WriteString(inodeLine(rel, statInfo(fi)))
+		return err
+	})
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(p+".tmp", p)
+	}
+	if err == nil {
+		err = metafile.SyncDir(b.inodesDir(ds))
+	}
+	if err != nil {
+		os.Remove(p + ".tmp")
+	}
+	return err
+}
+
+// inodeLine is one entry of the inode list: quoted path, inode, and the
+// ctime of a directory or symlink (0 for a regular file).
+func inodeLine(rel string, st statOf) string {
+	ctime := st.ctime
+	if st.fileType == 0 {
+		ctime = 0
+	}
+	return fmt.Sprintf("%s %d %d\n", strconv.Quote(rel), st.ino, ctime)
+}
+
+// removeInodes removes name's inode list (and the list directory once empty).
+func (b *Backend) removeInodes(ds, name string) error {
+	if err := os.Remove(b.inodesPath(ds, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	os.Remove(b.inodesPath(ds, name) + ".tmp")
+	os.Remove(b.inodesDir(ds)) // only if now empty
+	return nil
+}
+
+// walkTree calls fn for root (".") and every entry under it in manifest
+// order (storage.ComparePaths), with its lstat.
+func walkTree(root string, fn func(rel string, fi fs.FileInfo) error) error {
+	var visit func(rel string, fi fs.FileInfo) error
+	visit = func(rel string, fi fs.FileInfo) error {
+		if err := fn(rel, fi); err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return nil
+		}
+		abs := filepath.Join(root, filepath.FromSlash(rel))
+		names, err := readDirNames(abs)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			cfi, err := os.Lstat(filepath.Join(abs, n))
+			if err != nil {
+				return err
+			}
+			if err := visit(join(rel, n), cfi); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return err
+	}
+	return visit(".", fi)
+}
+
+// errChanged stops the walk at the first difference.
+type errChanged struct{ what string }
+
+func (e *errChanged) Error() string { return e.what }
+
+// modification says how the tree of the committed snapshot name differs
+// from what ferry committed, or "" when it does not (or when the snapshot
+// predates inode lists and only Verify can tell). Errors are for things
+// that could not be looked at.
+func (b *Backend) modification(ds, name string) (string, error) {
+	inodes, err := os.Open(b.inodesPath(ds, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer inodes.Close()
+	ir := bufio.NewReaderSize(inodes, 256<<10)
+	if hdr, err := ir.ReadString('\n'); err != nil || strings.TrimSuffix(hdr, "\n") != inodesHeader {
+		return "ferry's inode list of it is damaged", nil
+	}
+	m, err := openManifest(b.manifestPath(ds, name))
+	if err != nil {
+		return "", err
+	}
+	defer m.close()
+	changed := func(format string, args ...any) error { return &errChanged{fmt.Sprintf(format, args...)} }
+	removed := func(e *Entry) error { return changed("%q was removed", e.Path) }
+	// A directory's own mtime or ctime differs whenever something in it
+	// changed: the change found in its subtree says more, so that note is
+	// kept for the case the subtree shows nothing else.
+	var dirNote string
+	tree := b.snapTree(ds, name)
+	err = walkTree(tree, func(rel string, fi fs.FileInfo) error {
+		se, err := seek(m, rel, removed)
+		if err != nil {
+			return err
+		}
+		if se == nil {
+			return changed("%q was added", rel)
+		}
+		line, err := ir.ReadString('\n')
+		if err != nil {
+			return changed("ferry's inode list of it ends before %q", rel)
+		}
+		st := statInfo(fi)
+		typ := entryType(st.fileType)
+		switch {
+		case typ != se.Type:
+			return changed("%q is a %s, ferry committed a %s", rel, typeName(typ), typeName(se.Type))
+		case typ != typeSymlink && st.mode != se.Mode&^0o222:
+			return changed("%q has mode %o, ferry committed %o", rel, st.mode, se.Mode&^0o222)
+		case typ == typeFile && st.size != se.Size:
+			return changed("%q is %d bytes, ferry committed %d", rel, st.size, se.Size)
+		case typ == typeSymlink:
+			if target, err := os.Readlink(filepath.Join(tree, filepath.FromSlash(rel))); err != nil {
+				return err
+			} else if target != se.Link {
+				return changed("symlink %q points to %q, ferry committed %q", rel, target, se.Link)
+			}
+		}
+		switch {
+		case st.mtime == se.Mtime && line == inodeLine(rel, st):
+		case typ != typeDir:
+			return changed("%q was replaced or altered after commit (its modification time, inode or change time differs)", rel)
+		case dirNote == "":
+			dirNote = fmt.Sprintf("directory %q changed after commit (an entry was added, removed or renamed in it, or its times, owner or extended attributes changed)", rel)
+		}
+		return nil
+	})
+	if err == nil {
+		if e := m.peek(); e != nil {
+			err = removed(e)
+		} else {
+			err = m.err
+		}
+	}
+	var ce *errChanged
+	switch {
+	case errors.As(err, &ce):
+		return ce.what, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return "an entry vanished while it was checked", nil
+	case err != nil:
+		return "", err
+	}
+	return dirNote, nil
+}
+
+func entryType(t fs.FileMode) string {
+	switch t {
+	case fs.ModeDir:
+		return typeDir
+	case fs.ModeSymlink:
+		return typeSymlink
+	case 0:
+		return typeFile
+	}
+	return t.String()
+}
+
+func typeName(t string) string {
+	switch t {
+	case typeDir:
+		return "directory"
+	case typeSymlink:
+		return "symlink"
+	case typeFile:
+		return "file"
+	}
+	return "special file (" + t + ")"
+}
+
+// Anomalies implements storage.Backend: committed snapshots whose tree
+// changed after commit (modified), and entries of ferry's snapshot area
+// that ferry did not make (foreign).
+func (b *Backend) Anomalies(ctx context.Context, ds string) ([]storage.Anomaly, error) {
+	const op = "list anomalies"
+	if err := storage.CheckDataset(op, ds); err != nil {
+		return nil, err
+	}
+	_, anomalies, err := b.scan(ds)
+	if err != nil {
+		return nil, storage.Wrap(err, storage.KindTemporary, op, ds, "")
+	}
+	return anomalies, nil
+}
+
+// modifiedErr is the Conflict of an operation on a modified snapshot.
+func (b *Backend) modifiedErr(op, ds, name, what string) error {
+	a := storage.Anomaly{Dataset: ds, Kind: storage.Modified, Name: name, ID: b.rel(b.snapTree(ds, name)), What: what}
+	return a.Err(op)
+}
+
+// scan sorts the entries of .ferry/snapshots/<ds>: the intact complete
+// snapshots (oldest first) and the modified or foreign ones. Only received
+// snapshots (replicas) are walked for modifications. Trees and
+// manifests of ferry's own unfinished commits and destroys are Partials'.
+func (b *Backend) scan(ds string) ([]*meta, []storage.Anomaly, error) {
+	names, err := readDirNames(b.snapDir(ds))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	has := make(map[string]bool, len(names))
+	for _, n := range names {
+		has[n] = true
+	}
+	var intact []*meta
+	var anomalies []storage.Anomaly
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".tmp") || strings.HasSuffix(n, ".manifest") {
+			continue // ferry's hidden lists, atomic writes in progress, manifests
+		}
+		if name, ok := strings.CutSuffix(n, ".meta.json"); ok {
+			if storage.CheckSnapshotName("", ds, name) != nil {
+				anomalies = append(anomalies, storage.Anomaly{Dataset: ds, Kind: storage.Foreign, Name: n, ID: b.rel(filepath.Join(b.snapDir(ds), n)),
+					What: "a file named like ferry's metadata, of a snapshot name ferry never uses"})
+				continue
+			}
+			m, ok, err := b.loadMeta(ds, name)
+			what := ""
+			switch {
+			case err != nil && has[name]:
+				what = "its metadata is unreadable (" + err.Error() + ")"
+			case err != nil:
+				what = "its tree is gone (removed by hand?)"
+			case !ok:
+				continue // removed while we looked
+			case m.ReceivedGUID != "":
+				// Replicas are checked; local snapshots are re-hashed byte
+				// by byte whenever they are sent, which refuses a modified one.
+				if what, err = b.modification(ds, name); err != nil {
+					return nil, nil, err
+				}
+			}
+			if what != "" {
+				anomalies = append(anomalies, storage.Anomaly{Dataset: ds, Kind: storage.Modified, Name: name, ID: b.rel(b.snapTree(ds, name)), What: what})
+				continue
+			}
+			intact = append(intact, m)
+			continue
+		}
+		if has[n+".meta.json"] || has[n+".manifest"] {
+			continue // a snapshot's tree, or ferry's unfinished commit or destroy
+		}
+		if a := b.foreignAt(ds, n); a != nil {
+			anomalies = append(anomalies, *a)
+		}
+	}
+	slices.SortStableFunc(intact, compareMetas)
+	return intact, anomalies, nil
+}
+
+// foreignAt returns the foreign item that occupies snapshot name's place
+// (something without metadata or manifest, which ferry never leaves), if any.
+func (b *Backend) foreignAt(ds, name string) *storage.Anomaly {
+	p := b.snapTree(ds, name)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil
+	}
+	for _, own := range []string{b.metaPath(ds, name), b.manifestPath(ds, name)} {
+		if _, err := os.Lstat(own); err == nil {
+			return nil
+		}
+	}
+	what := "a directory ferry has no record of (no metadata, no manifest)"
+	if !fi.IsDir() {
+		what = "a " + typeName(entryType(fi.Mode().Type())) + " ferry has no record of"
+	}
+	return &storage.Anomaly{Dataset: ds, Kind: storage.Foreign, Name: name, ID: b.rel(p), What: what}
+}
