@@ -66,3 +66,14 @@ func (in VerifyInput) storageRequest() storage.VerifyRequest {
 		ParentSourceGUID: in.ParentSourceGUID, Digest: in.Digest,
 	}
 }
+
+func anomaliesOf(in []storage.Anomaly) []Anomaly {
+	if in == nil {
+		return nil
+	}
+	out := make([]Anomaly, len(in))
+	for i, a := range in {
+		out[i] = Anomaly{Dataset: a.Dataset, Kind: string(a.Kind), Name: a.Name, ID: a.ID, What: a.What, Fix: a.Fix()}
+	}
+	return out
+}

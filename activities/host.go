@@ -87,7 +87,16 @@ func (h *Host) Inventory(ctx context.Context, in InventoryInput) (InventoryResul
 	for _, p := range partials {
 		log.Info("found partial receive", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
 	}
-	return InventoryResult{Host: h.Name, Backend: h.Backend.Kind(), Snapshots: snapshotsOf(snaps), Partials: partialsOf(partials)}, nil
+	anomalies, err := h.Backend.Anomalies(ctx, in.Dataset)
+	if err != nil {
+		return InventoryResult{}, h.fail(log, "look for modified and foreign snapshots", err)
+	}
+	for _, a := range anomalies {
+		log.Warn("found a "+string(a.Kind)+" item: ferry will not use or remove it", zap.String("path", a.ID), logging.Snapshot(a.Name),
+			zap.String("what", a.What), zap.String("fix", a.Fix()))
+	}
+	return InventoryResult{Host: h.Name, Backend: h.Backend.Kind(), Snapshots: snapshotsOf(snaps), Partials: partialsOf(partials),
+		Anomalies: anomaliesOf(anomalies)}, nil
 }
 
 // DiscardPartials removes partial receives from the target.
@@ -343,8 +352,7 @@ func (h *Host) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error)
 			return VerifyResult{}, h.fail(log, "content digest", err)
 		}
 		if got != in.SourceContentDigest {
-			return VerifyResult{}, h.failAs(log, ErrVerifyFailed, "deep verify",
-				fmt.Errorf("content digest %s differs from the source's %s", got, in.SourceContentDigest))
+			return VerifyResult{}, h.failAs(log, ErrVerifyFailed, "deep verify", deepVerifyError(h.Name, in, got))
 		}
 	}
 	log.Info("verified", zap.Bool("deep", in.Deep))
@@ -436,4 +444,15 @@ func findSnapshot(snaps []storage.Snapshot, name string) (storage.Snapshot, bool
 		}
 	}
 	return storage.Snapshot{}, false
+}
+
+// deepVerifyError names the received snapshot whose content differs from
+// its source's, both digests, and what to do.
+func deepVerifyError(host string, in VerifyInput, got string) error {
+	return storage.Errorf(storage.KindConflict, "deep verify", in.Dataset, in.Name,
+		"ferry destroys this copy and sends the step again, a bounded number of times per run; if the content keeps differing, "+
+			"the target does not store what it is sent or the source's snapshot reads differently each time: check both hosts' "+
+			"disks and memory (btrfs scrub, fsck, memtest), then run the job again",
+		"the copy on %s does not have the content of the snapshot it was received from: content digest %s, the source's %s",
+		host, got, in.SourceContentDigest)
 }

@@ -207,3 +207,48 @@ func TestStorageErrorsNameTheHost(t *testing.T) {
 	requireType(t, err, ErrNotFound)
 	require.Contains(t, err.Error(), "create snapshot nope on nas-a: dataset directory")
 }
+
+// TestDeepVerifyNamesSnapshotAndFix: a deep verify whose content digests
+// differ names the host, the snapshot, both digests and what to do.
+func TestDeepVerifyNamesSnapshotAndFix(t *testing.T) {
+	p := newPair(t, 1<<20, 0)
+	sess := p.snapshotAndOpen(t, "s1")
+	_, err := runActivity(t, p.tgt.Receive, ReceiveInput{Job: "j", Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Session: sess})
+	require.NoError(t, err)
+	_, err = runActivity(t, p.tgt.Verify, VerifyInput{Job: "j", Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID,
+		Deep: true, SourceContentDigest: "sha256:not-the-same"})
+	requireType(t, err, ErrVerifyFailed)
+	for _, want := range []string{"deep verify replica@s1", "the copy on nas-b", "sha256:not-the-same", "sends the step again", "check both hosts' disks"} {
+		require.Contains(t, err.Error(), want)
+	}
+}
+
+// TestInventoryReportsAnomalies: greet reports a modified replica and a
+// foreign directory apart from partials, with what changed and the fix.
+func TestInventoryReportsAnomalies(t *testing.T) {
+	p := newPair(t, 1<<20, 0)
+	sess := p.snapshotAndOpen(t, "s1")
+	_, err := runActivity(t, p.tgt.Receive, ReceiveInput{Job: "j", Dataset: "replica", Name: "s1", SourceGUID: sess.SourceGUID, Session: sess})
+	require.NoError(t, err)
+	root := p.tgt.Backend.(*dir.Backend).Root()
+	snaps := filepath.Join(root, ".ferry", "snapshots", "replica")
+	fi, err := os.Stat(filepath.Join(snaps, "s1"))
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(filepath.Join(snaps, "s1"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(snaps, "s1", "injected.txt"), []byte("x"), 0o644))
+	require.NoError(t, os.Chmod(filepath.Join(snaps, "s1"), fi.Mode()))
+	require.NoError(t, os.Mkdir(filepath.Join(snaps, "handmade"), 0o755))
+
+	inv, err := runActivity(t, p.tgt.Inventory, InventoryInput{Job: "j", Dataset: "replica"})
+	require.NoError(t, err)
+	require.Empty(t, inv.Snapshots)
+	require.Empty(t, inv.Partials)
+	require.Len(t, inv.Anomalies, 2)
+	require.Equal(t, Anomaly{Dataset: "replica", Kind: AnomalyForeign, Name: "handmade", ID: ".ferry/snapshots/replica/handmade",
+		What: inv.Anomalies[0].What, Fix: inv.Anomalies[0].Fix}, inv.Anomalies[0])
+	mod := inv.Anomalies[1]
+	require.Equal(t, AnomalyModified, mod.Kind)
+	require.Equal(t, "s1", mod.Name)
+	require.Contains(t, mod.What, `"injected.txt" was added`)
+	require.Contains(t, mod.Fix, "replica")
+}

@@ -49,6 +49,9 @@ type InventoryResult struct {
 	Backend   string
 	Snapshots []Snapshot
 	Partials  []Partial
+	// Anomalies are the modified snapshots and foreign items on the host
+	// (absent from histories recorded before they were reported).
+	Anomalies []Anomaly `json:",omitempty"`
 }
 
 // OpenSendInput asks the source to authorise one stream for the target host.

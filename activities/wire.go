@@ -57,3 +57,25 @@ type ResumePosition struct {
 	// HashState is the marshalled hash of the bytes before Offset.
 	HashState []byte `json:"hash_state,omitempty"`
 }
+
+// Anomaly is something in ferry's area of a dataset that is neither a
+// snapshot it can use nor a partial it may discard.
+type Anomaly struct {
+	Dataset string `json:"dataset"`
+	// Kind is "modified" (a snapshot changed after ferry committed it) or
+	// "foreign" (something ferry did not make).
+	Kind string `json:"kind"`
+	// Name is the snapshot name (or entry name) it occupies.
+	Name string `json:"name"`
+	// ID is its path relative to the host's root.
+	ID string `json:"id"`
+	// What says what changed or what it is; Fix what to do about it.
+	What string `json:"what"`
+	Fix  string `json:"fix"`
+}
+
+// Anomaly kinds.
+const (
+	AnomalyModified = "modified"
+	AnomalyForeign  = "foreign"
+)

@@ -265,12 +265,13 @@ func TestBtrfsReceiverKilledResumeStaged(t *testing.T) {
 	e.requireNoPartials()
 }
 
-// TestBtrfsLeftoverSubvolumesDiscarded: subvolumes an older run left in the
-// target's staging area (a half-received snapshot in the layout an
-// interrupted btrfs receive leaves, and a bare writable subvolume with a
-// file in it) are reported by the greet, discarded by the next run before
-// it streams, and gone afterwards; the run succeeds.
-func TestBtrfsLeftoverSubvolumesDiscarded(t *testing.T) {
+// TestBtrfsHandMadeSubvolumesAreForeign: subvolumes made by hand in the
+// target's staging area (one in the layout an interrupted btrfs receive
+// leaves, one bare, each with a file in it) carry no record of a receive
+// ferry started: greet reports them as foreign, not as partial receives;
+// the run succeeds without discarding anything, its result names both, and
+// they are still there afterwards with their files.
+func TestBtrfsHandMadeSubvolumesAreForeign(t *testing.T) {
 	e := newBtrfsEnv(t, envOptions{ShareSize: 16 << 20, Images: map[string]int64{source: 512 << 20, target: 512 << 20}})
 	e.apply()
 	first := e.mustSucceed(e.start())
@@ -289,36 +290,32 @@ func TestBtrfsLeftoverSubvolumesDiscarded(t *testing.T) {
 
 	left, err := e.backend(target).Partials(e.ctx, tgtDataset)
 	require.NoError(t, err)
-	require.Len(t, left, 2, "the backend does not report both leftovers: %+v", left)
-	var ids []string
-	for _, p := range left {
-		t.Logf("leftover %s: %s", p.ID, p.Reason)
-		ids = append(ids, p.ID)
+	require.Empty(t, left, "hand-made subvolumes are reported as partial receives")
+	as, err := e.backend(target).Anomalies(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Len(t, as, 2, "the backend does not report both as foreign: %+v", as)
+	for _, a := range as {
+		t.Logf("%s %s: %s", a.Kind, a.ID, a.What)
+		require.Equal(t, storage.Foreign, a.Kind)
 	}
 
-	changeShare(t, e.share, "after-leftovers")
-	st := e.start()
+	changeShare(t, e.share, "after-handmade")
+	out, st := e.runCLI()
+	require.Equal(t, 0, out.Code, "ferry run --wait failed")
 	res := e.mustSucceed(st)
-	require.Equal(t, 2, res.Discarded, "the leftovers were not discarded")
-	var planned []string
-	for _, p := range res.Plan.Discard {
-		planned = append(planned, p.ID)
-	}
-	require.ElementsMatch(t, ids, planned)
+	require.Zero(t, res.Discarded)
+	require.Empty(t, res.Plan.Discard)
+	require.Len(t, res.Foreign, 2, "the result does not name both foreign items: %q", res.Foreign)
+	require.NotContains(t, out.Out, "leftover partial receive(s) discarded")
+	require.Contains(t, out.Out, "left alone, not made by ferry: "+target+": .ferry/staging/")
 	require.Len(t, res.Plan.Steps, 1)
 	require.Equal(t, first.Snapshot, res.Plan.Steps[0].From)
-	for _, p := range []string{halfReceived, bare} {
+	for _, p := range []string{filepath.Join(halfReceived, "photos", "IMG_0000.jpg"), filepath.Join(bare, "half-a-file")} {
 		_, err := os.Lstat(p)
-		require.ErrorIs(t, err, os.ErrNotExist, "%s is still there", p)
+		require.NoError(t, err, "%s was removed", p)
 	}
-	require.Len(t, e.workerLogs(target, "discarded partial receive"), 2)
-	// Discarded in the run's discard step, before it streamed.
-	var order []string
-	for _, a := range e.activities(st, "") {
-		order = append(order, a.Type)
-	}
-	require.Less(t, indexOf(order, "DiscardPartials"), indexOf(order, starter.ReceiveActivity), "activities: %v", order)
-	e.requireNoPartials()
+	require.Empty(t, e.workerLogs(target, "discarded partial receive"))
+	require.Len(t, e.workerLogs(target, "found a foreign item"), 2)
 	e.requireSameContent(res.Snapshot)
 }
 

@@ -98,6 +98,9 @@ type ReplicateResult struct {
 	// Note says what the run did that an administrator should know, such
 	// as replicas kept on the target after the source deleted them.
 	Note string `json:"note,omitempty"`
+	// Foreign lists what greet found in ferry's area that ferry did not
+	// make ("host: path (what it is)"); it is left alone.
+	Foreign []string `json:"foreign,omitempty"`
 }
 
 // Status is the answer to QueryStatus.
@@ -234,6 +237,15 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	if err := tgtF.Get(ctx, &tgtInv); err != nil {
 		return res, r.hostErr(r.in.Target.Host, "inventory target", r.in.HostTimeout, err)
 	}
+	refuse := workflow.GetVersion(ctx, changeRefuseModified, workflow.DefaultVersion, 1) >= 1
+	if refuse {
+		if err := refuseModified(r.in, srcInv, tgtInv); err != nil {
+			return res, err
+		}
+		if res.Foreign = foreignItems(r.in, srcInv, tgtInv); len(res.Foreign) > 0 {
+			workflow.GetLogger(ctx).Warn("items ferry did not make are in its area; they are left alone", "job", r.in.Job, "foreign", res.Foreign)
+		}
+	}
 	resumeKept := workflow.GetVersion(ctx, changeResumeKeptFull, workflow.DefaultVersion, 1) >= 1
 	orderBySeq := workflow.GetVersion(ctx, changePlanOrderBySeq, workflow.DefaultVersion, 1) >= 1
 	keepHistory := workflow.GetVersion(ctx, changePlanKeepsHistory, workflow.DefaultVersion, 1) >= 1
@@ -245,6 +257,11 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	if note := keptNote(r.in, plan); note != "" {
 		res.Note, r.status.Note = note, note
 		workflow.GetLogger(ctx).Warn(note, "job", r.in.Job, "kept", plan.Kept)
+	}
+	if refuse {
+		if err := refuseForeignInTheWay(r.in, tgtInv, plan); err != nil {
+			return res, err
+		}
 	}
 	res.Plan, r.status.Plan, r.status.Steps = plan, &plan, len(plan.Steps)
 

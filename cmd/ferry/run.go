@@ -117,4 +117,7 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 	if res.Note != "" {
 		fmt.Fprintln(out, "note: "+res.Note)
 	}
+	for _, f := range res.Foreign {
+		fmt.Fprintf(out, "left alone, not made by ferry: %s\n", f)
+	}
 }
