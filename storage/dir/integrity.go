@@ -242,8 +242,8 @@ func typeName(t string) string {
 }
 
 // Anomalies implements storage.Backend: committed snapshots whose tree
-// changed after commit (modified), and entries of ferry's snapshot area
-// that ferry did not make (foreign).
+// changed after commit (modified), and entries of ferry's snapshot and
+// staging areas that ferry did not make (foreign).
 func (b *Backend) Anomalies(ctx context.Context, ds string) ([]storage.Anomaly, error) {
 	const op = "list anomalies"
 	if err := storage.CheckDataset(op, ds); err != nil {
@@ -253,7 +253,11 @@ func (b *Backend) Anomalies(ctx context.Context, ds string) ([]storage.Anomaly, 
 	if err != nil {
 		return nil, storage.Wrap(err, storage.KindTemporary, op, ds, "")
 	}
-	return anomalies, nil
+	staging, err := b.stagingAnomalies(ds)
+	if err != nil {
+		return nil, storage.Wrap(err, storage.KindTemporary, op, ds, "")
+	}
+	return append(anomalies, staging...), nil
 }
 
 // modifiedErr is the Conflict of an operation on a modified snapshot.
@@ -324,9 +328,13 @@ func (b *Backend) scan(ds string) ([]*meta, []storage.Anomaly, error) {
 	return intact, anomalies, nil
 }
 
-// foreignAt returns the foreign item that occupies snapshot name's place
-// (something without metadata or manifest, which ferry never leaves), if any.
+// foreignAt returns the foreign item that occupies snapshot name's place in
+// staging or among the snapshots (something without metadata or manifest,
+// which ferry never leaves there), if any.
 func (b *Backend) foreignAt(ds, name string) *storage.Anomaly {
+	if p := filepath.Join(b.stagingDir(ds), name); stagingForeign(p) != "" {
+		return &storage.Anomaly{Dataset: ds, Kind: storage.Foreign, Name: name, ID: b.rel(p), What: stagingForeign(p)}
+	}
 	p := b.snapTree(ds, name)
 	fi, err := os.Lstat(p)
 	if err != nil {
@@ -342,4 +350,49 @@ func (b *Backend) foreignAt(ds, name string) *storage.Anomaly {
 		what = "a " + typeName(entryType(fi.Mode().Type())) + " ferry has no record of"
 	}
 	return &storage.Anomaly{Dataset: ds, Kind: storage.Foreign, Name: name, ID: b.rel(p), What: what}
+}
+
+// stagingForeign says what a staging entry is when ferry did not make it:
+// not a directory, or a directory holding anything but a receive's own
+// files. "" for a receive's staging directory (even an empty one: a
+// receive creates it before its first file).
+func stagingForeign(p string) string {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return ""
+	}
+	if !fi.IsDir() {
+		return "a " + typeName(entryType(fi.Mode().Type())) + " in the staging area, where ferry keeps only receive directories"
+	}
+	names, err := readDirNames(p)
+	if err != nil {
+		return ""
+	}
+	for _, n := range names {
+		switch strings.TrimSuffix(n, ".tmp") {
+		case stTree, stTmp, stStream, stCheckpoint, stManifest, stDirModes:
+		default:
+			return fmt.Sprintf("a directory in the staging area holding %q, which no receive of ferry's writes", n)
+		}
+	}
+	return ""
+}
+
+// stagingAnomalies lists the foreign entries of the dataset's staging area.
+func (b *Backend) stagingAnomalies(ds string) ([]storage.Anomaly, error) {
+	names, err := readDirNames(b.stagingDir(ds))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []storage.Anomaly
+	for _, n := range names {
+		p := filepath.Join(b.stagingDir(ds), n)
+		if what := stagingForeign(p); what != "" {
+			out = append(out, storage.Anomaly{Dataset: ds, Kind: storage.Foreign, Name: n, ID: b.rel(p), What: what})
+		}
+	}
+	return out, nil
 }

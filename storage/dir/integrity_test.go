@@ -166,7 +166,8 @@ func TestModifiedBaseRefusesIncremental(t *testing.T) {
 }
 
 // TestForeignItemsAreKept: a directory and a file made by hand in ferry's
-// snapshot area are foreign: not listed, not partials, never removed, and
+// snapshot area, and a directory copied into its staging area, are
+// foreign: not listed, not partials, never removed, and
 // whatever would replace them (create, receive, destroy, discard of that
 // name) fails with Conflict naming them.
 func TestForeignItemsAreKept(t *testing.T) {
@@ -174,11 +175,12 @@ func TestForeignItemsAreKept(t *testing.T) {
 	storagetest.WriteFile(t, filepath.Join(b.live("ds"), "f"), []byte("x"), 0o644, 1)
 	ok(t, os.MkdirAll(filepath.Join(b.snapTree("ds", "handmade"), "sub"), 0o755))
 	ok(t, os.WriteFile(b.snapTree("ds", "notes.txt"), []byte("mine"), 0o644))
+	ok(t, os.MkdirAll(filepath.Join(b.stagingDir("ds"), "copied-here", "photos"), 0o755))
 	before := storagetest.Footprint(t, b.root)
 	as, err := b.Anomalies(bg, "ds")
 	ok(t, err)
-	if len(as) != 2 || as[0].Kind != storage.Foreign || as[0].Name != "handmade" || as[1].Name != "notes.txt" {
-		t.Fatalf("anomalies %+v, want handmade and notes.txt foreign", as)
+	if len(as) != 3 || as[0].Name != "handmade" || as[1].Name != "notes.txt" || as[2].Name != "copied-here" {
+		t.Fatalf("anomalies %+v, want handmade, notes.txt and copied-here", as)
 	}
 	for _, a := range as {
 		t.Logf("%s %s: %s", a.Kind, a.ID, a.What)
@@ -197,7 +199,14 @@ func TestForeignItemsAreKept(t *testing.T) {
 	_, err = b.Receive(bg, storage.ReceiveRequest{Dataset: "ds", Name: "handmade"}, storagetest.Stream(t, nil, resume.Position{}))
 	wantKind(t, err, storage.KindConflict)
 	wantKind(t, b.DestroySnapshot(bg, "ds", "handmade"), storage.KindConflict)
-	wantKind(t, b.DiscardPartial(bg, storage.Partial{Dataset: "ds", ID: as[0].ID}), storage.KindConflict)
+	for _, a := range as {
+		if a.Kind != storage.Foreign {
+			t.Fatalf("%s is %s, want foreign", a.ID, a.Kind)
+		}
+		wantKind(t, b.DiscardPartial(bg, storage.Partial{Dataset: "ds", Name: a.Name, ID: a.ID}), storage.KindConflict)
+	}
+	_, err = b.Receive(bg, storage.ReceiveRequest{Dataset: "ds", Name: "copied-here"}, storagetest.Stream(t, nil, resume.Position{}))
+	wantKind(t, err, storage.KindConflict)
 	if after := storagetest.Footprint(t, b.root); strings.Join(before, "\n") != strings.Join(after, "\n") {
 		t.Fatalf("refusals changed the root:\nbefore %q\nafter  %q", before, after)
 	}

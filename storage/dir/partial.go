@@ -19,7 +19,8 @@ func newHash() hash.Hash { return sha256.New() }
 
 // Partials implements storage.Backend. It reports, for the dataset:
 //   - receives that did not finish (.ferry/staging/<dataset>/<name>), with
-//     Resume set when a checkpoint exists;
+//     Resume set when a checkpoint exists (a staging entry holding anything
+//     else is foreign: Anomalies);
 //   - snapshot creations that did not finish (.ferry/tmp/<dataset>/<name>);
 //   - manifests (with or without their tree) in place without metadata: an
 //     interrupted commit or destroy. A tree with neither is foreign
@@ -36,6 +37,9 @@ func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, e
 	}
 	for _, n := range names {
 		dir := filepath.Join(b.stagingDir(ds), n)
+		if stagingForeign(dir) != "" {
+			continue // not ferry's: Anomalies reports it
+		}
 		p := storage.Partial{Dataset: ds, Name: n, ID: b.rel(dir)}
 		var info streamInfo
 		var ck checkpoint
@@ -107,6 +111,10 @@ func (b *Backend) DiscardPartial(ctx context.Context, p storage.Partial) error {
 	defer unlock()
 	switch parent {
 	case b.stagingDir(p.Dataset), b.tmpDir(p.Dataset):
+		if what := stagingForeign(abs); what != "" && parent == b.stagingDir(p.Dataset) {
+			a := storage.Anomaly{Dataset: p.Dataset, Kind: storage.Foreign, Name: name, ID: p.ID, What: what}
+			return a.Err(op)
+		}
 		err = removeTree(abs)
 		os.Remove(parent)
 	case b.snapDir(p.Dataset):

@@ -114,7 +114,10 @@ func (b *Backend) heldPartial(ds, name string) (*storage.HeldPartial, *streamInf
 // discardStaging removes a receive's staging directory and any tree or
 // manifest of that name left in place without metadata.
 func (b *Backend) discardStaging(ds, name string) error {
-	err := removeTree(filepath.Join(b.stagingDir(ds), name))
+	var err error
+	if stage := filepath.Join(b.stagingDir(ds), name); stagingForeign(stage) == "" {
+		err = removeTree(stage)
+	}
 	os.Remove(b.stagingDir(ds))
 	if _, ok, _ := b.loadMeta(ds, name); !ok && b.foreignAt(ds, name) == nil {
 		err = errors.Join(err, removeTree(b.snapTree(ds, name)))
