@@ -306,6 +306,7 @@ func TestBtrfsHandMadeSubvolumesAreForeign(t *testing.T) {
 	require.Zero(t, res.Discarded)
 	require.Empty(t, res.Plan.Discard)
 	require.Len(t, res.Foreign, 2, "the result does not name both foreign items: %q", res.Foreign)
+	e.recordHistory(st, "foreign-left-alone-v4.json")
 	require.NotContains(t, out.Out, "leftover partial receive(s) discarded")
 	require.Contains(t, out.Out, "left alone, not made by ferry: "+target+": .ferry/staging/")
 	require.Len(t, res.Plan.Steps, 1)

@@ -50,6 +50,7 @@ func TestBtrfsModifiedReplicaIsAConflict(t *testing.T) {
 	var ae *temporal.ApplicationError
 	require.ErrorAs(t, err, &ae)
 	require.Equal(t, activities.ErrConflict, ae.Type(), "run failed with %v", err)
+	e.recordHistory(st, "modified-replica-conflict-v4.json")
 	for _, want := range []string{
 		tgtDataset + "@" + first.Snapshot,
 		"its content changed after ferry committed it (ctransid",

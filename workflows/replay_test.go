@@ -16,8 +16,9 @@ import (
 // the e2e tests of issue 7 (FERRY_E2E_RECORD): a run whose receiver stayed
 // down (HostUnavailable, partial kept), the next run resuming the kept full
 // receive, and a run whose source snapshot disappeared mid-stream
-// (NotFound), and -v3 a run after the source deleted its cursor (the
-// target's replica kept as history). A change to ReplicateWorkflow that is not deterministic
+// (NotFound), -v3 a run after the source deleted its cursor (the
+// target's replica kept as history), and -v4 a run refused at greet for a
+// modified replica (Conflict) and a run that left foreign items alone. A change to ReplicateWorkflow that is not deterministic
 // against them — one not guarded by workflow.GetVersion — fails here before
 // it can break runs in flight.
 func TestReplayRecordedHistories(t *testing.T) {
