@@ -88,9 +88,14 @@ func FileMode(u uint32) fs.FileMode {
 // (the root itself as "."): the relative path, the type, the permission bits
 // with setuid/setgid/sticky, and for regular files the size, the SHA-256 of
 // the content and the mtime in ns, for symlinks the target and the mtime in
-// ns. It does not cover directory mtimes (a receive cannot help touching
-// them), ownership, xattrs or hard-link structure. Symlinks are never
-// followed.
+// ns; the carried extended attributes (CarriedXattr: user.*, trusted.*,
+// security.*, POSIX ACLs; an access ACL without the entries the mode holds)
+// of every entry; and hard-link structure: a regular file whose inode an
+// earlier path in this order has is "a hard link to that path". It does not
+// cover directory mtimes (a receive cannot help touching them), ownership
+// or where a sparse file's holes are (only its content). Symlinks are never
+// followed. A tree without xattrs or hard links has the digest it had before
+// they were covered.
 //
 // modeOf, when not nil, is called for every entry in that order and returns
 // the mode to digest instead of the on-disk one (only its permission and
@@ -104,7 +109,7 @@ func TreeDigest(root string, modeOf func(rel string, fi fs.FileInfo) fs.FileMode
 	if !fi.IsDir() {
 		return "", fmt.Errorf("tree digest: %s is not a directory", root)
 	}
-	d := &treeDigester{h: sha256.New(), content: sha256.New(), modeOf: modeOf, buf: make([]byte, 256<<10)}
+	d := &treeDigester{h: sha256.New(), content: sha256.New(), modeOf: modeOf, buf: make([]byte, 256<<10), links: map[fileID]string{}}
 	io.WriteString(d.h, "ferry-tree-digest-v1\n")
 	if err := d.entry(root, ".", fi); err != nil {
 		return "", err
@@ -116,6 +121,26 @@ type treeDigester struct {
 	h, content hash.Hash
 	modeOf     func(string, fs.FileInfo) fs.FileMode
 	buf        []byte
+	// links maps the inode of every file seen with more than one link to
+	// its first path.
+	links map[fileID]string
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// firstLink returns the first path seen with fi's inode, remembering rel as
+// that path when it is the first; "" when rel is the first (or the only).
+func firstLink(links map[fileID]string, rel string, fi fs.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Nlink < 2 {
+		return ""
+	}
+	id := fileID{uint64(st.Dev), st.Ino}
+	if first, ok := links[id]; ok {
+		return first
+	}
+	links[id] = rel
+	return ""
 }
 
 func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
@@ -126,7 +151,16 @@ func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
 	perm := strconv.FormatUint(uint64(UnixMode(mode)), 8)
 	var line strings.Builder
 	line.WriteString(strconv.Quote(rel))
+	first := ""
+	if fi.Mode().IsRegular() {
+		first = firstLink(d.links, rel, fi)
+	}
 	switch t := fi.Mode().Type(); {
+	case first != "":
+		// The inode's content, mode and xattrs are covered at its first path.
+		fmt.Fprintf(&line, " h %s\n", strconv.Quote(first))
+		io.WriteString(d.h, line.String())
+		return nil
 	case t == 0:
 		sum, err := d.fileSum(abs)
 		if err != nil {
@@ -143,6 +177,13 @@ func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
 		fmt.Fprintf(&line, " d %s\n", perm)
 	default:
 		fmt.Fprintf(&line, " o %s %s\n", t.String(), perm)
+	}
+	xs, err := ReadXattrs(abs)
+	if err != nil {
+		return err
+	}
+	if x := XattrsDigest(xs); x != "" {
+		fmt.Fprintf(&line, "  x %s\n", x)
 	}
 	io.WriteString(d.h, line.String())
 	if !fi.IsDir() {

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -61,6 +62,12 @@ func TestTreeDigest(t *testing.T) {
 		},
 		func(r string) { must(t, os.Mkdir(filepath.Join(r, "d/e/x"), 0o755)) },
 		func(r string) { must(t, os.Chmod(filepath.Join(r, "d"), 0o755|fs.ModeSetgid)) },
+		// xattrs, on a file and on a directory, and an ACL.
+		func(r string) { must(t, unix.Lsetxattr(filepath.Join(r, "d/f"), "user.k", []byte("v"), 0)) },
+		func(r string) { must(t, unix.Lsetxattr(filepath.Join(r, "d/e"), "user.k", []byte("v"), 0)) },
+		func(r string) { must(t, unix.Lsetxattr(filepath.Join(r, "d/f"), ACLAccess, testACL(0o6, 0o4), 0)) },
+		// A hard link where the other tree has a copy of the same file.
+		func(r string) { must(t, os.Link(filepath.Join(r, "d/f"), filepath.Join(r, "d/g"))) },
 	}
 	for i, change := range changes {
 		c := mk()
@@ -71,6 +78,43 @@ func TestTreeDigest(t *testing.T) {
 			t.Errorf("change %d not detected", i)
 		}
 	}
+	// A copy where the other tree has a hard link.
+	x, y := mk(), mk()
+	must(t, os.Link(filepath.Join(x, "d/f"), filepath.Join(x, "d/g")))
+	data, err := os.ReadFile(filepath.Join(y, "d/f"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(y, "d/g"), data, 0o640))
+	must(t, os.Chmod(filepath.Join(y, "d/g"), 0o640))
+	ts := time.Unix(1700000000, 123456789)
+	must(t, os.Chtimes(filepath.Join(y, "d/g"), ts, ts))
+	dx, err := TreeDigest(x, nil)
+	must(t, err)
+	dy, err := TreeDigest(y, nil)
+	must(t, err)
+	if dx == dy {
+		t.Errorf("a hard link and a copy digest the same")
+	}
+	// Removing write bits from a file with an ACL rewrites its mask; with the
+	// true mode given by modeOf the digest is unchanged.
+	x, y = mk(), mk()
+	for _, r := range []string{x, y} {
+		must(t, unix.Lsetxattr(filepath.Join(r, "d/f"), ACLAccess, testACL(0o6, 0o6), 0))
+		must(t, os.Chmod(filepath.Join(r, "d/f"), 0o660))
+	}
+	must(t, os.Chmod(filepath.Join(y, "d/f"), 0o440))
+	dx, err = TreeDigest(x, nil)
+	must(t, err)
+	dy, err = TreeDigest(y, func(rel string, fi fs.FileInfo) fs.FileMode {
+		if rel == "d/f" {
+			return 0o660
+		}
+		return fi.Mode()
+	})
+	must(t, err)
+	if dx != dy {
+		t.Errorf("an ACL's mask, rewritten by chmod, changed the digest")
+	}
+
 	// modeOf overrides the on-disk mode.
 	c := mk()
 	must(t, os.Chmod(filepath.Join(c, "d/f"), 0o440))
@@ -84,6 +128,21 @@ func TestTreeDigest(t *testing.T) {
 	if dc != da {
 		t.Fatalf("modeOf not applied")
 	}
+}
+
+// testACL is a system.posix_acl_access value: owner rw, user 1234 with
+// perm user, group r, mask with perm mask, other none.
+func testACL(user, mask uint16) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range []struct {
+		tag, perm uint16
+		id        uint32
+	}{{0x01, 6, 0xffffffff}, {0x02, user, 1234}, {0x04, 4, 0xffffffff}, {0x10, mask, 0xffffffff}, {0x20, 0, 0xffffffff}} {
+		b = binary.LittleEndian.AppendUint16(b, e.tag)
+		b = binary.LittleEndian.AppendUint16(b, e.perm)
+		b = binary.LittleEndian.AppendUint32(b, e.id)
+	}
+	return b
 }
 
 func must(t *testing.T, err error) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,9 @@ func (rx *receiver) populate() error {
 			if err := rx.b.own(dst, e.UID, e.GID); err != nil {
 				return err
 			}
+			if err := rx.copyXattrs(e, ptree, dst); err != nil {
+				return err
+			}
 			if err := setTimes(dst, e.Mtime, e.Mtime); err != nil {
 				return err
 			}
@@ -82,6 +86,9 @@ func (rx *receiver) populate() error {
 		if err := rx.b.own(dst, e.UID, e.GID); err != nil {
 			return err
 		}
+		if err := rx.copyXattrs(e, ptree, dst); err != nil {
+			return err
+		}
 		if err := os.Chmod(dst, storage.FileMode(rx.b.stagingDirMode(e.Mode))); err != nil {
 			return err
 		}
@@ -90,6 +97,19 @@ func (rx *receiver) populate() error {
 		}
 	}
 	return man2.err
+}
+
+// copyXattrs gives a populated directory or symlink the xattrs of its copy
+// in the base snapshot (its files are the base's, xattrs and all).
+func (rx *receiver) copyXattrs(e *Entry, ptree, dst string) error {
+	if e.Xattrs == "" {
+		return nil
+	}
+	xs, err := storage.ReadXattrs(filepath.Join(ptree, filepath.FromSlash(e.Path)))
+	if err != nil {
+		return err
+	}
+	return rx.setXattrs(e.Path, dst, xs)
 }
 
 // stagingDirMode is the mode a directory has while staged: its true mode
@@ -160,6 +180,10 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 		return invalid("entry %q out of order after %q", name, rx.last)
 	}
 	whiteout := hdr.PAXRecords[paxWhiteout] == "1"
+	xs, err := xattrsOf(hdr)
+	if err != nil {
+		return err
+	}
 	mode := uint32(hdr.Mode) & 0o7777
 	mtime := hdr.ModTime.UnixNano()
 	switch {
@@ -172,12 +196,17 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 		return invalid("the root entry must be a directory")
 	case hdr.Typeflag == tar.TypeReg, hdr.Typeflag == tar.TypeSymlink:
 	case hdr.Typeflag == tar.TypeLink:
-		return invalid("entry %q is a hard link, which dir streams never carry", name)
+		if err := checkEntryName(hdr.Linkname); err != nil || hdr.Linkname == "." || storage.ComparePaths(hdr.Linkname, name) >= 0 {
+			return invalid("hard link %q to %q: the target must be an earlier path of the stream", name, hdr.Linkname)
+		}
 	default:
 		return invalid("entry %q has type %q (devices, fifos and the like are not part of a dir stream)", name, string(hdr.Typeflag))
 	}
 	if name == "." {
 		if err := rx.b.own(rx.tree, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
+		if err := rx.setXattrs(name, rx.tree, xs); err != nil {
 			return err
 		}
 		if err := os.Chmod(rx.tree, storage.FileMode(rx.b.stagingDirMode(mode))); err != nil {
@@ -242,6 +271,10 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 				return err
 			}
 		}
+		// Always set: a new directory inherits its parent's default ACL.
+		if err := rx.setXattrs(name, child, xs); err != nil {
+			return err
+		}
 		if err := unix.Fchmodat(pfd, base, rx.b.stagingDirMode(mode), 0); err != nil {
 			return err
 		}
@@ -260,13 +293,38 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Symlinkat(hdr.Linkname, rx.tmpFd, tmp); err != nil {
 			return err
 		}
+		if len(xs) > 0 {
+			if err := rx.setXattrs(name, filepath.Join(rx.tmp, tmp), xs); err != nil {
+				return err
+			}
+		}
 		if err := rx.finishTmp(tmp, hdr, mtime, pfd, base); err != nil {
 			return err
 		}
 		changed = true
+	case hdr.Typeflag == tar.TypeLink:
+		tfd, tbase, err := openParent(rx.treeFd, hdr.Linkname)
+		if err != nil {
+			return invalid("hard link %q to %q: %v", name, hdr.Linkname, err)
+		}
+		defer unix.Close(tfd)
+		if tst, ok, err := lstatAt(tfd, tbase); err != nil {
+			return err
+		} else if !ok || tst.Mode&unix.S_IFMT != unix.S_IFREG {
+			return invalid("hard link %q to %q: the target is not a regular file in the snapshot", name, hdr.Linkname)
+		}
+		tmp := rx.tmpName()
+		if err := unix.Linkat(tfd, tbase, rx.tmpFd, tmp, 0); err != nil {
+			return err
+		}
+		if err := rx.replaceWith(tmp, pfd, base); err != nil {
+			return err
+		}
+		rx.markDirty(child)
+		changed = true
 	default: // regular file
 		tmp := rx.tmpName()
-		if err := rx.writeFile(tmp, hdr, mode, r); err != nil {
+		if err := rx.writeFile(tmp, hdr, mode, xs, r); err != nil {
 			unix.Unlinkat(rx.tmpFd, tmp, 0)
 			return err
 		}
@@ -302,8 +360,12 @@ func (rx *receiver) finishTmp(tmp string, hdr *tar.Header, mtime int64, pfd int,
 	if err := setTimesAt(rx.tmpFd, tmp, mtime, mtime); err != nil {
 		return err
 	}
-	// A directory in the way goes first; a file or symlink is replaced by
-	// the rename itself.
+	return rx.replaceWith(tmp, pfd, base)
+}
+
+// replaceWith renames tmp over whatever is at base: a directory in the way
+// goes first; a file or symlink is replaced by the rename itself.
+func (rx *receiver) replaceWith(tmp string, pfd int, base string) error {
 	if cur, ok, err := lstatAt(pfd, base); err != nil {
 		return err
 	} else if ok && isDirMode(cur.Mode) {
@@ -314,7 +376,20 @@ func (rx *receiver) finishTmp(tmp string, hdr *tar.Header, mtime int64, pfd int,
 	return unix.Renameat(rx.tmpFd, tmp, pfd, base)
 }
 
-func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, r io.Reader) error {
+func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, xs []storage.Xattr, r io.Reader) error {
+	var spans []span
+	size, sparse := hdr.Size, false
+	if v, ok := hdr.PAXRecords[paxSparse]; ok {
+		var err error
+		if spans, err = parseSpans(v); err != nil {
+			return invalid("file %q: %v", hdr.Name, err)
+		}
+		size, err = strconv.ParseInt(hdr.PAXRecords[paxSize], 10, 64)
+		if err != nil || size < 0 || spansLen(spans) != hdr.Size || (len(spans) > 0 && spans[len(spans)-1].Off+spans[len(spans)-1].Len > size) {
+			return invalid("file %q: its sparse segments %q do not fit its size %q and body of %d bytes", hdr.Name, v, hdr.PAXRecords[paxSize], hdr.Size)
+		}
+		sparse = true
+	}
 	fd, err := unix.Openat(rx.tmpFd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
@@ -322,7 +397,16 @@ func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, r io.Rea
 	f := os.NewFile(uintptr(fd), tmp)
 	defer f.Close()
 	rx.h.Reset()
-	n, err := io.CopyBuffer(io.MultiWriter(f, rx.h), r, rx.buf)
+	var n int64
+	if sparse {
+		// Only the data is written; the holes stay holes.
+		n, err = writeSpans(f, r, spans, size, rx.h, rx.buf)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = streamErr(err)
+		}
+	} else {
+		n, err = io.CopyBuffer(io.MultiWriter(f, rx.h), r, rx.buf)
+	}
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -341,8 +425,39 @@ func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, r io.Rea
 			return err
 		}
 	}
+	// After the chown (which clears security.capability), before the chmod
+	// (which gives an ACL its true mask).
+	if len(xs) > 0 {
+		if err := rx.setXattrs(hdr.Name, filepath.Join(rx.tmp, tmp), xs); err != nil {
+			return err
+		}
+	}
 	if err := f.Chmod(storage.FileMode(mode)); err != nil {
 		return err
 	}
 	return f.Close()
+}
+
+// xattrsOf returns the extended attributes an entry carries, by name.
+func xattrsOf(hdr *tar.Header) ([]storage.Xattr, error) {
+	var xs []storage.Xattr
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, paxXattr)
+		if !ok {
+			continue
+		}
+		if !storage.CarriedXattr(name) {
+			return nil, invalid("entry %q carries the extended attribute %q, which ferry never sends", hdr.Name, name)
+		}
+		if hdr.Typeflag == tar.TypeLink || hdr.PAXRecords[paxWhiteout] == "1" {
+			return nil, invalid("entry %q: a hard link or whiteout carries no extended attributes", hdr.Name)
+		}
+		xs = append(xs, storage.Xattr{Name: name, Value: []byte(v)})
+	}
+	slices.SortFunc(xs, func(a, b storage.Xattr) int { return strings.Compare(a.Name, b.Name) })
+	return xs, nil
+}
+
+func (rx *receiver) setXattrs(rel, p string, xs []storage.Xattr) error {
+	return rx.b.setXattrs("receive", rx.req.Dataset, rx.req.Name, rel, p, xs)
 }

@@ -30,16 +30,19 @@ func reflinkFallback(err error) bool {
 
 // statOf is the part of a stat result ferry records.
 type statOf struct {
-	dev, ino   uint64
-	uid, gid   int
-	mtime      int64
-	atime      int64
-	ctime      int64
-	mode       uint32 // permission and special bits, Unix values
-	size       int64
-	fileType   fs.FileMode
-	nlinkAbove int
+	dev, ino uint64
+	uid, gid int
+	mtime    int64
+	atime    int64
+	ctime    int64
+	mode     uint32 // permission and special bits, Unix values
+	size     int64
+	fileType fs.FileMode
+	nlink    uint64
 }
+
+// devIno identifies an inode, for finding hard links.
+type devIno struct{ dev, ino uint64 }
 
 func statInfo(fi fs.FileInfo) statOf {
 	st := statOf{mode: storage.UnixMode(fi.Mode()), size: fi.Size(), fileType: fi.Mode().Type(), mtime: fi.ModTime().UnixNano()}
@@ -48,6 +51,7 @@ func statInfo(fi fs.FileInfo) statOf {
 		st.uid, st.gid = int(s.Uid), int(s.Gid)
 		st.ctime = s.Ctim.Nano()
 		st.atime = s.Atim.Nano()
+		st.nlink = uint64(s.Nlink)
 	}
 	return st
 }

@@ -40,19 +40,54 @@ type Entry struct {
 	Dev   uint64
 	Ino   uint64
 	Ctime int64
+	// Xattrs is storage.XattrsDigest of the entry's carried extended
+	// attributes ("" for none); files of a hard-link group share it.
+	Xattrs string
+	// HardLink is, for a file whose inode an earlier path of the snapshot
+	// has, that first path; the entry repeats the first path's fields.
+	HardLink string
+	// Sparse: the file has holes; Data are its data segments in order (a
+	// property of this copy's filesystem, so not part of the digest).
+	Sparse bool
+	Data   []span
 }
 
 // sameContent reports whether e and o describe the same entry as far as a
 // stream is concerned (everything but the live identity).
 func (e *Entry) sameContent(o *Entry) bool {
 	return e.Path == o.Path && e.Type == o.Type && e.Mode == o.Mode && e.Size == o.Size &&
-		e.Mtime == o.Mtime && e.SHA256 == o.SHA256 && e.Link == o.Link && e.UID == o.UID && e.GID == o.GID
+		e.Mtime == o.Mtime && e.SHA256 == o.SHA256 && e.Link == o.Link && e.UID == o.UID && e.GID == o.GID &&
+		e.Xattrs == o.Xattrs && e.HardLink == o.HardLink
 }
 
 // digestLine is the part of the entry the manifest digest covers: path,
-// type, true mode, size, mtime, content hash and link target. Ownership is
-// not covered (an unprivileged receiver cannot reproduce it).
+// type, true mode, size, mtime, content hash, link target and, when there
+// are any, the xattrs digest and the hard link's first path (an entry
+// without them digests as it did before they were kept). Ownership is not
+// covered (an unprivileged receiver cannot reproduce it), nor where holes are.
 func (e *Entry) digestLine() string {
+	l := e.baseLine()
+	return l[:len(l)-1] + e.extras(false) + "\n"
+}
+
+// extras are the optional fields, each " key=value": x (xattrs digest), s
+// (sparse data segments, only in the manifest file) and h (quoted hard-link
+// first path, always last).
+func (e *Entry) extras(withSparse bool) string {
+	var b strings.Builder
+	if e.Xattrs != "" {
+		b.WriteString(" x=" + e.Xattrs)
+	}
+	if withSparse && e.Sparse {
+		b.WriteString(" s=" + formatSpans(e.Data))
+	}
+	if e.HardLink != "" {
+		b.WriteString(" h=" + strconv.Quote(e.HardLink))
+	}
+	return b.String()
+}
+
+func (e *Entry) baseLine() string {
 	var b strings.Builder
 	b.WriteString(strconv.Quote(e.Path))
 	b.WriteByte(' ')
@@ -70,8 +105,8 @@ func (e *Entry) digestLine() string {
 }
 
 func (e *Entry) line() string {
-	l := e.digestLine()
-	return fmt.Sprintf("%s %d %d %d %d %d\n", l[:len(l)-1], e.UID, e.GID, e.Dev, e.Ino, e.Ctime)
+	l := e.baseLine()
+	return fmt.Sprintf("%s %d %d %d %d %d%s\n", l[:len(l)-1], e.UID, e.GID, e.Dev, e.Ino, e.Ctime, e.extras(true))
 }
 
 func parseEntry(line string) (Entry, error) {
@@ -115,9 +150,14 @@ func parseEntry(line string) (Entry, error) {
 	if e.Link, err = strconv.Unquote(q); err != nil {
 		return bad("link")
 	}
-	ids := strings.Fields(tail[len(q):])
-	if len(ids) != 5 {
+	ids := strings.SplitN(strings.TrimPrefix(tail[len(q):], " "), " ", 6)
+	if len(ids) < 5 {
 		return bad("ids")
+	}
+	if len(ids) == 6 {
+		if err := e.parseExtras(" " + ids[5]); err != nil {
+			return bad(err.Error())
+		}
 	}
 	uid, err1 := strconv.Atoi(ids[0])
 	gid, err2 := strconv.Atoi(ids[1])
@@ -134,6 +174,44 @@ func parseEntry(line string) (Entry, error) {
 		return bad("type")
 	}
 	return e, nil
+}
+
+func (e *Entry) parseExtras(rest string) error {
+	for rest != "" {
+		if !strings.HasPrefix(rest, " ") || len(rest) < 3 || rest[2] != '=' {
+			return errors.New("extra fields")
+		}
+		key, val := rest[1], rest[3:]
+		if key == 'h' {
+			q, err := strconv.QuotedPrefix(val)
+			if err != nil {
+				return errors.New("hard link")
+			}
+			if e.HardLink, err = strconv.Unquote(q); err != nil || e.HardLink == "" {
+				return errors.New("hard link")
+			}
+			rest = val[len(q):]
+			continue
+		}
+		v, _, _ := strings.Cut(val, " ")
+		rest = val[len(v):]
+		switch key {
+		case 'x':
+			if v == "" {
+				return errors.New("xattrs")
+			}
+			e.Xattrs = v
+		case 's':
+			d, err := parseSpans(v)
+			if err != nil {
+				return err
+			}
+			e.Sparse, e.Data = true, d
+		default:
+			return fmt.Errorf("unknown field %q", key)
+		}
+	}
+	return nil
 }
 
 // digester computes a manifest digest from entries in order.

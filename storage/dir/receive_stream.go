@@ -235,8 +235,8 @@ func (rx *receiver) readHeader(tr *tar.Reader) error {
 	if hdr.Typeflag != tar.TypeXGlobalHeader || rec[paxVersion] == "" {
 		return invalid("not a ferry dir stream (no stream header)")
 	}
-	if rec[paxVersion] != streamVersion {
-		return &storage.Error{Kind: storage.KindUnsupported, Op: "receive", Err: fmt.Errorf("stream version %q, this ferry reads version %s", rec[paxVersion], streamVersion),
+	if rec[paxVersion] != streamVersion && rec[paxVersion] != "1" {
+		return &storage.Error{Kind: storage.KindUnsupported, Op: "receive", Err: fmt.Errorf("stream version %q, this ferry reads versions 1 and %s", rec[paxVersion], streamVersion),
 			Fix: "run the same ferry version on both hosts"}
 	}
 	info := &streamInfo{

@@ -21,7 +21,9 @@ import (
 
 // Stream format constants: PAX records in ferry's own vendor namespace.
 const (
-	streamVersion = "1"
+	// streamVersion 2 added hard links, xattrs and sparse files; version 1
+	// streams (which have none) are still received.
+	streamVersion = "2"
 
 	paxVersion        = "FERRY.version"
 	paxDataset        = "FERRY.dataset"
@@ -34,6 +36,12 @@ const (
 	paxEnd            = "FERRY.end"
 	paxWhiteout       = "FERRY.whiteout"
 	paxSHA256         = "FERRY.sha256"
+	// paxSparse lists a sparse file's data segments ("off+len,..."; the
+	// body holds only their bytes), paxSize its full size.
+	paxSparse = "FERRY.sparse"
+	paxSize   = "FERRY.size"
+	// paxXattr prefixes an extended attribute's name (the usual convention).
+	paxXattr = "SCHILY.xattr."
 )
 
 // change is one step of the difference between two manifests.
@@ -159,7 +167,7 @@ func (b *Backend) EstimateSendSize(ctx context.Context, req storage.SendRequest)
 	err = diff(old, cur, func(c change) error {
 		total += 1536
 		if !c.whiteout && c.e.Type == typeFile {
-			total += (c.e.Size + 511) &^ 511
+			total += (c.e.bodySize() + 511) &^ 511
 		}
 		return nil
 	})
@@ -228,6 +236,17 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 		th.Mode = int64(c.e.Mode)
 		th.Uid, th.Gid = c.e.UID, c.e.GID
 		th.ModTime = time.Unix(0, c.e.Mtime)
+		abs := filepath.Join(tree, filepath.FromSlash(c.e.Path))
+		if c.e.HardLink != "" {
+			// The first path carried the inode's content and xattrs.
+			th.Typeflag = tar.TypeLink
+			th.Linkname = c.e.HardLink
+			return tw.WriteHeader(th)
+		}
+		th.PAXRecords = map[string]string{}
+		if err := addXattrs(th.PAXRecords, abs, c.e); err != nil {
+			return err
+		}
 		switch c.e.Type {
 		case typeDir:
 			th.Typeflag = tar.TypeDir
@@ -238,12 +257,16 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 			return tw.WriteHeader(th)
 		}
 		th.Typeflag = tar.TypeReg
-		th.Size = c.e.Size
-		th.PAXRecords = map[string]string{paxSHA256: c.e.SHA256}
+		th.Size = c.e.bodySize()
+		th.PAXRecords[paxSHA256] = c.e.SHA256
+		if c.e.Sparse {
+			th.PAXRecords[paxSparse] = formatSpans(c.e.Data)
+			th.PAXRecords[paxSize] = strconv.FormatInt(c.e.Size, 10)
+		}
 		if err := tw.WriteHeader(th); err != nil {
 			return err
 		}
-		return sendFile(tw, filepath.Join(tree, filepath.FromSlash(c.e.Path)), c.e, h, buf)
+		return sendFile(tw, abs, c.e, h, buf)
 	})
 	if err == nil {
 		err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "ferry-end", PAXRecords: map[string]string{paxEnd: strconv.FormatInt(n, 10)}, Format: tar.FormatPAX})
@@ -261,6 +284,36 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 // errTampered marks a snapshot whose content no longer matches its manifest.
 var errTampered = errors.New("snapshot content no longer matches its manifest")
 
+// addXattrs adds the entry's xattrs, read from the snapshot, as PAX records
+// (the tar writer orders records by key, so the stream stays deterministic).
+func addXattrs(rec map[string]string, p string, e *Entry) error {
+	xs, err := storage.ReadXattrs(p)
+	if err != nil {
+		return err
+	}
+	if storage.XattrsDigest(xs) != e.Xattrs {
+		return &storage.Error{Kind: storage.KindConflict, Op: "send", Err: fmt.Errorf("%s: extended attributes changed: %w", e.Path, errTampered),
+			Fix: "the snapshot was modified on disk; destroy it and take a new one"}
+	}
+	for _, x := range xs {
+		if strings.ContainsRune(x.Name, '=') {
+			return &storage.Error{Kind: storage.KindUnsupported, Op: "send", Err: fmt.Errorf("%s: the extended attribute name %q contains '=', which a tar stream cannot carry", e.Path, x.Name),
+				Fix: "rename or remove the attribute on the source"}
+		}
+		rec[paxXattr+x.Name] = string(x.Value)
+	}
+	return nil
+}
+
+// bodySize is how many bytes of the file the stream carries: all of them,
+// or a sparse file's data segments.
+func (e *Entry) bodySize() int64 {
+	if e.Sparse {
+		return spansLen(e.Data)
+	}
+	return e.Size
+}
+
 func sendFile(w io.Writer, p string, e *Entry, h hash.Hash, buf []byte) error {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -268,8 +321,22 @@ func sendFile(w io.Writer, p string, e *Entry, h hash.Hash, buf []byte) error {
 	}
 	defer f.Close()
 	h.Reset()
-	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(f, e.Size), buf)
-	if err != nil {
+	var n int64
+	if e.Sparse {
+		// The segments recorded in the manifest, holes hashed as zeros:
+		// the same bytes however the filesystem lays the file out now.
+		var pos int64
+		for _, s := range e.Data {
+			zeros(h, s.Off-pos, buf)
+			k, err := io.CopyBuffer(io.MultiWriter(w, h), io.NewSectionReader(f, s.Off, s.Len), buf)
+			if err != nil {
+				return err
+			}
+			n, pos = n+k, s.Off+k
+		}
+		zeros(h, e.Size-pos, buf)
+		n += e.Size - spansLen(e.Data)
+	} else if n, err = io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(f, e.Size), buf); err != nil {
 		return err
 	}
 	if n != e.Size || hex.EncodeToString(h.Sum(nil)) != e.SHA256 {

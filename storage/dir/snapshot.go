@@ -253,6 +253,9 @@ type snapshotter struct {
 	buf      []byte
 	h        hash.Hash
 	rootMode uint32
+	// links holds the entry of the first path of every live inode with
+	// more than one link: later paths become hard links to its copy.
+	links map[devIno]*Entry
 }
 
 func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, error) {
@@ -271,7 +274,7 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 	s := &snapshotter{
 		b: b, ctx: ctx, live: b.live(ds), tree: filepath.Join(tmp, "tree"),
 		m:   &meta{Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString()},
-		buf: make([]byte, 1<<20), h: sha256.New(),
+		buf: make([]byte, 1<<20), h: sha256.New(), links: map[devIno]*Entry{},
 	}
 	// Files are shared only with an intact previous snapshot.
 	metas, _, err := b.scan(ds)
@@ -361,6 +364,11 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 		if err := os.Mkdir(dst, 0o700); err != nil {
 			return err
 		}
+		xs, err := storage.ReadXattrs(src)
+		if err != nil {
+			return err
+		}
+		e.Xattrs = storage.XattrsDigest(xs)
 		if err := s.out.add(&e); err != nil {
 			return err
 		}
@@ -381,9 +389,15 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 				return err
 			}
 		}
-		// The directory gets its metadata once its children are in.
+		// The directory gets its metadata once its children are in (its
+		// default ACL would otherwise be inherited by their copies).
 		if err := s.b.own(dst, st.uid, st.gid); err != nil {
 			return err
+		}
+		if len(xs) > 0 {
+			if err := s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs); err != nil {
+				return err
+			}
 		}
 		// The tree's root stays writable until it has been renamed into
 		// place: moving a directory to another parent needs write access
@@ -405,6 +419,9 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 			return err
 		}
 		if err := s.b.own(dst, st.uid, st.gid); err != nil {
+			return err
+		}
+		if e.Xattrs, err = s.copyXattrs(rel, src, dst); err != nil {
 			return err
 		}
 		if err := setTimes(dst, st.atime, st.mtime); err != nil {
@@ -439,12 +456,37 @@ func (s *snapshotter) skipPrev(rel string) *Entry {
 	return nil
 }
 
+// copyXattrs gives dst the carried xattrs of src and returns their digest.
+func (s *snapshotter) copyXattrs(rel, src, dst string) (string, error) {
+	xs, err := storage.ReadXattrs(src)
+	if err != nil || len(xs) == 0 {
+		return "", err
+	}
+	return storage.XattrsDigest(xs), s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs)
+}
+
 func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
+	p := s.skipPrev(rel)
+	// A later name of an inode already copied: a hard link to that copy.
+	if st.nlink > 1 {
+		id := devIno{st.dev, st.ino}
+		if first := s.links[id]; first != nil {
+			if err := os.Link(filepath.Join(s.tree, filepath.FromSlash(first.Path)), dst); err != nil {
+				return err
+			}
+			e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = first.Size, first.SHA256, first.Xattrs, first.Sparse, first.Data
+			e.Mode, e.Mtime, e.UID, e.GID, e.Ctime = first.Mode, first.Mtime, first.UID, first.GID, first.Ctime
+			e.HardLink = first.Path
+			s.m.Linked++
+			return nil
+		}
+		defer func() { c := *e; s.links[id] = &c }()
+	}
 	// Unchanged since the previous snapshot: share its (read-only) copy.
-	if p := s.skipPrev(rel); p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
+	if p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
 		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.Ctime == st.ctime && p.UID == st.uid && p.GID == st.gid {
 		if err := os.Link(filepath.Join(s.prevTree, filepath.FromSlash(rel)), dst); err == nil {
-			e.Size, e.SHA256 = p.Size, p.SHA256
+			e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
 			s.m.Linked++
 			return nil
 		}
@@ -461,7 +503,13 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 	}
 	sum, size, err := s.b.copyContent(out, in, s.h, s.buf)
 	if err == nil {
+		e.Data, e.Sparse, err = dataSpans(out, size)
+	}
+	if err == nil {
 		err = s.b.fown(out, st.uid, st.gid)
+	}
+	if err == nil {
+		e.Xattrs, err = s.copyXattrs(rel, src, dst)
 	}
 	if err == nil {
 		err = out.Chmod(storage.FileMode(st.mode &^ 0o222))
@@ -509,6 +557,21 @@ func (b *Backend) copyContent(out, in *os.File, h hash.Hash, buf []byte) (string
 		if err := out.Truncate(0); err != nil {
 			return "", 0, err
 		}
+	}
+	fi, err := in.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	if d, sparse, err := dataSpans(in, fi.Size()); err != nil {
+		return "", 0, err
+	} else if sparse {
+		// Only the data segments, so that the copy keeps the holes.
+		rs := make([]io.Reader, len(d))
+		for i, sp := range d {
+			rs[i] = io.NewSectionReader(in, sp.Off, sp.Len)
+		}
+		_, err := writeSpans(out, io.MultiReader(rs...), d, fi.Size(), h, buf)
+		return hex.EncodeToString(h.Sum(nil)), fi.Size(), err
 	}
 	n, err := io.CopyBuffer(io.MultiWriter(out, h), in, buf)
 	return hex.EncodeToString(h.Sum(nil)), n, err

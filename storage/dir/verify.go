@@ -40,9 +40,13 @@ type treeWalker struct {
 	// else from parent (what the base had).
 	trueDirModes bool
 	dirModes     *dirModesReader
+	// links holds the entry of the first path of every inode seen with
+	// more than one link (files shared with the base count too).
+	links map[devIno]*Entry
 }
 
 func (w *treeWalker) walk() error {
+	w.links = map[devIno]*Entry{}
 	fi, err := os.Lstat(w.root)
 	if err != nil {
 		return err
@@ -118,6 +122,14 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 			return err
 		}
 	}
+	if st.fileType != 0 || st.nlink < 2 || w.links[devIno{st.dev, st.ino}] == nil {
+		// A later name of a hard-linked inode repeats its first name's xattrs.
+		xs, err := storage.ReadXattrs(abs)
+		if err != nil {
+			return err
+		}
+		e.Xattrs = storage.XattrsDigest(xs)
+	}
 	switch st.fileType {
 	case fs.ModeDir:
 		e.Type = typeDir
@@ -168,13 +180,26 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 		return w.emit(&e)
 	case 0:
 		e.Type = typeFile
+		if st.nlink > 1 {
+			id := devIno{st.dev, st.ino}
+			if first := w.links[id]; first != nil {
+				// A later name of an inode: the first name's entry.
+				if fromStored != nil && fromStored.HardLink != first.Path {
+					return fmt.Errorf("%q is a hard link to %q, its snapshot says %q: %w", rel, first.Path, fromStored.HardLink, errTampered)
+				}
+				e.Mode, e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = first.Mode, first.Size, first.SHA256, first.Xattrs, first.Sparse, first.Data
+				e.HardLink = first.Path
+				return w.emit(&e)
+			}
+			defer func() { c := e; w.links[id] = &c }()
+		}
 		// A hard link to the base's copy keeps the base's true mode and hash.
 		if p != nil && p.Type == typeFile {
 			if pfi, err := os.Lstat(filepath.Join(w.parentTree, filepath.FromSlash(rel))); err == nil && os.SameFile(pfi, fi) {
 				if st.mode != p.Mode&^0o222 {
 					return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("base snapshot file %q has mode %o, its manifest says %o: %w", rel, st.mode, p.Mode&^0o222, errTampered)}
 				}
-				e.Mode, e.Size, e.SHA256 = p.Mode, p.Size, p.SHA256
+				e.Mode, e.Size, e.SHA256, e.Sparse, e.Data = p.Mode, p.Size, p.SHA256, p.Sparse, p.Data
 				return w.emit(&e)
 			}
 		}
@@ -184,6 +209,9 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 		}
 		w.h.Reset()
 		n, err := io.CopyBuffer(w.h, f, w.buf)
+		if err == nil && w.out != nil {
+			e.Data, e.Sparse, err = dataSpans(f, n)
+		}
 		f.Close()
 		if err != nil {
 			return err

@@ -147,6 +147,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"RefuseResumeFromOtherSource", testResumeWrongSource},
 		{"RefuseResumeOnOtherBase", testResumeWrongParent},
 		{"NoSpace", testNoSpace},
+		{"Fidelity", testFidelity},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -80,7 +80,9 @@ func IsRoot() bool { return os.Geteuid() == 0 }
 // about 3 MiB: nested and empty directories, files of sizes around the tar
 // block size, a multi-MiB file, permissions with setuid/setgid/sticky, a
 // read-only directory, relative, absolute, dangling and directory symlinks,
-// awkward names, ns mtimes, and (as root) foreign ownership.
+// awkward names, ns mtimes, hard links, xattrs (security.* and trusted.*
+// as root), POSIX access and default ACLs, sparse files and (as root)
+// foreign ownership.
 func MakeTree(t testing.TB, root string) {
 	t.Helper()
 	p := func(rel string) string { return filepath.Join(root, filepath.FromSlash(rel)) }
@@ -118,6 +120,7 @@ func MakeTree(t testing.TB, root string) {
 		must(t, os.Lchown(p("docs/deep"), 1111, 2222))
 		must(t, os.Chmod(p("setuid-file"), 0o755|fs.ModeSetuid)) // chown clears it
 	}
+	makeFidelity(t, root)
 	must(t, os.Chmod(p("ro-dir"), 0o555))
 }
 
@@ -176,6 +179,7 @@ func MutateTree(t testing.TB, root string, step int) {
 		WriteFile(t, p("new\nline 2"), []byte("x"), 0o644, 108)
 		WriteFile(t, p("-x"), nil, 0o644, 109)
 		must(t, os.Remove(p("--")))
+		mutateFidelity(t, root)
 	case 2:
 		WriteFile(t, p("new-file"), []byte("new file, second version\n"), 0o644, 200)
 		must(t, os.Remove(p("renamed file.txt")))
