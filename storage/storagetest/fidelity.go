@@ -33,14 +33,14 @@ const (
 const sparseSize = 8 << 20
 
 // ACL encodes a POSIX ACL as its system.posix_acl_* xattr value: owner
-// rw, named user uid with perm user, group r, mask, other none.
-func ACL(uid uint32, user, mask uint16) []byte {
+// with perm owner, named user uid with perm user, group r, mask, other none.
+func ACL(owner uint16, uid uint32, user, mask uint16) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, 2)
 	const none = 0xffffffff
 	for _, e := range []struct {
 		tag, perm uint16
 		id        uint32
-	}{{0x01, 6, none}, {0x02, user, uid}, {0x04, 4, none}, {0x10, mask, none}, {0x20, 0, none}} {
+	}{{0x01, owner, none}, {0x02, user, uid}, {0x04, 4, none}, {0x10, mask, none}, {0x20, 0, none}} {
 		b = binary.LittleEndian.AppendUint16(b, e.tag)
 		b = binary.LittleEndian.AppendUint16(b, e.perm)
 		b = binary.LittleEndian.AppendUint32(b, e.id)
@@ -76,10 +76,10 @@ func makeFidelity(t testing.TB, root string) {
 	SetXattr(t, p(xattrFile), "user.empty", nil)
 	SetXattr(t, p(xattrDir), "user.on-a-dir", []byte("dir"))
 	WriteFile(t, p(aclFile), []byte("with an ACL\n"), 0o640, 63)
-	SetXattr(t, p(aclFile), storage.ACLAccess, ACL(1234, 6, 6))
+	SetXattr(t, p(aclFile), storage.ACLAccess, ACL(6, 1234, 6, 6))
 	must(t, os.Mkdir(p(aclDir), 0o750))
-	SetXattr(t, p(aclDir), storage.ACLAccess, ACL(1234, 7, 7))
-	SetXattr(t, p(aclDir), storage.ACLDefault, ACL(4321, 6, 6))
+	SetXattr(t, p(aclDir), storage.ACLAccess, ACL(7, 1234, 7, 7))
+	SetXattr(t, p(aclDir), storage.ACLDefault, ACL(7, 4321, 6, 6))
 	WriteFile(t, p(aclDir+"/inherits"), []byte("inherits the default ACL\n"), 0o640, 64)
 	if IsRoot() {
 		SetXattr(t, p(xattrFile), "security.NTACL", Random(9, 200))
@@ -114,7 +114,7 @@ func mutateFidelity(t testing.TB, root string) {
 	must(t, os.Remove(p("links/y")))
 	SetXattr(t, p(xattrFile), "user.comment", []byte("changed"))
 	must(t, unix.Lremovexattr(p(xattrFile), "user.binary"))
-	SetXattr(t, p(aclFile), storage.ACLAccess, ACL(1234, 4, 4))
+	SetXattr(t, p(aclFile), storage.ACLAccess, ACL(6, 1234, 4, 4))
 	f, err := os.OpenFile(p(SparseFile), os.O_WRONLY, 0)
 	must(t, err)
 	_, err = f.WriteAt(Random(11, 4096), 12<<20)
