@@ -196,6 +196,25 @@ func testFidelity(t *testing.T, h *Harness) {
 	if d, err := h.Target.ContentDigest(ctx, TargetDataset, "snap2"); err == nil && d == want {
 		t.Fatal("ContentDigest did not notice a changed xattr")
 	}
+	_, err = h.Target.Verify(ctx, storage.VerifyRequest{Dataset: TargetDataset, Name: "snap2", SourceGUID: s2.GUID, ParentSourceGUID: s1.GUID, Digest: s2.Digest})
+	kindIs(t, err, storage.KindConflict)
+	// A hard link broken into a copy with the same content, mode and times.
+	must(t, unix.Lsetxattr(p, "user.comment", []byte("changed"), 0))
+	if d := digestOf(t, h.Target, TargetDataset, "snap2"); d != want {
+		t.Fatalf("putting the xattr back did not restore the digest: %s, want %s", d, want)
+	}
+	b := filepath.Join(h.SnapshotPath(Target, TargetDataset, "snap2"), HardLinkB)
+	fi, err := os.Lstat(b)
+	must(t, err)
+	content, err := os.ReadFile(b)
+	must(t, err)
+	must(t, os.Remove(b))
+	must(t, os.WriteFile(b, content, 0o600))
+	must(t, os.Chmod(b, fi.Mode()))
+	SetMtime(t, b, fi.ModTime())
+	if d, err := h.Target.ContentDigest(ctx, TargetDataset, "snap2"); err == nil && d == want {
+		t.Fatal("ContentDigest did not notice a hard link replaced by a copy")
+	}
 	names, err := listXattrNames(p)
 	must(t, err)
 	if !slices.Contains(names, "user.comment") {
