@@ -161,6 +161,8 @@ type envOptions struct {
 	Timeout time.Duration
 	// HostTimeout is the job's timeouts.host ("" for the default, 10m).
 	HostTimeout string
+	// Verify is the job's verify ("" for the default, quick).
+	Verify string
 }
 
 // env is one test's world: its own directory, certificates, config file,
@@ -289,6 +291,10 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if opts.HostTimeout != "" {
 		hostTimeout = ", host: " + opts.HostTimeout
 	}
+	verify := ""
+	if opts.Verify != "" {
+		verify = "\n    verify: " + opts.Verify
+	}
 	srcData := e.relay.Addr()
 	if opts.Direct {
 		srcData = e.listen[source]
@@ -304,11 +310,11 @@ jobs:
     source: %s:%s
     target: %s:%s
     stream: %s
-    timeouts: {heartbeat: %s%s}
+    timeouts: {heartbeat: %s%s}%s
 `, t.Name(), tsrv.FrontendAddress(), tsrv.Namespace(),
 		source, srcData, e.kind, e.roots[source],
 		target, e.listen[target], e.kind, e.roots[target],
-		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat, hostTimeout)
+		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat, hostTimeout, verify)
 	e.cfgPath = filepath.Join(root, "ferry.yaml")
 	require.NoError(t, os.WriteFile(e.cfgPath, []byte(cfg), 0o644))
 	e.cfg, err = config.Load(e.cfgPath)
