@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	ferrydir "github.com/ferry-nas/ferry/storage/dir"
 )
 
 // TestDemo runs what `make demo` runs, on a smaller share: both runs
@@ -19,6 +21,9 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	dir := t.TempDir()
+	// Before TempDir's own cleanup: read-only snapshots need dir.RemoveAll
+	// when the test does not run as root.
+	t.Cleanup(func() { ferrydir.RemoveAll(dir) })
 	res, err := Run(ctx, Options{Dir: dir, ShareSize: 24 << 20, Address: "127.0.0.1:0", UIAddress: "127.0.0.1:0", Out: &out})
 	require.NoError(t, err, "demo output:\n%s", out.String())
 	require.Equal(t, res.SourceDigest, res.TargetDigest)
