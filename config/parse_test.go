@@ -128,6 +128,9 @@ func TestParseGrid(t *testing.T) {
 		"1x59s":            "shorter than 1m",
 		"1x1d | 1x1h":      "shorter than the previous bucket's 1d",
 		"99999999999x1w":   "spans more than 290 years",
+		"24x1y":            `unknown unit "y"`,
+		"24x1h || 7x1d":    "bucket 2 of",
+		"0x1h":             `count "0" is not a whole number`,
 	}
 	for in, reason := range bad {
 		_, err := ParseGrid(in)
