@@ -5,14 +5,12 @@ package dir
 
 import (
 	"archive/tar"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -20,97 +18,6 @@ import (
 
 	"github.com/ferry-nas/ferry/storage"
 )
-
-// populate starts the staging tree: empty for a full receive; for an
-// incremental, fresh directories and symlinks with the parent's metadata
-// and hard links to the parent's (read-only, never modified) files.
-func (rx *receiver) populate() error {
-	if err := os.Mkdir(rx.tree, 0o700); err != nil {
-		return err
-	}
-	if rx.parent == nil {
-		return nil
-	}
-	man, err := openManifest(rx.b.manifestPath(rx.req.Dataset, rx.req.Parent))
-	if err != nil {
-		return err
-	}
-	defer man.close()
-	ptree := rx.b.snapTree(rx.req.Dataset, rx.req.Parent)
-	for e := man.take(); e != nil; e = man.take() {
-		if err := rx.ctx.Err(); err != nil {
-			return err
-		}
-		dst := filepath.Join(rx.tree, filepath.FromSlash(e.Path))
-		switch e.Type {
-		case typeDir:
-			if e.Path != "." {
-				if err := os.Mkdir(dst, 0o700); err != nil {
-					return err
-				}
-			}
-		case typeFile:
-			if err := os.Link(filepath.Join(ptree, filepath.FromSlash(e.Path)), dst); err != nil {
-				return err
-			}
-		case typeSymlink:
-			if err := os.Symlink(e.Link, dst); err != nil {
-				return err
-			}
-			if err := rx.b.own(dst, e.UID, e.GID); err != nil {
-				return err
-			}
-			if err := rx.copyXattrs(e, ptree, dst); err != nil {
-				return err
-			}
-			if err := setTimes(dst, e.Mtime, e.Mtime); err != nil {
-				return err
-			}
-		}
-	}
-	if man.err != nil {
-		return man.err
-	}
-	// Directory metadata last (deepest first would not matter for modes,
-	// but creating children moves a directory's mtime).
-	man2, err := openManifest(rx.b.manifestPath(rx.req.Dataset, rx.req.Parent))
-	if err != nil {
-		return err
-	}
-	defer man2.close()
-	for e := man2.take(); e != nil; e = man2.take() {
-		if e.Type != typeDir {
-			continue
-		}
-		dst := filepath.Join(rx.tree, filepath.FromSlash(e.Path))
-		if err := rx.b.own(dst, e.UID, e.GID); err != nil {
-			return err
-		}
-		if err := rx.copyXattrs(e, ptree, dst); err != nil {
-			return err
-		}
-		if err := os.Chmod(dst, storage.FileMode(rx.b.stagingDirMode(e.Mode))); err != nil {
-			return err
-		}
-		if err := setTimes(dst, e.Mtime, e.Mtime); err != nil {
-			return err
-		}
-	}
-	return man2.err
-}
-
-// copyXattrs gives a populated directory or symlink the xattrs of its copy
-// in the base snapshot (its files are the base's, xattrs and all).
-func (rx *receiver) copyXattrs(e *Entry, ptree, dst string) error {
-	if e.Xattrs == "" {
-		return nil
-	}
-	xs, err := storage.ReadXattrs(filepath.Join(ptree, filepath.FromSlash(e.Path)))
-	if err != nil {
-		return err
-	}
-	return rx.setXattrs(e.Path, dst, xs)
-}
 
 // stagingDirMode is the mode a directory has while staged: its true mode
 // as root (permissions do not stop root), with owner rwx added otherwise so
@@ -374,90 +281,4 @@ func (rx *receiver) replaceWith(tmp string, pfd int, base string) error {
 		}
 	}
 	return unix.Renameat(rx.tmpFd, tmp, pfd, base)
-}
-
-func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, xs []storage.Xattr, r io.Reader) error {
-	var spans []span
-	size, sparse := hdr.Size, false
-	if v, ok := hdr.PAXRecords[paxSparse]; ok {
-		var err error
-		if spans, err = parseSpans(v); err != nil {
-			return invalid("file %q: %v", hdr.Name, err)
-		}
-		size, err = strconv.ParseInt(hdr.PAXRecords[paxSize], 10, 64)
-		if err != nil || size < 0 || spansLen(spans) != hdr.Size || (len(spans) > 0 && spans[len(spans)-1].Off+spans[len(spans)-1].Len > size) {
-			return invalid("file %q: its sparse segments %q do not fit its size %q and body of %d bytes", hdr.Name, v, hdr.PAXRecords[paxSize], hdr.Size)
-		}
-		sparse = true
-	}
-	fd, err := unix.Openat(rx.tmpFd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	defer f.Close()
-	rx.h.Reset()
-	var n int64
-	if sparse {
-		// Only the data is written; the holes stay holes.
-		n, err = writeSpans(f, r, spans, size, rx.h, rx.buf)
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = streamErr(err)
-		}
-	} else {
-		n, err = io.CopyBuffer(io.MultiWriter(f, rx.h), r, rx.buf)
-	}
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return err // writing failed (ENOSPC and the like)
-		}
-		return streamErr(err)
-	}
-	if n != hdr.Size {
-		return streamErr(io.ErrUnexpectedEOF)
-	}
-	if want := hdr.PAXRecords[paxSHA256]; want != "" && want != hex.EncodeToString(rx.h.Sum(nil)) {
-		return invalid("content of %q does not match its hash", hdr.Name)
-	}
-	if rx.b.isRoot {
-		if err := f.Chown(hdr.Uid, hdr.Gid); err != nil {
-			return err
-		}
-	}
-	// After the chown (which clears security.capability), before the chmod
-	// (which gives an ACL its true mask).
-	if len(xs) > 0 {
-		if err := rx.setXattrs(hdr.Name, filepath.Join(rx.tmp, tmp), xs); err != nil {
-			return err
-		}
-	}
-	if err := f.Chmod(storage.FileMode(mode)); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-// xattrsOf returns the extended attributes an entry carries, by name.
-func xattrsOf(hdr *tar.Header) ([]storage.Xattr, error) {
-	var xs []storage.Xattr
-	for k, v := range hdr.PAXRecords {
-		name, ok := strings.CutPrefix(k, paxXattr)
-		if !ok {
-			continue
-		}
-		if !storage.CarriedXattr(name) {
-			return nil, invalid("entry %q carries the extended attribute %q, which ferry never sends", hdr.Name, name)
-		}
-		if hdr.Typeflag == tar.TypeLink || hdr.PAXRecords[paxWhiteout] == "1" {
-			return nil, invalid("entry %q: a hard link or whiteout carries no extended attributes", hdr.Name)
-		}
-		xs = append(xs, storage.Xattr{Name: name, Value: []byte(v)})
-	}
-	slices.SortFunc(xs, func(a, b storage.Xattr) int { return strings.Compare(a.Name, b.Name) })
-	return xs, nil
-}
-
-func (rx *receiver) setXattrs(rel, p string, xs []storage.Xattr) error {
-	return rx.b.setXattrs("receive", rx.req.Dataset, rx.req.Name, rel, p, xs)
 }

@@ -1,0 +1,429 @@
+// Creating a snapshot: the live dataset copied into a read-only tree
+// (unchanged files hard-linked from the previous snapshot, the rest
+// reflinked or copied, hard links, xattrs and holes kept) with its manifest.
+
+package dir
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/logging"
+	"github.com/ferry-nas/ferry/storage"
+)
+
+// CreateSnapshot implements storage.Backend.
+func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.Snapshot, error) {
+	const op = "create snapshot"
+	unlock, err := b.locks.LockSnapshot(op, ds, name)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	defer unlock()
+	if m, ok, err := b.loadMeta(ds, name); err != nil {
+		return storage.Snapshot{}, storage.Wrap(err, storage.KindConflict, op, ds, name)
+	} else if ok {
+		return m.snapshot(), nil
+	}
+	if err := b.checkLive(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if a := b.foreignAt(ds, name); a != nil {
+		return storage.Snapshot{}, a.Err(op)
+	}
+	m, err := b.createSnapshot(ctx, ds, name)
+	if err != nil {
+		removeTree(filepath.Join(b.tmpDir(ds), name))
+		os.Remove(b.tmpDir(ds))
+		return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, ds, name)
+	}
+	return m.snapshot(), nil
+}
+
+// checkLive checks that every component of the live dataset path is a real
+// directory (no symlink leading out of the root).
+func (b *Backend) checkLive(op, ds string) error {
+	p := b.root
+	for _, c := range strings.Split(ds, "/") {
+		p = filepath.Join(p, c)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return storage.Errorf(storage.KindNotFound, op, ds, "", "create the dataset directory or fix the job's dataset", "dataset directory %s does not exist", b.live(ds))
+		}
+		if err != nil {
+			return storage.Wrap(err, storage.KindTemporary, op, ds, "")
+		}
+		if fi.Mode().Type() == fs.ModeSymlink {
+			return storage.Errorf(storage.KindInvalid, op, ds, "", "datasets must be real directories inside the root", "%s is a symlink", p)
+		}
+		if !fi.IsDir() {
+			return storage.Errorf(storage.KindInvalid, op, ds, "", "", "%s is not a directory", p)
+		}
+	}
+	return nil
+}
+
+type snapshotter struct {
+	b        *Backend
+	ctx      context.Context
+	live     string // the live dataset
+	tree     string // the temporary tree being built
+	prevTree string // the previous snapshot's tree, if any
+	prev     *manifestReader
+	out      *manifestWriter
+	m        *meta
+	buf      []byte
+	h        hash.Hash
+	rootMode uint32
+	// links holds the entry of the first path of every live inode with
+	// more than one link: later paths become hard links to its copy.
+	links map[devIno]*Entry
+}
+
+func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, error) {
+	// A leftover of an interrupted attempt at this name (a temporary tree,
+	// or a tree or manifest in place without metadata) is discarded.
+	tmp := filepath.Join(b.tmpDir(ds), name)
+	if err := removeTree(tmp); err != nil {
+		return nil, err
+	}
+	if err := removeTree(b.snapTree(ds, name)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	s := &snapshotter{
+		b: b, ctx: ctx, live: b.live(ds), tree: filepath.Join(tmp, "tree"),
+		m:   &meta{Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString()},
+		buf: make([]byte, 1<<20), h: sha256.New(), links: map[devIno]*Entry{},
+	}
+	// Files are shared only with an intact previous snapshot.
+	metas, _, err := b.scan(ds)
+	if err != nil {
+		return nil, err
+	}
+	s.prev, _ = openManifest("")
+	if len(metas) > 0 {
+		last := metas[len(metas)-1]
+		if p, err := openManifest(b.manifestPath(ds, last.Name)); err == nil {
+			s.prev, s.prevTree = p, b.snapTree(ds, last.Name)
+		}
+	}
+	defer s.prev.close()
+	s.out, err = createManifest(filepath.Join(tmp, "manifest"))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Lstat(s.live)
+	if err != nil {
+		s.out.abort()
+		return nil, err
+	}
+	if err := s.entry(".", fi); err != nil {
+		s.out.abort()
+		return nil, err
+	}
+	if err := s.prev.err; err != nil {
+		s.out.abort()
+		return nil, err
+	}
+	if s.m.Digest, err = s.out.close(); err != nil {
+		return nil, err
+	}
+	s.m.Entries = s.out.n
+	if err := syncFS(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(b.snapDir(ds), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(filepath.Join(tmp, "manifest"), b.manifestPath(ds, name)); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(s.tree, b.snapTree(ds, name)); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(s.rootMode&^0o222)); err != nil {
+		return nil, err
+	}
+	if err := b.recordInodes(ds, name); err != nil {
+		return nil, err
+	}
+	rec, err := b.nextSeq(ds)
+	if err != nil {
+		return nil, err
+	}
+	s.m.Seq, s.m.DatasetGUID = rec.Seq, rec.UUID
+	s.m.CreatedAt = time.Now().UTC()
+	if err := b.commitMeta(s.m); err != nil {
+		return nil, err
+	}
+	os.Remove(tmp)
+	os.Remove(b.tmpDir(ds))
+	if s.m.SkippedCount > 0 {
+		b.log.Warn("dir snapshot skipped special files (sockets, fifos, devices)", zap.String("dataset", ds), logging.Snapshot(name), zap.Int("count", s.m.SkippedCount), zap.String("first", s.m.Skipped[0]))
+	}
+	return s.m, nil
+}
+
+// entry copies one live entry (and, for a directory, its subtree) into the
+// temporary tree and records it in the manifest.
+func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	src := filepath.Join(s.live, filepath.FromSlash(rel))
+	dst := filepath.Join(s.tree, filepath.FromSlash(rel))
+	st := statInfo(fi)
+	e := Entry{Path: rel, Mode: st.mode, Mtime: st.mtime, UID: st.uid, GID: st.gid, Dev: st.dev, Ino: st.ino, Ctime: st.ctime}
+	switch st.fileType {
+	case fs.ModeDir:
+		e.Type = typeDir
+		if rel == "." {
+			s.rootMode = st.mode
+		}
+		if err := os.Mkdir(dst, 0o700); err != nil {
+			return err
+		}
+		xs, err := storage.ReadXattrs(src)
+		if err != nil {
+			return err
+		}
+		e.Xattrs = storage.XattrsDigest(xs)
+		if err := s.out.add(&e); err != nil {
+			return err
+		}
+		names, err := readDirNames(src)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			crel := join(rel, n)
+			cfi, err := os.Lstat(filepath.Join(src, n))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted while we looked
+			}
+			if err != nil {
+				return err
+			}
+			if err := s.entry(crel, cfi); err != nil {
+				return err
+			}
+		}
+		// The directory gets its metadata once its children are in (its
+		// default ACL would otherwise be inherited by their copies).
+		if err := s.b.own(dst, st.uid, st.gid); err != nil {
+			return err
+		}
+		if len(xs) > 0 {
+			if err := s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs); err != nil {
+				return err
+			}
+		}
+		// The tree's root stays writable until it has been renamed into
+		// place: moving a directory to another parent needs write access
+		// to it (its ".." entry changes).
+		if rel != "." {
+			if err := os.Chmod(dst, storage.FileMode(st.mode&^0o222)); err != nil {
+				return err
+			}
+		}
+		return setTimes(dst, st.atime, st.mtime)
+	case fs.ModeSymlink:
+		e.Type = typeSymlink
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		e.Link = target
+		if err := os.Symlink(target, dst); err != nil {
+			return err
+		}
+		if err := s.b.own(dst, st.uid, st.gid); err != nil {
+			return err
+		}
+		if e.Xattrs, err = s.copyXattrs(rel, src, dst); err != nil {
+			return err
+		}
+		if err := setTimes(dst, st.atime, st.mtime); err != nil {
+			return err
+		}
+		s.skipPrev(rel)
+		return s.out.add(&e)
+	case 0:
+		e.Type = typeFile
+		if err := s.file(rel, src, dst, st, &e); err != nil {
+			return err
+		}
+		return s.out.add(&e)
+	default:
+		s.m.SkippedCount++
+		if len(s.m.Skipped) < maxSkipped {
+			s.m.Skipped = append(s.m.Skipped, strconv.Quote(rel))
+		}
+		return nil
+	}
+}
+
+// skipPrev advances the previous manifest up to rel and returns its entry
+// for rel, if it has one.
+func (s *snapshotter) skipPrev(rel string) *Entry {
+	for p := s.prev.peek(); p != nil && storage.ComparePaths(p.Path, rel) < 0; p = s.prev.peek() {
+		s.prev.take()
+	}
+	if p := s.prev.peek(); p != nil && p.Path == rel {
+		return s.prev.take()
+	}
+	return nil
+}
+
+// copyXattrs gives dst the carried xattrs of src and returns their digest.
+func (s *snapshotter) copyXattrs(rel, src, dst string) (string, error) {
+	xs, err := storage.ReadXattrs(src)
+	if err != nil || len(xs) == 0 {
+		return "", err
+	}
+	return storage.XattrsDigest(xs), s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs)
+}
+
+func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
+	p := s.skipPrev(rel)
+	// A later name of an inode already copied: a hard link to that copy.
+	if st.nlink > 1 {
+		id := devIno{st.dev, st.ino}
+		if first := s.links[id]; first != nil {
+			if err := os.Link(filepath.Join(s.tree, filepath.FromSlash(first.Path)), dst); err != nil {
+				return err
+			}
+			e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = first.Size, first.SHA256, first.Xattrs, first.Sparse, first.Data
+			e.Mode, e.Mtime, e.UID, e.GID, e.Ctime = first.Mode, first.Mtime, first.UID, first.GID, first.Ctime
+			e.HardLink = first.Path
+			s.m.Linked++
+			return nil
+		}
+		defer func() { c := *e; s.links[id] = &c }()
+	}
+	// Unchanged since the previous snapshot: share its (read-only) copy.
+	if p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
+		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.Ctime == st.ctime && p.UID == st.uid && p.GID == st.gid {
+		if err := os.Link(filepath.Join(s.prevTree, filepath.FromSlash(rel)), dst); err == nil {
+			e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
+			s.m.Linked++
+			return nil
+		}
+		// Too many links, or the previous copy is gone: copy instead.
+	}
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	sum, size, err := s.b.copyContent(out, in, s.h, s.buf)
+	if err == nil {
+		e.Data, e.Sparse, err = dataSpans(out, size)
+	}
+	if err == nil {
+		err = s.b.fown(out, st.uid, st.gid)
+	}
+	if err == nil {
+		e.Xattrs, err = s.copyXattrs(rel, src, dst)
+	}
+	if err == nil {
+		err = out.Chmod(storage.FileMode(st.mode &^ 0o222))
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = setTimes(dst, st.atime, st.mtime)
+	}
+	if err != nil {
+		return err
+	}
+	e.Size, e.SHA256 = size, sum
+	s.m.Copied++
+	return nil
+}
+
+// copyContent copies in to out, by reflink where it can, and returns the
+// SHA-256 and size of what out now holds.
+func (b *Backend) copyContent(out, in *os.File, h hash.Hash, buf []byte) (string, int64, error) {
+	h.Reset()
+	if b.reflink.Load() {
+		err := b.clone(out, in)
+		if err == nil {
+			// Hash the clone: it is what the snapshot holds.
+			if _, err := out.Seek(0, io.SeekStart); err != nil {
+				return "", 0, err
+			}
+			rd, err := os.Open(out.Name())
+			if err != nil {
+				return "", 0, err
+			}
+			n, err := io.CopyBuffer(h, rd, buf)
+			rd.Close()
+			return hex.EncodeToString(h.Sum(nil)), n, err
+		}
+		if !reflinkFallback(err) {
+			return "", 0, err
+		}
+		if reflinkUnsupported(err) {
+			b.reflink.Store(false)
+			b.log.Debug("dir backend: reflink not supported here, copying", zap.String("root", b.root), zap.Error(err))
+		}
+		if err := out.Truncate(0); err != nil {
+			return "", 0, err
+		}
+	}
+	fi, err := in.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	if d, sparse, err := dataSpans(in, fi.Size()); err != nil {
+		return "", 0, err
+	} else if sparse {
+		// Only the data segments, so that the copy keeps the holes.
+		rs := make([]io.Reader, len(d))
+		for i, sp := range d {
+			rs[i] = io.NewSectionReader(in, sp.Off, sp.Len)
+		}
+		_, err := writeSpans(out, io.MultiReader(rs...), d, fi.Size(), h, buf)
+		return hex.EncodeToString(h.Sum(nil)), fi.Size(), err
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), in, buf)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// own sets ownership (as root only; otherwise files belong to ferry's user).
+func (b *Backend) own(p string, uid, gid int) error {
+	if !b.isRoot {
+		return nil
+	}
+	return os.Lchown(p, uid, gid)
+}
+
+func (b *Backend) fown(f *os.File, uid, gid int) error {
+	if !b.isRoot {
+		return nil
+	}
+	return f.Chown(uid, gid)
+}
