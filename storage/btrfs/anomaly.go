@@ -72,7 +72,7 @@ func (b *Backend) recordPath(ds, name string) string {
 
 // writeReceiveRecord claims staging for the receive of req.Name.
 func (b *Backend) writeReceiveRecord(req storage.ReceiveRequest) error {
-	if err := os.MkdirAll(b.stagingDir(req.Dataset), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.stagingDir(req.Dataset)); err != nil {
 		return err
 	}
 	data, err := json.Marshal(&receiveRecord{Version: 1, Dataset: req.Dataset, Name: req.Name,

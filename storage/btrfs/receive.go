@@ -326,7 +326,7 @@ func (rx *receiver) noSpace(err error) error {
 // applies the spool.
 func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 	b, ds, name := rx.b, rx.req.Dataset, rx.req.Name
-	if err := os.MkdirAll(b.stagingDir(ds), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.stagingDir(ds)); err != nil {
 		return storage.Snapshot{}, err
 	}
 	spoolPath := b.spoolPath(ds, name)
@@ -447,7 +447,7 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 
 func (rx *receiver) direct() (storage.Snapshot, error) {
 	b, ds, name := rx.b, rx.req.Dataset, rx.req.Name
-	if err := os.MkdirAll(b.stagingDir(ds), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.stagingDir(ds)); err != nil {
 		return storage.Snapshot{}, err
 	}
 	stage := b.stage(ds, name)
@@ -593,7 +593,7 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 	if err := metafile.WriteJSON(stage+"/"+metaFile, m); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := os.MkdirAll(b.snapDir(ds), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.snapDir(ds)); err != nil {
 		return storage.Snapshot{}, err
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, b.container(ds, name), unix.RENAME_NOREPLACE); err != nil {

@@ -317,7 +317,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 			return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 		}
 	}
-	if err := os.MkdirAll(b.container(ds, name), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.container(ds, name)); err != nil {
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 	}
 	fail := func(err error) (storage.Snapshot, error) {

@@ -143,7 +143,7 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err := removeTree(b.snapTree(ds, name)); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := os.MkdirAll(b.snapDir(ds), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.snapDir(ds)); err != nil {
 		return storage.Snapshot{}, err
 	}
 	if err := os.Rename(filepath.Join(rx.dir, stManifest), b.manifestPath(ds, name)); err != nil {

@@ -104,7 +104,7 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 	if err := removeTree(b.snapTree(ds, name)); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
+	if err := b.lay.MkdirAll(tmp); err != nil {
 		return nil, err
 	}
 	s := &snapshotter{
@@ -149,7 +149,7 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 	if err := syncFS(tmp); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(b.snapDir(ds), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.snapDir(ds)); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(filepath.Join(tmp, "manifest"), b.manifestPath(ds, name)); err != nil {

@@ -3,7 +3,6 @@ package dir
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/google/uuid"
@@ -59,7 +58,7 @@ func (b *Backend) nextSeq(ds string) (*datasetRecord, error) {
 		r.Seq = max(r.Seq, m.Seq)
 	}
 	r.Seq++
-	if err := os.MkdirAll(filepath.Dir(b.datasetPath(ds)), 0o700); err != nil {
+	if err := b.lay.MkdirAll(filepath.Dir(b.datasetPath(ds))); err != nil {
 		return nil, err
 	}
 	if err := metafile.WriteJSON(b.datasetPath(ds), r); err != nil {

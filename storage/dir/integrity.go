@@ -38,7 +38,7 @@ func (b *Backend) inodesPath(ds, name string) string {
 // recordInodes writes the inode list of the committed tree of name; it
 // runs after the tree has its final place and modes, before the metadata.
 func (b *Backend) recordInodes(ds, name string) error {
-	if err := os.MkdirAll(b.inodesDir(ds), 0o700); err != nil {
+	if err := b.lay.MkdirAll(b.inodesDir(ds)); err != nil {
 		return err
 	}
 	p := b.inodesPath(ds, name)

@@ -67,7 +67,7 @@ func streamErr(err error) error {
 func (rx *receiver) run() (storage.Snapshot, error) {
 	var tr *tar.Reader
 	if rx.ck == nil {
-		if err := os.MkdirAll(rx.tmp, 0o700); err != nil {
+		if err := rx.b.lay.MkdirAll(rx.tmp); err != nil {
 			return storage.Snapshot{}, err
 		}
 		tr = tar.NewReader(rx.s)

@@ -13,6 +13,7 @@
 package layout
 
 import (
+	"os"
 	"path/filepath"
 
 	"github.com/ferry-nas/ferry/storage"
@@ -55,6 +56,21 @@ func (l Layout) TmpDir(dataset string) string { return l.Dir(Tmp, dataset) }
 // snapshots.
 func (l Layout) DatasetRecord(dataset string) string { return l.Dir(Datasets, dataset) + ".json" }
 
+// MkdirAll creates p, a directory under <root>/.ferry, with its missing
+// parents below .ferry, but never .ferry or the root themselves: those are
+// made only when the worker opens the root, so a root whose disk was
+// unmounted under a running worker is refused (NotFound) instead of
+// growing a new tree, and replicas, on the disk beneath it.
+func (l Layout) MkdirAll(p string) error {
+	meta := filepath.Join(l.Root, storage.MetaDir)
+	if fi, err := os.Lstat(meta); err != nil || !fi.IsDir() {
+		return storage.Errorf(storage.KindNotFound, "create "+l.Rel(p), "", "",
+			"mount the filesystem that holds the root again, then restart `ferry worker`; ferry creates .ferry only when it starts on an existing root",
+			"%s is gone, so the root %s is not the filesystem the worker started on (unmounted?); ferry does not recreate it", meta, l.Root)
+	}
+	return os.MkdirAll(p, 0o700)
+}
+
 // Rel is p relative to the root with forward slashes, for Partial IDs and
 // messages; p itself when it is not under the root.
 func (l Layout) Rel(p string) string {
@@ -81,6 +97,9 @@ func (l Layout) SetMark(dataset, mark, snapshot string, exists func() error) err
 	}
 	if err := exists(); err != nil {
 		return err
+	}
+	if err := l.MkdirAll(l.MarksDir(dataset)); err != nil {
+		return storage.Wrap(err, storage.KindTemporary, op, dataset, snapshot)
 	}
 	return storage.Wrap(metafile.SetMark(l.MarksDir(dataset), mark, snapshot), storage.KindTemporary, op, dataset, snapshot)
 }
