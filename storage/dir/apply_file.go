@@ -70,10 +70,9 @@ func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, xs []sto
 	}
 	// After the chown (which clears security.capability), before the chmod
 	// (which gives an ACL its true mask).
-	if len(xs) > 0 {
-		if err := rx.setXattrs(hdr.Name, filepath.Join(rx.tmp, tmp), xs); err != nil {
-			return err
-		}
+	// Even with none: tmp/ may pass on a default ACL from above .ferry.
+	if err := rx.setXattrs(hdr.Name, filepath.Join(rx.tmp, tmp), xs); err != nil {
+		return err
 	}
 	if err := f.Chmod(storage.FileMode(mode)); err != nil {
 		return err

@@ -230,10 +230,10 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 		if err := s.b.own(dst, st.uid, st.gid); err != nil {
 			return err
 		}
-		if len(xs) > 0 {
-			if err := s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs); err != nil {
-				return err
-			}
+		// Even with none: the copy may have inherited a default ACL from
+		// .ferry (a root whose directory has one).
+		if err := s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs); err != nil {
+			return err
 		}
 		// The tree's root stays writable until it has been renamed into
 		// place: moving a directory to another parent needs write access
@@ -292,10 +292,11 @@ func (s *snapshotter) skipPrev(rel string) *Entry {
 	return nil
 }
 
-// copyXattrs gives dst the carried xattrs of src and returns their digest.
+// copyXattrs gives dst exactly the carried xattrs of src (removing any it
+// inherited from a default ACL above it) and returns their digest.
 func (s *snapshotter) copyXattrs(rel, src, dst string) (string, error) {
 	xs, err := storage.ReadXattrs(src)
-	if err != nil || len(xs) == 0 {
+	if err != nil {
 		return "", err
 	}
 	return storage.XattrsDigest(xs), s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs)

@@ -88,10 +88,12 @@ func (rx *receiver) populate() error {
 	return man2.err
 }
 
-// copyXattrs gives a populated directory or symlink the xattrs of its copy
-// in the base snapshot (its files are the base's, xattrs and all).
+// copyXattrs gives a populated directory or symlink exactly the xattrs of
+// its copy in the base snapshot (its files are the base's, xattrs and all).
+// A directory is set even without any: it may have inherited a default ACL
+// from above .ferry; a symlink never inherits.
 func (rx *receiver) copyXattrs(e *Entry, ptree, dst string) error {
-	if e.Xattrs == "" {
+	if e.Xattrs == "" && e.Type == typeSymlink {
 		return nil
 	}
 	xs, err := storage.ReadXattrs(filepath.Join(ptree, filepath.FromSlash(e.Path)))

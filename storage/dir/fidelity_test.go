@@ -1,0 +1,68 @@
+package dir
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-nas/ferry/resume"
+	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/storagetest"
+)
+
+// TestRootDefaultACLIsNotInherited: roots whose directory has a default
+// ACL (a Samba share set up to inherit ACLs) pass it on to everything ferry
+// creates under .ferry. Snapshot copies and received entries must still get
+// exactly the attributes of their source: the snapshot equals the live
+// tree, Send does not see a changed snapshot, and the replica equals the
+// source after a full and an incremental receive.
+func TestRootDefaultACLIsNotInherited(t *testing.T) {
+	withDefaultACL := func() *Backend {
+		root := t.TempDir()
+		t.Cleanup(func() { removeTree(root) })
+		storagetest.SetXattr(t, root, storage.ACLDefault, storagetest.ACL(7, 1234, 7, 7))
+		b, err := New(root)
+		ok(t, err)
+		return b
+	}
+	src, dst := withDefaultACL(), withDefaultACL()
+	live := src.live("ds")
+	ok(t, os.Mkdir(live, 0o755))
+	// The live tree itself inherits nothing: its entries have no ACL.
+	ok(t, unix.Lremovexattr(live, storage.ACLDefault))
+	ok(t, unix.Lremovexattr(live, storage.ACLAccess))
+	storagetest.WriteFile(t, filepath.Join(live, "dir/file"), []byte("plain"), 0o644, 1)
+	storagetest.WriteFile(t, filepath.Join(live, "top"), []byte("plain too"), 0o600, 2)
+	storagetest.SetXattr(t, filepath.Join(live, "top"), "user.k", []byte("v"))
+
+	ctx := bg
+	var parent string
+	var parentGUID string
+	for i, name := range []string{"s1", "s2"} {
+		if i == 1 {
+			storagetest.WriteFile(t, filepath.Join(live, "dir/new"), []byte("new"), 0o644, 3)
+			ok(t, os.Mkdir(filepath.Join(live, "newdir"), 0o755))
+		}
+		snap, err := src.CreateSnapshot(ctx, "ds", name)
+		ok(t, err)
+		want, err := storage.TreeDigest(live, nil)
+		ok(t, err)
+		if got := mustDigest(t, src, "ds", name); got != want {
+			t.Fatalf("%s: the snapshot differs from the live tree (inherited ACLs?)", name)
+		}
+		var stream bytes.Buffer
+		ok(t, src.Send(ctx, storage.SendRequest{Dataset: "ds", From: parent, To: name}, &stream))
+		_, err = dst.Receive(ctx, storage.ReceiveRequest{Dataset: "rep", Name: name, SourceGUID: snap.GUID, Parent: parent},
+			storagetest.Stream(t, stream.Bytes(), resume.Position{}))
+		ok(t, err)
+		if got := mustDigest(t, dst, "rep", name); got != want {
+			t.Fatalf("%s: the replica differs from the source (inherited ACLs?)", name)
+		}
+		_, err = dst.Verify(ctx, storage.VerifyRequest{Dataset: "rep", Name: name, SourceGUID: snap.GUID, ParentSourceGUID: parentGUID, Digest: snap.Digest})
+		ok(t, err)
+		parent, parentGUID = name, snap.GUID
+	}
+}
