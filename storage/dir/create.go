@@ -292,6 +292,21 @@ func (s *snapshotter) skipPrev(rel string) *Entry {
 	return nil
 }
 
+// sameXattrs reports whether a and b have the same carried xattrs, and
+// their digest.
+func sameXattrs(a, b string) (string, bool, error) {
+	xa, err := storage.ReadXattrs(a)
+	if err != nil {
+		return "", false, err
+	}
+	xb, err := storage.ReadXattrs(b)
+	if err != nil {
+		return "", false, err
+	}
+	d := storage.XattrsDigest(xa)
+	return d, d == storage.XattrsDigest(xb), nil
+}
+
 // copyXattrs gives dst exactly the carried xattrs of src (removing any it
 // inherited from a default ACL above it) and returns their digest.
 func (s *snapshotter) copyXattrs(rel, src, dst string) (string, error) {
@@ -319,15 +334,25 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 		}
 		defer func() { c := *e; s.links[id] = &c }()
 	}
-	// Unchanged since the previous snapshot: share its (read-only) copy.
+	// Unchanged since the previous snapshot: share its (read-only) copy,
+	// when that copy has the live file's xattrs (a snapshot made before
+	// ferry kept them has none).
 	if p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
 		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.Ctime == st.ctime && p.UID == st.uid && p.GID == st.gid {
-		if err := os.Link(filepath.Join(s.prevTree, filepath.FromSlash(rel)), dst); err == nil {
-			e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
-			s.m.Linked++
-			return nil
+		prevCopy := filepath.Join(s.prevTree, filepath.FromSlash(rel))
+		x, same, err := sameXattrs(src, prevCopy)
+		if err != nil {
+			return err
 		}
-		// Too many links, or the previous copy is gone: copy instead.
+		if same && x == p.Xattrs {
+			if err := os.Link(prevCopy, dst); err == nil {
+				e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
+				s.m.Linked++
+				return nil
+			}
+		}
+		// Too many links, the previous copy is gone or lacks the xattrs:
+		// copy instead.
 	}
 	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {

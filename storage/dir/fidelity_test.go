@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -64,5 +65,46 @@ func TestRootDefaultACLIsNotInherited(t *testing.T) {
 		_, err = dst.Verify(ctx, storage.VerifyRequest{Dataset: "rep", Name: name, SourceGUID: snap.GUID, ParentSourceGUID: parentGUID, Digest: snap.Digest})
 		ok(t, err)
 		parent, parentGUID = name, snap.GUID
+	}
+}
+
+// TestUnchangedFileWithoutItsXattrsIsCopied: a snapshot made before ferry
+// kept xattrs has copies without them (and manifest lines without x=). The
+// next snapshot must not hard-link such a copy for a live file that has
+// xattrs but is otherwise unchanged: it copies it, xattrs and all.
+func TestUnchangedFileWithoutItsXattrsIsCopied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change a read-only snapshot as an older ferry left it")
+	}
+	b := newTestBackend(t)
+	live := b.live("ds")
+	storagetest.WriteFile(t, filepath.Join(live, "dos"), []byte("a Samba file"), 0o644, 1)
+	storagetest.SetXattr(t, filepath.Join(live, "dos"), "user.DOSATTRIB", []byte("0x20\x00"))
+	storagetest.WriteFile(t, filepath.Join(live, "plain"), []byte("no xattrs"), 0o644, 2)
+	_, err := b.CreateSnapshot(bg, "ds", "s1")
+	ok(t, err)
+	// Make s1 what an older ferry made: no xattr on the copy, none in the manifest.
+	old := filepath.Join(b.snapTree("ds", "s1"), "dos")
+	ok(t, unix.Lremovexattr(old, "user.DOSATTRIB"))
+	man, err := os.ReadFile(b.manifestPath("ds", "s1"))
+	ok(t, err)
+	stripped := regexp.MustCompile(` x=[0-9a-f]+`).ReplaceAll(man, nil)
+	if bytes.Equal(stripped, man) {
+		t.Fatal("s1's manifest records no xattrs")
+	}
+	ok(t, os.WriteFile(b.manifestPath("ds", "s1"), stripped, 0o600))
+
+	_, err = b.CreateSnapshot(bg, "ds", "s2")
+	ok(t, err)
+	want, err := storage.TreeDigest(live, nil)
+	ok(t, err)
+	if got := mustDigest(t, b, "ds", "s2"); got != want {
+		t.Fatal("s2 differs from the live tree: the unchanged file's copy without its xattr was reused")
+	}
+	if ino(t, old) == ino(t, filepath.Join(b.snapTree("ds", "s2"), "dos")) {
+		t.Error("the copy without xattrs was hard-linked into s2")
+	}
+	if ino(t, filepath.Join(b.snapTree("ds", "s1"), "plain")) != ino(t, filepath.Join(b.snapTree("ds", "s2"), "plain")) {
+		t.Error("an unchanged file without xattrs was copied instead of hard-linked")
 	}
 }
