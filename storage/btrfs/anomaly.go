@@ -3,11 +3,8 @@ package btrfs
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/ferry-nas/ferry/storage"
@@ -32,15 +29,9 @@ func (b *Backend) Anomalies(ctx context.Context, ds string) ([]storage.Anomaly, 
 			out = append(out, b.anomaly(ds, st))
 		}
 	}
-	entries, err := os.ReadDir(b.stagingDir(ds))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	bases, err := b.stagingBases(ds)
+	if err != nil {
 		return nil, classify(err, storage.KindTemporary, op, ds, "")
-	}
-	var bases []string
-	for _, e := range entries {
-		if n := stagingBase(e.Name()); n != "" && !slices.Contains(bases, n) {
-			bases = append(bases, n)
-		}
 	}
 	for _, n := range bases {
 		_, foreign, err := b.stagingPartial(ctx, ds, n)

@@ -15,6 +15,22 @@ import (
 	"github.com/ferry-nas/ferry/storage"
 )
 
+// stagingBases lists the receives the dataset's staging area holds
+// entries of, each once, in directory order.
+func (b *Backend) stagingBases(ds string) ([]string, error) {
+	entries, err := os.ReadDir(b.stagingDir(ds))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	var bases []string
+	for _, e := range entries {
+		if n := stagingBase(e.Name()); n != "" && !slices.Contains(bases, n) {
+			bases = append(bases, n)
+		}
+	}
+	return bases, nil
+}
+
 // stagingBase is the receive a staging entry belongs to: "<n>",
 // "<n>.json" (its receive record), "<n>.spool", "<n>.spool.json" and
 // their ".tmp" files are all n's.
@@ -40,15 +56,9 @@ func (b *Backend) Partials(ctx context.Context, ds string) ([]storage.Partial, e
 		return nil, err
 	}
 	var out []storage.Partial
-	entries, err := os.ReadDir(b.stagingDir(ds))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	bases, err := b.stagingBases(ds)
+	if err != nil {
 		return nil, classify(err, storage.KindTemporary, op, ds, "")
-	}
-	var bases []string
-	for _, e := range entries {
-		if n := stagingBase(e.Name()); n != "" && !slices.Contains(bases, n) {
-			bases = append(bases, n)
-		}
 	}
 	for _, n := range bases {
 		p, foreign, err := b.stagingPartial(ctx, ds, n)
