@@ -6,11 +6,21 @@ import "context"
 // <root>/.ferry/marks/<escaped dataset>/, holding the snapshot's name.
 
 // SetMark implements storage.Backend.
+// A mark also repairs the replica view (a receive whose view update a
+// crash cut short is marked right after), when nothing else holds the
+// dataset.
 func (b *Backend) SetMark(ctx context.Context, ds, mark, snapshot string) error {
-	return b.lay.SetMark(ds, mark, snapshot, func() error {
+	if err := b.lay.SetMark(ds, mark, snapshot, func() error {
 		_, err := b.complete(ctx, "set mark", ds, snapshot)
 		return err
-	})
+	}); err != nil {
+		return err
+	}
+	if unlock, err := b.locks.Lock("set mark", ds); err == nil {
+		defer unlock()
+		b.refreshView(ctx, ds)
+	}
+	return nil
 }
 
 // Marks implements storage.Backend.

@@ -108,6 +108,9 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	} else if foreign != nil {
 		return storage.Snapshot{}, foreign.Err(op)
 	}
+	if err := b.view(ds).Check(op); err != nil {
+		return storage.Snapshot{}, err
+	}
 	rx := &receiver{b: b, ctx: ctx, req: req, s: s, op: op}
 	rx.rules = streamRules{name: name, sourceUUID: req.SourceGUID}
 	if req.Parent != "" {
@@ -174,6 +177,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		snap, err = rx.direct()
 	}
 	if err == nil {
+		b.refreshView(ctx, ds)
 		return snap, nil
 	}
 	err = rx.classify(err)

@@ -292,6 +292,9 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 	} else if err != nil {
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 	}
+	if err := b.refuseView(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
 	if real, err := filepath.EvalSymlinks(live); err != nil || real != live {
 		return storage.Snapshot{}, storage.Errorf(storage.KindInvalid, op, ds, name, "datasets must be real subvolumes inside the root, not reached through symlinks", "dataset %s resolves to %s", live, real)
 	}
@@ -412,7 +415,15 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	if st.exists && !st.complete && st.class == classForeign {
 		return b.anomaly(ds, st).Err(op)
 	}
-	return classify(b.destroy(ctx, ds, name), storage.KindTemporary, op, ds, name)
+	// The view lets go of the snapshot before the subvolume goes, so no
+	// entry ever dangles; afterwards it is rebuilt from what is left.
+	if err := b.syncView(ctx, ds, name); err != nil {
+		return classify(err, storage.KindTemporary, op, ds, name)
+	}
+	if err := b.destroy(ctx, ds, name); err != nil {
+		return classify(err, storage.KindTemporary, op, ds, name)
+	}
+	return classify(b.syncView(ctx, ds, ""), storage.KindTemporary, op, ds, name)
 }
 
 func (b *Backend) destroy(ctx context.Context, ds, name string) error {

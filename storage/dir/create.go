@@ -24,6 +24,7 @@ import (
 
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/replicaview"
 )
 
 // CreateSnapshot implements storage.Backend.
@@ -40,6 +41,9 @@ func (b *Backend) CreateSnapshot(ctx context.Context, ds, name string) (storage.
 		return m.snapshot(), nil
 	}
 	if err := b.checkLive(op, ds); err != nil {
+		return storage.Snapshot{}, err
+	}
+	if err := replicaview.Refuse(op, b.root, ds); err != nil {
 		return storage.Snapshot{}, err
 	}
 	if a := b.foreignAt(ds, name); a != nil {

@@ -49,6 +49,9 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	if a := b.foreignAt(ds, name); a != nil {
 		return storage.Snapshot{}, a.Err(op)
 	}
+	if err := b.view(ds).Check(op); err != nil {
+		return storage.Snapshot{}, err
+	}
 
 	rx := &receiver{
 		b: b, ctx: ctx, req: req, s: s, parent: parent,
@@ -93,6 +96,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		}
 		return storage.Snapshot{}, err
 	}
+	b.refreshView(ds)
 	return snap, nil
 }
 

@@ -157,7 +157,15 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	if a := b.foreignAt(ds, name); a != nil {
 		return a.Err(op)
 	}
-	return storage.Wrap(b.destroy(ds, name), storage.KindTemporary, op, ds, name)
+	// The view lets go of the snapshot before its files go, so no entry
+	// ever dangles; afterwards it is rebuilt from what is left.
+	if err := b.syncView(ds, name); err != nil {
+		return storage.Wrap(err, storage.KindTemporary, op, ds, name)
+	}
+	if err := b.destroy(ds, name); err != nil {
+		return storage.Wrap(err, storage.KindTemporary, op, ds, name)
+	}
+	return storage.Wrap(b.syncView(ds, ""), storage.KindTemporary, op, ds, name)
 }
 
 func (b *Backend) destroy(ds, name string) error {

@@ -148,6 +148,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"RefuseResumeOnOtherBase", testResumeWrongParent},
 		{"NoSpace", testNoSpace},
 		{"Fidelity", testFidelity},
+		{"ReplicaView", testReplicaView},
+		{"ReplicaViewRefusesForeignPath", testViewRefusesForeignPath},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
