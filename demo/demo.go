@@ -74,8 +74,10 @@ type Result struct {
 	// Snapshot is the incremental run's snapshot, the one digested.
 	Snapshot                   string
 	SourceDigest, TargetDigest string
-	ShareSize                  int64
-	Changes                    []string
+	// Replica is where nas-b shows the replica (Env.Replica).
+	Replica   string
+	ShareSize int64
+	Changes   []string
 }
 
 // Run runs the demo. It returns an error unless the replica's content
@@ -126,6 +128,8 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, errors.New("the replica's content digest differs from the source's")
 	}
 	fmt.Fprintf(out, "source and target are identical.\n")
+	res.Replica = env.Replica
+	fmt.Fprintf(out, "\nthe replica on nas-b: %s/latest (the newest snapshot), and one read-only entry per snapshot in %s\n", env.Replica, env.Replica)
 	if ui := env.Server.UIURL(); ui != "" {
 		fmt.Fprintf(out, "\nbrowse the runs: %s/namespaces/%s/workflows\n", ui, env.Server.Namespace())
 	}
@@ -145,7 +149,10 @@ type Env struct {
 	Server     *server.Server
 	Client     client.Client
 	// Share is the live source dataset's directory on nas-a.
-	Share     string
+	Share string
+	// Replica is where nas-b shows the replica: `latest` and one entry per
+	// snapshot (storage/replicaview).
+	Replica   string
 	ShareSize int64
 	// Backend is the hosts' storage backend.
 	Backend string
@@ -241,6 +248,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			fmt.Fprintf(env.out, "  %-16s btrfs on %s, mounted at %s\n", h, fs.Device, fs.Mountpoint)
 		}
 	}
+	env.Replica = filepath.Join(roots["nas-b"], "replicas", "share01")
 	if env.ConfigPath, err = writeSetup(env.Dir, srv.FrontendAddress(), srv.Namespace(), env.Backend, roots); err != nil {
 		return env, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -31,6 +32,12 @@ func TestDemo(t *testing.T) {
 	require.Less(t, res.IncrBytes*4, res.FullBytes, "the incremental moved too much")
 	require.Len(t, res.Changes, 7)
 	require.Contains(t, out.String(), "source and target are identical.")
+	// Where the demo says the replica is, its files are.
+	require.Contains(t, out.String(), res.Replica+"/latest")
+	fi, err := os.Stat(filepath.Join(res.Replica, "latest", "documents"))
+	require.NoError(t, err, "the replica's latest entry")
+	require.True(t, fi.IsDir())
+	require.FileExists(t, filepath.Join(res.Replica, res.Snapshot, "documents", "empty.txt"))
 }
 
 // BenchmarkNoChangeIncremental measures the latency of a run that has

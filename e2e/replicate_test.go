@@ -26,7 +26,8 @@ const (
 
 // TestFullThenIncremental: a full run, then an incremental one after the
 // share changed, both through `ferry run --wait`; the replica's content
-// equals the source's and the incremental moves far fewer bytes.
+// equals the source's, the incremental moves far fewer bytes, and the
+// target shows both snapshots and latest at <root>/<dataset>.
 func TestFullThenIncremental(t *testing.T) {
 	e := newEnv(t, envOptions{ShareSize: 32 << 20})
 
@@ -43,6 +44,7 @@ func TestFullThenIncremental(t *testing.T) {
 	fullWire := e.relay.Upstream.Load()
 	require.GreaterOrEqual(t, fullWire, e.shareSize, "a full send carries the whole share")
 	e.requireSameContent(full.Snapshot)
+	e.requireReplicaView(full.Snapshot)
 
 	changes, err := sampleshare.Change(e.share, uint64(time.Now().UnixNano()))
 	require.NoError(t, err)
@@ -62,6 +64,7 @@ func TestFullThenIncremental(t *testing.T) {
 	require.Less(t, incrWire, e.shareSize/4, "the incremental moved far fewer bytes than the share")
 	require.Less(t, incr.Bytes, e.shareSize/4)
 	e.requireSameContent(incr.Snapshot)
+	e.requireReplicaView(full.Snapshot, incr.Snapshot)
 }
 
 // TestReceiverKilledMidStream: the receiving worker is killed with SIGKILL
@@ -178,9 +181,15 @@ func TestDivergedTarget(t *testing.T) {
 
 	const local = "made-on-nas-b"
 	live := filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset))
+	// The target's dataset path is ferry's view of the replica, which is
+	// never snapshotted: someone replaced it with a directory of their own.
+	_, err := e.backend(target).CreateSnapshot(e.ctx, tgtDataset, local)
+	require.ErrorContains(t, err, "view of a received replica")
+	require.NoError(t, os.Chmod(live, 0o755))
+	require.NoError(t, os.RemoveAll(live))
 	require.NoError(t, os.MkdirAll(live, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(live, "local-notes.txt"), []byte("written on the target\n"), 0o644))
-	_, err := e.backend(target).CreateSnapshot(e.ctx, tgtDataset, local)
+	_, err = e.backend(target).CreateSnapshot(e.ctx, tgtDataset, local)
 	require.NoError(t, err)
 
 	before := treeListing(t, e.roots[target], ".ferry/tmp")
