@@ -47,6 +47,7 @@ type Host struct {
 
 	mu     sync.Mutex
 	tokens map[string][]string // job -> tokens this host registered
+	sends  map[string]sendRef  // token -> what the session reads (prune keeps it)
 }
 
 func (h *Host) log(ctx context.Context, job, step string) *zap.Logger {
@@ -168,6 +169,7 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 		return OpenSendResult{}, h.fail(log, "register send session", err)
 	}
 	h.rememberToken(in.Job, token)
+	h.recordSend(token, sendRef{Dataset: in.Dataset, From: in.From, To: in.To})
 	log.Info("send session open", zap.String("peer", in.TargetHost), zap.Int64("expected_bytes", expected), zap.Time("expires", expires))
 	return OpenSendResult{
 		Token: token, Address: h.DataAddress, ServerName: h.Name, Expected: expected,

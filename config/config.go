@@ -158,10 +158,8 @@ type Endpoint struct {
 // String returns "host:dataset".
 func (e Endpoint) String() string { return e.Host + ":" + e.Dataset }
 
-// Retention is the pruning policy for each side of a job. Nothing prunes
-// yet, so Parse refuses a non-empty retention key and both grids are always
-// zero (keep every snapshot); the type stays for the prune step to come
-// (issue 8, package retention).
+// Retention is the pruning policy for each side of a job. An empty Grid
+// keeps every snapshot ferry made.
 type Retention struct {
 	Source Grid
 	Target Grid

@@ -55,6 +55,12 @@ func TestExampleFromDesign(t *testing.T) {
 				Source: Endpoint{Host: "nas-a", Dataset: "share01"},
 				Target: Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
 				Every:  time.Hour,
+				Retention: Retention{
+					Source: Grid{Text: "24x1h | 7x1d", Buckets: []Bucket{
+						{Count: 24, Period: time.Hour}, {Count: 7, Period: 24 * time.Hour}}},
+					Target: Grid{Text: "24x1h | 30x1d | 12x30d", Buckets: []Bucket{
+						{Count: 24, Period: time.Hour}, {Count: 30, Period: 24 * time.Hour}, {Count: 12, Period: 30 * 24 * time.Hour}}},
+				},
 				Stream: Stream{Compress: CompressZstd, BWLimit: 50 << 20, Resume: storage.ResumeAuto},
 				Verify: VerifyQuick,
 			},
@@ -63,6 +69,7 @@ func TestExampleFromDesign(t *testing.T) {
 	}
 	assert.Equal(t, want, cfg)
 	assert.Equal(t, "nas-a:share01", cfg.Jobs["share01"].Source.String())
+	assert.Equal(t, "24x1h | 30x1d | 12x30d", cfg.Jobs["share01"].Retention.Target.String())
 	assert.False(t, cfg.Jobs["share01"].Manual())
 }
 
@@ -117,7 +124,7 @@ jobs:
     target: nas-b:photos
     every: ""
     cron: "@weekly"
-    retention: {source: "", target: " "}
+    retention: {target: "4x1w|12x4w"}
   cron_job:
     source: "nas-a:data/my share"
     target: nas-b:data
@@ -143,7 +150,7 @@ jobs:
 	assert.Equal(t, "@weekly", weekly.Cron)
 	assert.Equal(t, VerifyDeep, weekly.Verify)
 	assert.Equal(t, daily.Stream, weekly.Stream)
-	assert.True(t, weekly.Retention.Target.IsZero(), "an empty grid keeps everything, which is what ferry does")
+	assert.Equal(t, []Bucket{{4, 7 * 24 * time.Hour}, {12, 28 * 24 * time.Hour}}, weekly.Retention.Target.Buckets)
 
 	cj := cfg.Jobs["cron_job"]
 	assert.Equal(t, Endpoint{Host: "nas-a", Dataset: "data/my share"}, cj.Source)
@@ -308,26 +315,4 @@ func TestDeployExampleIsValid(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, storage.ResumeStaged, photos.Stream.Resume)
 	require.Equal(t, 168*time.Hour, photos.Timeouts.Stream)
-}
-
-// TestRetentionRefused pins the whole message: nothing prunes yet, so a
-// grid must not be accepted as if it did (issue 8 builds the prune step).
-func TestRetentionRefused(t *testing.T) {
-	src := withJobs(`  share01:
-    source: nas-a:s
-    target: nas-b:r/s
-    retention: {source: "24x1h | 7x1d", target: "24x1h | 30x1d | 12x30d"}
-`)
-	ps := problems(t, src)
-	require.Len(t, ps, 1)
-	assert.Equal(t, `/etc/ferry/ferry.yaml:11: jobs.share01.retention: retention is not applied yet: ferry has no prune step, `+
-		`so it keeps every snapshot it makes on both hosts whatever a grid says; remove the retention key; until ferry prunes, `+
-		`delete old snapshots by hand with the backend's tools if the disks fill (docs/config.md, "Retention")`, ps[0].String())
-
-	// An absent or empty grid promises nothing ferry does not do.
-	for _, ok := range []string{`retention: {}`, `retention: {source: ""}`, `retention: {target: "  "}`} {
-		j, err := mustParse(t, withJob(ok)).Job("j1")
-		require.NoError(t, err)
-		assert.True(t, j.Retention.Source.IsZero() && j.Retention.Target.IsZero(), ok)
-	}
 }

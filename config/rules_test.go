@@ -132,11 +132,13 @@ func TestRules(t *testing.T) {
 		{"cron bad descriptor", withJob(`cron: "@fortnightly"`), "jobs.j1.cron", "is not valid"},
 		{"cron @every too short", withJob(`cron: "@every 30s"`), "jobs.j1.cron", "more often than the minimum"},
 
-		// retention: refused until something prunes, whatever the grid says
-		{"retention source", withJob(`retention: {source: "24x1h | 7x1d"}`), "jobs.j1.retention", "retention is not applied yet"},
-		{"retention target", withJob(`retention: {target: "24x1h"}`), "jobs.j1.retention", "keeps every snapshot"},
-		{"retention both", withJob(`retention: {source: "1x1d", target: "7x1d"}`), "jobs.j1.retention", "no prune step"},
-		{"retention bad grid", withJob(`retention: {source: "weekly"}`), "jobs.j1.retention", "retention is not applied yet"},
+		// retention
+		{"grid garbage", withJob(`retention: {source: "weekly"}`), "jobs.j1.retention.source", "is not COUNTxPERIOD"},
+		{"grid count zero", withJob(`retention: {target: "0x1h"}`), "jobs.j1.retention.target", "is not a whole number ≥ 1"},
+		{"grid period too short", withJob(`retention: {target: "10x30s"}`), "jobs.j1.retention.target", "shorter than 1m"},
+		{"grid periods decrease", withJob(`retention: {target: "7x1d | 24x1h"}`), "jobs.j1.retention.target", "shorter than the previous bucket's 1d"},
+		{"grid empty bucket", withJob(`retention: {target: "24x1h || 7x1d"}`), "jobs.j1.retention.target", "bucket 2 of"},
+		{"grid bad period", withJob(`retention: {target: "24x1y"}`), "jobs.j1.retention.target", `unknown unit "y"`},
 
 		// stream and verify
 		{"compress unknown", withJob("stream: {compress: lz4}"), "jobs.j1.stream.compress", `unknown compression "lz4"`},

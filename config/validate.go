@@ -29,9 +29,7 @@ var (
 
 const (
 	hostNameFix = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (the name becomes the task queue ferry-host-<name> and a certificate name)"
-	// retentionFix is the way out while pruning is not built (issue 8).
-	retentionFix = "remove the retention key; until ferry prunes, delete old snapshots by hand with the backend's tools if the disks fill (docs/config.md, \"Retention\")"
-	jobNameFix   = "use 1-64 letters, digits, '_' and '-', starting with a letter or digit (the name becomes the schedule id ferry-<job> and part of snapshot names)"
+	jobNameFix  = "use 1-64 letters, digits, '_' and '-', starting with a letter or digit (the name becomes the schedule id ferry-<job> and part of snapshot names)"
 )
 
 func (p *parser) validate(raw *rawConfig, dir string) *Config {
@@ -255,12 +253,15 @@ func (p *parser) job(name string, rj *rawJob, hosts map[string]Host, hostNames [
 		}
 	}
 
-	// retention: nothing prunes yet, so a grid would be a promise ferry
-	// does not keep; refuse it instead of ignoring it. An empty one says
-	// "keep everything", which is true.
-	if rr := rj.Retention; rr != nil && (strings.TrimSpace(rr.Source) != "" || strings.TrimSpace(rr.Target) != "") {
-		p.add(key+".retention", retentionFix,
-			"retention is not applied yet: ferry has no prune step, so it keeps every snapshot it makes on both hosts whatever a grid says")
+	// retention
+	if rr := rj.Retention; rr != nil {
+		var err error
+		if j.Retention.Source, err = ParseGrid(rr.Source); err != nil {
+			p.addErr(key+".retention.source", gridFix, err)
+		}
+		if j.Retention.Target, err = ParseGrid(rr.Target); err != nil {
+			p.addErr(key+".retention.target", gridFix, err)
+		}
 	}
 
 	// stream

@@ -39,6 +39,8 @@ func InputFor(job config.Job) workflows.ReplicateInput {
 		HostTimeout:      job.Timeouts.Host,
 		StreamTimeout:    job.Timeouts.Stream,
 		HeartbeatTimeout: job.Timeouts.Heartbeat,
+		RetentionSource:  job.Retention.Source.String(),
+		RetentionTarget:  job.Retention.Target.String(),
 	}
 }
 

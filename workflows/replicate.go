@@ -65,6 +65,10 @@ type ReplicateInput struct {
 	HostTimeout      time.Duration `json:"host_timeout,omitempty"`
 	StreamTimeout    time.Duration `json:"stream_timeout,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// RetentionSource and RetentionTarget are each side's retention grid
+	// ("24x1h | 7x1d"); empty keeps every snapshot on that side.
+	RetentionSource string `json:"retention_source,omitempty"`
+	RetentionTarget string `json:"retention_target,omitempty"`
 }
 
 // Defaults for ReplicateInput's timeouts.
@@ -101,6 +105,8 @@ type ReplicateResult struct {
 	// Foreign lists what greet found in ferry's area that ferry did not
 	// make ("host: path (what it is)"); it is left alone.
 	Foreign []string `json:"foreign,omitempty"`
+	// Prune is what retention did on each side (absent without a grid).
+	Prune *PruneReport `json:"prune,omitempty"`
 }
 
 // Status is the answer to QueryStatus.
@@ -296,7 +302,21 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 			return res, err
 		}
 	}
+	if workflow.GetVersion(ctx, changePruneAfterMark, workflow.DefaultVersion, 1) >= 1 {
+		var problem string
+		if res.Prune, problem = r.prune(ctx, plan, tgtInv.Partials); problem != "" {
+			res.Note = joinNote(res.Note, problem)
+			r.status.Note = res.Note
+		}
+	}
 	return res, nil
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 // reached is the newest snapshot both sides hold after the plan ran.
