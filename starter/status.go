@@ -60,6 +60,8 @@ type RunSummary struct {
 	// Note is what the run said an administrator should know (replicas
 	// kept after the source deleted them).
 	Note string `json:"note,omitempty"`
+	// Prune is what the run's retention step did on each side.
+	Prune *workflows.PruneReport `json:"prune,omitempty"`
 	// ErrorType and Error of a run that did not complete.
 	ErrorType string `json:"error_type,omitempty"`
 	Error     string `json:"error,omitempty"`
@@ -139,7 +141,7 @@ func jobStatus(ctx context.Context, c client.Client, job config.Job) JobStatus {
 		s := summary(e)
 		var res workflows.ReplicateResult
 		if err := c.GetWorkflow(ctx, s.WorkflowID, s.RunID).Get(ctx, &res); err == nil {
-			s.Snapshot, s.Bytes, s.Steps, s.Note = res.Snapshot, res.Bytes, len(res.Plan.Steps), res.Note
+			s.Snapshot, s.Bytes, s.Steps, s.Note, s.Prune = res.Snapshot, res.Bytes, len(res.Plan.Steps), res.Note, res.Prune
 		}
 		js.LastSuccess = &s
 	}

@@ -51,9 +51,28 @@ func (s *PruneSide) Problem() string {
 	return ""
 }
 
-// String is "pruned 3, kept 12 on nas-a".
+// String is "pruned 3, kept 12 on nas-a", with ", 1 failed" or "prune
+// failed on nas-a" when something went wrong.
 func (s *PruneSide) String() string {
-	return fmt.Sprintf("pruned %d, kept %d on %s", s.Pruned, s.Kept, s.Host)
+	if s.Error != "" {
+		return "prune failed on " + s.Host
+	}
+	out := fmt.Sprintf("pruned %d, kept %d on %s", s.Pruned, s.Kept, s.Host)
+	if len(s.Failed) > 0 {
+		out += fmt.Sprintf(", %d failed", len(s.Failed))
+	}
+	return out
+}
+
+// String is "pruned 3, kept 12 on nas-a; pruned 1, kept 30 on nas-b".
+func (p *PruneReport) String() string {
+	var parts []string
+	for _, s := range []*PruneSide{p.Source, p.Target} {
+		if s != nil {
+			parts = append(parts, s.String())
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // partialProtections asks the source to keep what partial receives on the

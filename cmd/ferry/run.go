@@ -114,6 +114,9 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 		}
 		fmt.Fprintln(out)
 	}
+	if res.Prune != nil {
+		fmt.Fprintln(out, "retention: "+res.Prune.String())
+	}
 	if res.Note != "" {
 		fmt.Fprintln(out, "note: "+res.Note)
 	}

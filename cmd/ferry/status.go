@@ -30,7 +30,8 @@ func newStatusCmd() *cobra.Command {
   CURRENT       the run in progress: phase, step i/n, bytes received of the
                 step's expected size, rate and ETA (from the receiving
                 worker's last heartbeat)
-  LAST SUCCESS  when the last successful run finished, its snapshot and size
+  LAST SUCCESS  when the last successful run finished, its snapshot and size,
+                and what its retention step pruned and kept on each host
   LAST ERROR    when the last failed (or cancelled, terminated, timed-out)
                 run ended, with its error type and message
 
@@ -117,6 +118,9 @@ func success(r *starter.RunSummary, now time.Time) string {
 	}
 	if r.Steps > 0 {
 		s += " (" + starter.FormatBytes(r.Bytes) + ")"
+	}
+	if r.Prune != nil {
+		s += " " + r.Prune.String()
 	}
 	return s
 }
