@@ -36,9 +36,9 @@ type PruneRequest struct {
 // PruneOutcome is each side's verdicts (and deletions), and the time the
 // grids counted against.
 type PruneOutcome struct {
-	Job    string                  `json:"job"`
-	Now    time.Time               `json:"now"`
-	DryRun bool                    `json:"dry_run"`
+	Job    string                 `json:"job"`
+	Now    time.Time              `json:"now"`
+	DryRun bool                   `json:"dry_run"`
 	Source activities.PruneResult `json:"source"`
 	Target activities.PruneResult `json:"target"`
 }
