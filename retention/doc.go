@@ -1,7 +1,7 @@
 // Package retention decides which of a job's snapshots a retention policy
-// keeps and which it deletes, and why. It is the rule the coming prune step
-// will apply (issue 8). NOTHING CALLS IT YET: ferry does not prune, and the
-// config refuses a retention key (docs/config.md). docs/retention.md says
+// keeps and which it deletes, and why. The Prune activity (activities/prune.go)
+// applies it on each host, after gathering the protections from the host's
+// marks, partial receives and open send sessions; docs/retention.md says
 // the same rule for people.
 //
 // Apply is pure and deterministic, so the workflow can call it as workflow

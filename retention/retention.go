@@ -153,8 +153,6 @@ func (r Result) Deletions() []string {
 // why, by the rule in the package documentation. It is deterministic: the
 // result depends on the set of snapshots and protections, never on their
 // order, and it reads no clock. It errs only on an invalid input.
-//
-// Nothing calls Apply yet: no step of ferry prunes (issue 8 wires it).
 func Apply(in Input) (Result, error) {
 	if err := in.check(); err != nil {
 		return Result{}, err
