@@ -416,14 +416,11 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 		return b.anomaly(ds, st).Err(op)
 	}
 	// The view lets go of the snapshot before the subvolume goes, so no
-	// entry ever dangles; afterwards it is rebuilt from what is left.
+	// entry ever dangles.
 	if err := b.syncView(ctx, ds, name); err != nil {
 		return classify(err, storage.KindTemporary, op, ds, name)
 	}
-	if err := b.destroy(ctx, ds, name); err != nil {
-		return classify(err, storage.KindTemporary, op, ds, name)
-	}
-	return classify(b.syncView(ctx, ds, ""), storage.KindTemporary, op, ds, name)
+	return classify(b.destroy(ctx, ds, name), storage.KindTemporary, op, ds, name)
 }
 
 func (b *Backend) destroy(ctx context.Context, ds, name string) error {

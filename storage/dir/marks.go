@@ -16,6 +16,9 @@ func (b *Backend) SetMark(ctx context.Context, ds, mark, snapshot string) error 
 	}); err != nil {
 		return err
 	}
+	if b.view(ds).Shows(snapshot) {
+		return nil
+	}
 	if unlock, err := b.locks.Lock("set mark", ds); err == nil {
 		defer unlock()
 		b.refreshView(ds)

@@ -158,14 +158,11 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 		return a.Err(op)
 	}
 	// The view lets go of the snapshot before its files go, so no entry
-	// ever dangles; afterwards it is rebuilt from what is left.
+	// ever dangles.
 	if err := b.syncView(ds, name); err != nil {
 		return storage.Wrap(err, storage.KindTemporary, op, ds, name)
 	}
-	if err := b.destroy(ds, name); err != nil {
-		return storage.Wrap(err, storage.KindTemporary, op, ds, name)
-	}
-	return storage.Wrap(b.syncView(ds, ""), storage.KindTemporary, op, ds, name)
+	return storage.Wrap(b.destroy(ds, name), storage.KindTemporary, op, ds, name)
 }
 
 func (b *Backend) destroy(ds, name string) error {

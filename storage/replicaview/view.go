@@ -328,3 +328,20 @@ func (v View) SyncSnapshots(snaps []storage.Snapshot) ([]string, error) {
 	}
 	return v.Sync(names, create)
 }
+
+// Shows reports whether nothing needs doing for a mark of name: the path
+// is not ferry's (a source's live dataset), or the view already has name's
+// entry and latest at it. A mark can then skip the full rebuild, which
+// lists (and on dir checks) every snapshot.
+func (v View) Shows(name string) bool {
+	p := v.Path()
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		return false
+	} else if err != nil || !IsView(p) {
+		return true
+	}
+	want := v.link(name)
+	l1, err1 := os.Readlink(filepath.Join(p, Latest))
+	l2, err2 := os.Readlink(filepath.Join(p, name))
+	return err1 == nil && err2 == nil && l1 == want && l2 == want
+}
