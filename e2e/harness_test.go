@@ -163,6 +163,8 @@ type envOptions struct {
 	HostTimeout string
 	// Verify is the job's verify ("" for the default, quick).
 	Verify string
+	// Retention is the job's retention, a YAML flow mapping ("" for none).
+	Retention string
 }
 
 // env is one test's world: its own directory, certificates, config file,
@@ -294,6 +296,9 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	verify := ""
 	if opts.Verify != "" {
 		verify = "\n    verify: " + opts.Verify
+	}
+	if opts.Retention != "" { // the job's last keys, after verify
+		verify += "\n    retention: " + opts.Retention
 	}
 	srcData := e.relay.Addr()
 	if opts.Direct {

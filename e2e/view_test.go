@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"testing"
 
 	"github.com/stretchr/testify/require"
 
@@ -70,4 +71,26 @@ func filesOf(e *env, root string) []string {
 		return nil
 	}))
 	return out
+}
+
+// TestReplicaViewFollowsPrune: three runs within an hour with the target
+// keeping one snapshot an hour (its oldest, besides the newest): prune
+// removes the middle one through the target's worker, and the view on the
+// target shows exactly the snapshots left, latest at the newest.
+func TestReplicaViewFollowsPrune(t *testing.T) {
+	e := newEnv(t, envOptions{ShareSize: 1 << 20, Retention: `{target: "1x1h"}`})
+	e.apply()
+	var made []string
+	for i := range 3 {
+		require.NoError(t, os.WriteFile(filepath.Join(e.share, fmt.Sprintf("run-%d.txt", i)), []byte("written before run\n"), 0o644))
+		made = append(made, e.mustSucceed(e.start()).Snapshot)
+	}
+	list, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	var left []string
+	for _, s := range list {
+		left = append(left, s.Name)
+	}
+	require.Equal(t, []string{made[0], made[2]}, left, "what the target's grid keeps of %v", made)
+	e.requireReplicaView(left...)
 }
