@@ -51,7 +51,11 @@ func retentionScenario(t *testing.T, e *env) {
 	var srcWant, tgtWant []string
 	pruned := map[string][]string{} // host -> snapshots it deleted
 	for i := range pruneRuns {
-		res := e.mustSucceed(e.start())
+		st := e.start()
+		res := e.mustSucceed(st)
+		if i == pruneRuns-1 {
+			e.recordHistory(st, "prune-step-"+e.kind+"-v5.json")
+		}
 		srcBefore, tgtBefore := append(srcWant, res.Snapshot), append(tgtWant, res.Snapshot)
 		srcWant = keptByOneBucket(t, e.job, srcBefore, 1, time.Minute)
 		tgtWant = keptByOneBucket(t, e.job, tgtBefore, 2, time.Minute)
@@ -121,6 +125,7 @@ func retentionScenario(t *testing.T, e *env) {
 
 	done := e.ferry("prune", e.job)
 	require.Zero(t, done.Code, done.Out)
+	e.recordHistory(starter.Started{WorkflowID: workflows.PruneWorkflowID(e.job)}, "prune-workflow-"+e.kind+"-v5.json")
 	require.Equal(t, 2, strings.Count(done.Out, "DELETED "+old+"  expired:"), done.Out)
 	srcWant, tgtWant = keptByOneBucket(t, e.job, srcWant, 1, time.Minute), keptByOneBucket(t, e.job, tgtWant, 2, time.Minute)
 	require.NotContains(t, srcWant, old)

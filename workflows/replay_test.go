@@ -18,7 +18,9 @@ import (
 // receive, and a run whose source snapshot disappeared mid-stream
 // (NotFound), -v3 a run after the source deleted its cursor (the
 // target's replica kept as history), and -v4 a run refused at greet for a
-// modified replica (Conflict) and a run that left foreign items alone. A change to ReplicateWorkflow that is not deterministic
+// modified replica (Conflict) and a run that left foreign items alone, -v5
+// a run whose prune step pruned both sides and a `ferry prune`
+// (PruneWorkflow). A change to ReplicateWorkflow that is not deterministic
 // against them — one not guarded by workflow.GetVersion — fails here before
 // it can break runs in flight.
 func TestReplayRecordedHistories(t *testing.T) {
@@ -29,6 +31,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(ReplicateWorkflow, workflow.RegisterOptions{Name: ReplicateWorkflowName})
+			r.RegisterWorkflowWithOptions(PruneWorkflow, workflow.RegisterOptions{Name: PruneWorkflowName})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

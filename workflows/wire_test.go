@@ -28,6 +28,13 @@ var wireTypes = map[string][2]func() any{
 	"DiscardPartials": {func() any { return new(activities.DiscardPartialsInput) }, func() any { return new(activities.DiscardPartialsResult) }},
 	"Mark":            {func() any { return new(activities.MarkInput) }, func() any { return new(activities.MarkResult) }},
 	"CloseSend":       {func() any { return new(activities.CloseSendInput) }, func() any { return new(activities.CloseSendResult) }},
+	"Prune":           {func() any { return new(activities.PruneInput) }, func() any { return new(activities.PruneResult) }},
+}
+
+// workflowTypes is each workflow's input and result type.
+var workflowTypes = map[string][2]func() any{
+	ReplicateWorkflowName: {func() any { return new(ReplicateInput) }, func() any { return new(ReplicateResult) }},
+	PruneWorkflowName:     {func() any { return new(PruneRequest) }, func() any { return new(PruneOutcome) }},
 }
 
 // droppedFields are fields recorded histories carry that the types no longer
@@ -57,12 +64,16 @@ func TestWireTypesKeepRecordedPayloads(t *testing.T) {
 			require.NoError(t, err)
 			scheduled := map[int64]string{}
 			checked := 0
+			var wf string
 			for _, e := range hist.Events {
 				switch e.EventType {
 				case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-					checkPayloads(t, "ReplicateInput", e.GetWorkflowExecutionStartedEventAttributes().GetInput(), func() any { return new(ReplicateInput) })
+					wf = e.GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName()
+					types, ok := workflowTypes[wf]
+					require.True(t, ok, "workflow %s has no wire types in this test", wf)
+					checkPayloads(t, wf+" input", e.GetWorkflowExecutionStartedEventAttributes().GetInput(), types[0])
 				case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-					checkPayloads(t, "ReplicateResult", e.GetWorkflowExecutionCompletedEventAttributes().GetResult(), func() any { return new(ReplicateResult) })
+					checkPayloads(t, wf+" result", e.GetWorkflowExecutionCompletedEventAttributes().GetResult(), workflowTypes[wf][1])
 				case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 					a := e.GetActivityTaskScheduledEventAttributes()
 					name := a.GetActivityType().GetName()
