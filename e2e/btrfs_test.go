@@ -66,8 +66,9 @@ var seedImages = map[string]int64{source: 1 << 30, target: 1 << 30}
 // a run made its snapshot while the target worker was down and was
 // terminated in the greet step, the share changed again, and the next run
 // sends both snapshots in one run (two steps). Every snapshot's content is
-// the same on both sides, and the target holds read-only received
-// subvolumes whose received_uuid is the source snapshot's uuid.
+// the same on both sides, the target holds read-only received subvolumes
+// whose received_uuid is the source snapshot's uuid, and its view shows
+// all four with latest at the newest.
 func TestBtrfsFullIncrementalCatchUp(t *testing.T) {
 	e := newBtrfsEnv(t, envOptions{ShareSize: 32 << 20, Images: map[string]int64{source: 512 << 20, target: 512 << 20}})
 
@@ -137,6 +138,8 @@ func TestBtrfsFullIncrementalCatchUp(t *testing.T) {
 	e.requireSameContent(catchUp.Snapshot)
 	e.requireReceivedSubvolume(catchUp.Snapshot)
 	e.requireNoPartials()
+	// The catch-up chain's two receives leave latest at the run's snapshot.
+	e.requireReplicaView(full.Snapshot, incr.Snapshot, p.Snapshot, catchUp.Snapshot)
 }
 
 // TestBtrfsReceiverKilledResumeOff is the field report's scenario: a
