@@ -165,6 +165,7 @@ func harness(staged bool) func(t *testing.T) storagetest.Harness {
 			ResumeByOffset:      staged,
 			HostileStreams:      hostileStreams,
 			IndependentReceives: true,
+			ReplicaView:         true,
 			SmallTarget: func(t testing.TB) storagetest.SmallTarget {
 				const capacity = 128 << 20 // loopfs's smallest btrfs
 				b := newBackend(t, capacity, opts...)

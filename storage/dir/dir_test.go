@@ -57,6 +57,7 @@ func harness(t *testing.T) storagetest.Harness {
 		ResumeByOffset:      true,
 		HostileStreams:      hostileStreams,
 		IndependentReceives: true,
+		ReplicaView:         true,
 		SmallTarget:         smallTarget,
 	}
 }

@@ -80,6 +80,11 @@ type Harness struct {
 	// keeps target history only on such backends.
 	IndependentReceives bool
 
+	// ReplicaView: the backend shows the replica at <root>/<dataset>
+	// through storage/replicaview (dir, btrfs); the ReplicaView cases run
+	// only then (zfs's target dataset is itself the replica).
+	ReplicaView bool
+
 	// ResumeByOffset: Partials report a Resume position and a Receive with
 	// Resume set continues there; Send is then byte-for-byte deterministic.
 	ResumeByOffset bool

@@ -101,6 +101,9 @@ func viewEntries(t testing.TB, h *Harness) []string {
 }
 
 func testReplicaView(t *testing.T, h *Harness) {
+	if !h.ReplicaView {
+		t.Skip("the backend does not show the replica through storage/replicaview")
+	}
 	if h.RootDir == nil || h.SnapshotPath == nil {
 		t.Skip("the harness does not expose its roots")
 	}
@@ -214,6 +217,9 @@ func requireViewIsList(t testing.TB, h *Harness) {
 // testViewRefusesForeignPath: a receive into a dataset whose path already
 // holds someone's data is refused naming the path, and changes nothing.
 func testViewRefusesForeignPath(t *testing.T, h *Harness) {
+	if !h.ReplicaView {
+		t.Skip("the backend does not show the replica through storage/replicaview")
+	}
 	if h.RootDir == nil {
 		t.Skip("the harness does not expose its roots")
 	}
