@@ -345,3 +345,40 @@ func (v View) Shows(name string) bool {
 	l2, err2 := os.Readlink(filepath.Join(p, name))
 	return err1 == nil && err2 == nil && l1 == want && l2 == want
 }
+
+// Remove takes the view away (a restore that makes a live dataset at its
+// path): ferry's entries, its marker, then the directory. Anything else in
+// it is someone's: then nothing is removed and the Conflict names it.
+func (v View) Remove(op string) error {
+	p := v.Path()
+	if !IsView(p) {
+		return nil
+	}
+	es, err := os.ReadDir(p)
+	if err != nil {
+		return storage.Wrap(err, storage.KindTemporary, op, v.Dataset, "")
+	}
+	var theirs []string
+	for _, e := range es {
+		if e.Name() != Marker && !v.ours(filepath.Join(p, e.Name())) {
+			theirs = append(theirs, e.Name())
+		}
+	}
+	if len(theirs) > 0 {
+		return v.conflict(op, p, fmt.Sprintf("holds %q, which ferry did not put there", theirs))
+	}
+	if err := os.Chmod(p, 0o755); err != nil {
+		return storage.Wrap(err, storage.KindTemporary, op, v.Dataset, "")
+	}
+	for _, e := range es {
+		if err := os.Remove(filepath.Join(p, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return storage.Wrap(err, storage.KindTemporary, op, v.Dataset, "")
+		}
+	}
+	restore, err := writable(filepath.Dir(p))
+	if err != nil {
+		return storage.Wrap(err, storage.KindTemporary, op, v.Dataset, "")
+	}
+	err = os.Remove(p)
+	return storage.Wrap(errors.Join(err, restore()), storage.KindTemporary, op, v.Dataset, "")
+}

@@ -214,3 +214,39 @@ func TestSourceUntouched(t *testing.T) {
 		t.Fatalf("a live dataset is refused as a view: %v", err)
 	}
 }
+
+// TestRemove: a view of ferry's entries alone goes away whole; one that
+// holds someone's file is a Conflict naming it, and stays as it was.
+func TestRemove(t *testing.T) {
+	root := t.TempDir()
+	cleanup(t, root)
+	v := fakeView(t, root, "replicas/share", "s1", "s2")
+	if _, err := v.Sync([]string{"s1", "s2"}, true); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(v.Path(), 0o755)
+	if err := os.WriteFile(filepath.Join(v.Path(), "notes"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := entries(t, v.Path())
+	err := v.Remove("restore")
+	var se *storage.Error
+	if !errors.As(err, &se) || se.Kind != storage.KindConflict || !strings.Contains(err.Error(), "notes") {
+		t.Fatalf("Remove over someone's file: %v", err)
+	}
+	if after := entries(t, v.Path()); !slices.Equal(before, after) {
+		t.Fatalf("a refused Remove changed %q into %q", before, after)
+	}
+	if err := os.Remove(filepath.Join(v.Path(), "notes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Remove("restore"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(v.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the view is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(v.Target("s2")), "file")); err != nil {
+		t.Fatalf("Remove touched a snapshot: %v", err)
+	}
+}
