@@ -62,6 +62,11 @@ func (h *Host) Prune(ctx context.Context, in PruneInput) (PruneResult, error) {
 			res.Pruned++
 			continue
 		}
+		if ctx.Err() != nil {
+			// Out of time (timeouts.host) or cancelled: what is deleted
+			// stays deleted; the next prune decides again from what is left.
+			return res, h.fail(log, "prune", storage.Wrap(ctx.Err(), storage.KindTemporary, "prune", in.Dataset, v.Name))
+		}
 		rule := v.Reasons[0]
 		if err := h.Backend.DestroySnapshot(ctx, in.Dataset, v.Name); err != nil {
 			v.Keep, v.Error = true, err.Error()
