@@ -65,6 +65,8 @@ func TestFullThenIncremental(t *testing.T) {
 	require.Less(t, incr.Bytes, e.shareSize/4)
 	e.requireSameContent(incr.Snapshot)
 	e.requireReplicaView(full.Snapshot, incr.Snapshot)
+	require.Contains(t, out.Out, "replica: "+target+":"+filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset), "latest"),
+		"ferry run --wait says where the replica is")
 }
 
 // TestReceiverKilledMidStream: the receiving worker is killed with SIGKILL

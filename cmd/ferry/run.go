@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/starter"
+	"github.com/ferry-nas/ferry/storage/replicaview"
 	"github.com/ferry-nas/ferry/workflows"
 )
 
@@ -93,6 +96,7 @@ Interrupting --wait stops following; the run goes on.`,
 				}
 			}
 			printRunSummary(out, res, took)
+			printReplicaPlace(out, cfg, job)
 			return nil
 		},
 	}
@@ -123,4 +127,16 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 	for _, f := range res.Foreign {
 		fmt.Fprintf(out, "left alone, not made by ferry: %s\n", f)
 	}
+}
+
+// printReplicaPlace says where the target shows the replica, for backends
+// that keep a view at <root>/<dataset> (docs/storage.md, "Where the
+// replica is").
+func printReplicaPlace(out io.Writer, cfg *config.Config, job config.Job) {
+	h, err := cfg.Host(job.Target.Host)
+	if err != nil || (h.Backend != config.BackendDir && h.Backend != config.BackendBtrfs) {
+		return
+	}
+	fmt.Fprintf(out, "replica: %s:%s (newest), one entry per snapshot beside it\n",
+		h.Name, filepath.Join(h.Root, filepath.FromSlash(job.Target.Dataset), replicaview.Latest))
 }
