@@ -41,7 +41,9 @@ func Prune(ctx context.Context, c client.Client, job config.Job, dryRun bool) (w
 		ID:                       id,
 		TaskQueue:                workflows.WorkflowTaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		// Without it the SDK hands back the running prune instead of refusing.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// Two host steps, each bounded by timeouts.host; no worker polling
 		// ferry-workflows must not leave the command waiting for ever.
 		WorkflowExecutionTimeout: 2*host + time.Minute,
