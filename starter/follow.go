@@ -64,6 +64,14 @@ type Progress struct {
 	// Unanswered is set when the status query went unanswered (no worker
 	// is polling ferry's workflow queue); Phase then comes from FerryPhase.
 	Unanswered bool `json:"unanswered,omitempty"`
+	// Resuming is set when the current step continues a partial receive an
+	// earlier run kept; ResumedBytes is how much of it was kept (0 when the
+	// backend resumes by token and does not say).
+	Resuming     bool  `json:"resuming,omitempty"`
+	ResumedBytes int64 `json:"resumed_bytes,omitempty"`
+	// Note is the run's note for the administrator (status query), known
+	// once the plan is made.
+	Note string `json:"note,omitempty"`
 }
 
 // MarshalJSON writes ETA as eta_seconds, which scripts read more easily
@@ -114,6 +122,13 @@ func (p Progress) String() string {
 		}
 	} else if p.DoneBytes > 0 {
 		b.WriteString("  " + FormatBytes(p.DoneBytes) + " moved")
+	}
+	if p.Resuming && p.Phase == workflows.PhaseStream {
+		if p.ResumedBytes > 0 {
+			fmt.Fprintf(&b, "  (resuming from %s kept by an earlier run)", FormatBytes(p.ResumedBytes))
+		} else {
+			b.WriteString("  (resuming a partial receive kept by an earlier run)")
+		}
 	}
 	if p.Attempt > 1 {
 		fmt.Fprintf(&b, "  (attempt %d", p.Attempt)
@@ -201,12 +216,30 @@ func Inspect(ctx context.Context, c client.Client, workflowID, runID string) (Pr
 		p.Unanswered = true
 		return p, nil
 	}
-	p.Phase, p.Snapshot, p.Step, p.Steps, p.DoneBytes, p.LastError = st.Phase, st.Snapshot, st.Step, st.Steps, st.Bytes, st.LastError
+	p.applyStatus(st)
 	if p.Phase != workflows.PhaseStream {
 		// A heartbeat left from an earlier step is not this phase's progress.
 		p.Bytes, p.Expected, p.Rate, p.ETA = 0, 0, 0, 0
 	}
 	return p, nil
+}
+
+// applyStatus takes what the workflow's status query says. While a step
+// runs, Snapshot is that step's snapshot (an earlier run's when the step
+// resumes its kept partial), not the one the run made.
+func (p *Progress) applyStatus(st workflows.Status) {
+	p.Phase, p.Snapshot, p.Step, p.Steps, p.DoneBytes, p.LastError, p.Note = st.Phase, st.Snapshot, st.Step, st.Steps, st.Bytes, st.LastError, st.Note
+	if st.Plan == nil || st.Step < 1 || st.Step > len(st.Plan.Steps) {
+		return
+	}
+	step := st.Plan.Steps[st.Step-1]
+	p.Snapshot = step.To
+	if step.Resume != nil {
+		p.Resuming = true
+		if step.Resume.Resume != nil {
+			p.ResumedBytes = step.Resume.Resume.Offset
+		}
+	}
 }
 
 // statusName renders WORKFLOW_EXECUTION_STATUS_TIMED_OUT as "TimedOut", the

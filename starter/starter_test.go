@@ -496,3 +496,28 @@ func TestFormat(t *testing.T) {
 	p = Progress{Status: "Running", Phase: "stream", Step: 1, Steps: 1, Bytes: 10, Attempt: 3, LastFailure: "connection reset"}
 	assert.Equal(t, "stream step 1/1  10 B  (attempt 3, after: connection reset)", p.String())
 }
+
+func TestProgressNamesTheStepsSnapshotAndTheKeptPartial(t *testing.T) {
+	kept := activities.Partial{Name: "ferry_s_1", Resume: &activities.ResumePosition{Offset: 100 << 20}}
+	plan := workflows.Plan{Steps: []workflows.Step{
+		{To: "ferry_s_1", Resume: &kept},
+		{From: "ferry_s_1", To: "ferry_s_2"},
+	}}
+	st := workflows.Status{Phase: workflows.PhaseStream, Snapshot: "ferry_s_2", Step: 1, Steps: 2, Plan: &plan,
+		Note: "ferry_x, the cursor, was deleted on nas-a"}
+	p := Progress{Status: "Running"}
+	p.applyStatus(st)
+	assert.Equal(t, "ferry_s_1", p.Snapshot, "the step being streamed, not the run's new snapshot")
+	assert.Equal(t, "stream step 1/2 ferry_s_1  (resuming from 100.0 MiB kept by an earlier run)", p.String())
+	assert.Equal(t, st.Note, p.Note)
+
+	st.Step = 2
+	p = Progress{Status: "Running"}
+	p.applyStatus(st)
+	assert.Equal(t, "stream step 2/2 ferry_s_2", p.String())
+
+	st.Plan, st.Step = nil, 0
+	p = Progress{Status: "Running"}
+	p.applyStatus(st)
+	assert.Equal(t, "ferry_s_2", p.Snapshot, "before the plan the run's snapshot is all there is")
+}

@@ -109,9 +109,9 @@ func keptNote(in ReplicateInput, plan Plan) string {
 		fmt.Fprintf(&b, "; no snapshot both sides hold is left: sending %s in full", plan.Steps[0].To)
 	}
 	if n == 1 {
-		fmt.Fprintf(&b, "; %s keeps it as a replica", in.Target.Host)
+		fmt.Fprintf(&b, "; %s keeps its replica of %s as history", in.Target.Host, cursor)
 	} else {
-		fmt.Fprintf(&b, "; %s keeps them as replicas", in.Target.Host)
+		fmt.Fprintf(&b, "; %s keeps its replicas of them as history", in.Target.Host)
 	}
 	return b.String()
 }

@@ -130,9 +130,9 @@ func TestKeptNoteSaysWhatHappened(t *testing.T) {
 	}{
 		{Plan{}, ""},
 		{Plan{Base: "ferry_w", Steps: []Step{{To: "ferry_n"}}, Kept: []string{"ferry_x"}},
-			"ferry_x, the cursor, was deleted on nas-a; continuing from ferry_w; nas-b keeps it as a replica"},
+			"ferry_x, the cursor, was deleted on nas-a; continuing from ferry_w; nas-b keeps its replica of ferry_x as history"},
 		{Plan{Steps: []Step{{To: "ferry_n"}}, Kept: []string{"ferry_w", "ferry_x"}},
-			"ferry_x, the cursor, and ferry_w were deleted on nas-a; no snapshot both sides hold is left: sending ferry_n in full; nas-b keeps them as replicas"},
+			"ferry_x, the cursor, and ferry_w were deleted on nas-a; no snapshot both sides hold is left: sending ferry_n in full; nas-b keeps its replicas of them as history"},
 	} {
 		if got := keptNote(in, tc.plan); got != tc.want {
 			t.Errorf("note\n got %q\nwant %q", got, tc.want)

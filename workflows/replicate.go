@@ -461,7 +461,11 @@ func (r *replication) stepText(verb string, s Step) string {
 	if s.From != "" {
 		from = "from " + s.From
 	}
-	return fmt.Sprintf("%s step %d/%d: %s (%s) %s -> %s", verb, r.status.Step, r.status.Steps, s.To, from, r.in.Source, r.in.Target)
+	text := fmt.Sprintf("%s step %d/%d: %s (%s) %s -> %s", verb, r.status.Step, r.status.Steps, s.To, from, r.in.Source, r.in.Target)
+	if verb == "stream" && s.Resume != nil {
+		text += ", resuming the partial receive kept by an earlier run"
+	}
+	return text
 }
 
 // setPhase publishes the phase to the query, the search attribute and the UI.

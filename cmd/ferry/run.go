@@ -79,7 +79,14 @@ Interrupting --wait stops following; the run goes on.`,
 			}
 
 			begin := time.Now()
+			var notePrinted string
 			res, err := starter.Follow(ctx, c, st.WorkflowID, st.RunID, func(p starter.Progress) {
+				// The note (replicas kept as history) is known when the plan
+				// is made: say it before the transfer, not only at the end.
+				if p.Note != "" && p.Note != notePrinted {
+					fmt.Fprintf(out, "%s  note: %s\n", time.Now().Format("15:04:05"), p.Note)
+					notePrinted = p.Note
+				}
 				fmt.Fprintf(out, "%s  %s\n", time.Now().Format("15:04:05"), p)
 			})
 			if err != nil {
@@ -94,6 +101,9 @@ Interrupting --wait stops following; the run goes on.`,
 				if info := d.GetWorkflowExecutionInfo(); info.GetCloseTime() != nil && info.GetStartTime() != nil {
 					took = info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime())
 				}
+			}
+			if res.Note == notePrinted {
+				res.Note = "" // already said when the plan was made
 			}
 			printRunSummary(out, res, took)
 			printReplicaPlace(out, cfg, job)
@@ -115,6 +125,11 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 		fmt.Fprintf(out, "%s: snapshot %s, %s in %d step(s)", what, res.Snapshot, starter.FormatBytes(res.Bytes), steps)
 		if res.Discarded > 0 {
 			fmt.Fprintf(out, ", %d leftover partial receive(s) discarded", res.Discarded)
+		}
+		if resumed, ok := resumedBytes(res.Plan); ok && resumed > 0 {
+			fmt.Fprintf(out, " (resumed %s kept by an earlier run)", starter.FormatBytes(resumed))
+		} else if ok {
+			fmt.Fprint(out, " (resumed a partial receive kept by an earlier run)")
 		}
 		fmt.Fprintln(out)
 	}
@@ -139,4 +154,19 @@ func printReplicaPlace(out io.Writer, cfg *config.Config, job config.Job) {
 	}
 	fmt.Fprintf(out, "replica: %s:%s (newest), one entry per snapshot beside it\n",
 		h.Name, filepath.Join(h.Root, filepath.FromSlash(job.Target.Dataset), replicaview.Latest))
+}
+
+// resumedBytes is how much of the plan's resumed partials earlier runs had
+// kept; ok is false when no step resumed one.
+func resumedBytes(plan workflows.Plan) (n int64, ok bool) {
+	for _, s := range plan.Steps {
+		if s.Resume == nil {
+			continue
+		}
+		ok = true
+		if s.Resume.Resume != nil {
+			n += s.Resume.Resume.Offset
+		}
+	}
+	return n, ok
 }
