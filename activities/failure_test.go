@@ -4,10 +4,15 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/storage"
 )
 
 // Compensation after a transient failure: DiscardPartials{All,
@@ -68,4 +73,18 @@ func TestReceiveOfASnapshotGoneOnTheSourceIsNotFound(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	require.True(t, ae.NonRetryable(), "a snapshot gone on the source is not retried")
 	t.Logf("error: %v", err)
+}
+
+// A NoSpace from the backend reaches the workflow saying "receive" once and
+// naming the filesystem's path and host.
+func TestNoSpaceFailureNamesThePathAndHost(t *testing.T) {
+	h := &Host{Name: "nas-c"}
+	root := t.TempDir()
+	err := h.fail(zap.NewNop(), "receive", storage.NoSpace("receive", "rep03", "ferry_x", `"big.bin"`, 1<<40, 0, root, syscall.ENOSPC))
+	requireType(t, err, ErrNoSpace)
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	require.True(t, strings.HasPrefix(ae.Message(), `receive rep03@ferry_x on nas-c: no space left writing "big.bin": the snapshot needs 1.0 TiB`), ae.Message())
+	require.Contains(t, ae.Message(), " free on "+root+" (nas-c) after discarding the partial receive")
+	require.Contains(t, ae.Message(), " there or raise its quota, then run the job again; nothing of this receive was kept")
 }

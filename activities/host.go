@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -402,6 +403,10 @@ func (h *Host) fail(log *zap.Logger, op string, err error) error {
 	if errors.As(err, &se) && se.Host == "" {
 		se.Host = h.Name
 	}
+	var nse *storage.NoSpaceError
+	if errors.As(err, &nse) && nse.Host == "" {
+		nse.Host = h.Name
+	}
 	if errors.Is(err, transfer.ErrSourceNotFound) {
 		// The source lost what the session streams: every attempt of this
 		// session would get the same answer, so the run ends now.
@@ -419,14 +424,24 @@ func (h *Host) fail(log *zap.Logger, op string, err error) error {
 	kind := storage.KindOf(err)
 	if kind == storage.KindTemporary {
 		log.Warn(op+" failed; will retry", zap.Error(err))
-		return temporal.NewApplicationErrorWithOptions(op+": "+err.Error(), kind.String(), temporal.ApplicationErrorOptions{Cause: err})
+		return temporal.NewApplicationErrorWithOptions(opMessage(op, err), kind.String(), temporal.ApplicationErrorOptions{Cause: err})
 	}
 	return h.failAs(log, kind.String(), op, err)
 }
 
 func (h *Host) failAs(log *zap.Logger, errType, op string, err error) error {
 	log.Error(op+" failed", zap.String("error_type", errType), zap.Error(err))
-	return temporal.NewApplicationErrorWithOptions(op+": "+err.Error(), errType, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
+	return temporal.NewApplicationErrorWithOptions(opMessage(op, err), errType, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
+}
+
+// opMessage is "op: err", without saying op twice when err is a storage
+// error that already starts with it ("receive replicas/s@x on nas-b: ...").
+func opMessage(op string, err error) string {
+	var se *storage.Error
+	if errors.As(err, &se) && se.Op == op && strings.HasPrefix(err.Error(), op+" ") {
+		return err.Error()
+	}
+	return op + ": " + err.Error()
 }
 
 // sourceFailure marks a send that failed because its snapshot (or its

@@ -26,6 +26,9 @@ type NoSpaceError struct {
 	// Free is the space available to ferry on the target's filesystem
 	// (statfs f_bavail; a quota may allow less), -1 when unknown.
 	Free int64
+	// FSPath is the path Free was measured on (the backend's root), and
+	// Host the ferry host it is on (filled in by the activity reporting it).
+	FSPath, Host string
 	// Err is the filesystem's or the tool's own error.
 	Err error
 }
@@ -39,8 +42,19 @@ func (e *NoSpaceError) Error() string {
 	if e.Free >= 0 {
 		free = FormatBytes(e.Free)
 	}
-	return fmt.Sprintf("no space left writing %s: the snapshot needs %s, %s free on the target's filesystem after discarding the partial receive: %v",
-		e.File, need, free, e.Err)
+	return fmt.Sprintf("no space left writing %s: the snapshot needs %s, %s free on %s after discarding the partial receive: %v",
+		e.File, need, free, e.where(), e.Err)
+}
+
+// where names the filesystem: "/srv/backup (nas-c)".
+func (e *NoSpaceError) where() string {
+	switch {
+	case e.FSPath == "":
+		return "the target's filesystem"
+	case e.Host == "":
+		return e.FSPath
+	}
+	return e.FSPath + " (" + e.Host + ")"
 }
 
 func (e *NoSpaceError) Unwrap() error { return e.Err }
@@ -51,7 +65,7 @@ func (e *NoSpaceError) Unwrap() error { return e.Err }
 // given); fsPath is any path on the target's filesystem, for statfs. Call
 // it after discarding the partial receive.
 func NoSpace(op, dataset, name, file string, need, received int64, fsPath string, cause error) *Error {
-	e := &NoSpaceError{File: file, Need: need, Free: -1, Err: cause}
+	e := &NoSpaceError{File: file, Need: need, Free: -1, FSPath: fsPath, Err: cause}
 	if need <= 0 {
 		e.Need, e.AtLeast = received, true
 	}
@@ -61,7 +75,11 @@ func NoSpace(op, dataset, name, file string, need, received int64, fsPath string
 	}
 	fix := FixNoSpace
 	if short := e.Need - e.Free; e.Free >= 0 && short > 0 {
-		fix = fmt.Sprintf("free at least %s on the target or raise its quota, then run the job again", FormatBytes(short))
+		there := "there"
+		if fsPath == "" {
+			there = "on the target"
+		}
+		fix = fmt.Sprintf("free at least %s %s or raise its quota, then run the job again", FormatBytes(short), there)
 	}
 	fix += "; nothing of this receive was kept"
 	return &Error{Kind: KindNoSpace, Op: op, Dataset: dataset, Snapshot: name, Err: e, Fix: fix}

@@ -84,8 +84,13 @@ func TestNoSpaceMessage(t *testing.T) {
 		t.Fatalf("kind %v", err.Kind)
 	}
 	err.Host = "nas-b"
+	var detail *NoSpaceError
+	if errors.As(err, &detail) {
+		detail.Host = "nas-b"
+	}
 	msg := err.Error()
-	for _, want := range []string{"replicas/share01@s1 on nas-b", `writing "photos/big.raw"`, "needs 3.0 GiB (3221225472 bytes)", "free on the target's filesystem", "nothing of this receive was kept"} {
+	for _, want := range []string{"receive replicas/share01@s1 on nas-b: no space left", `writing "photos/big.raw"`, "needs 3.0 GiB (3221225472 bytes)",
+		"free on " + dir + " (nas-b) after discarding the partial receive", "or raise its quota, then run the job again; nothing of this receive was kept"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("%q lacks %q", msg, want)
 		}
@@ -96,7 +101,7 @@ func TestNoSpaceMessage(t *testing.T) {
 	}
 	// Unknown expected size: the bytes received are a lower bound.
 	err = NoSpace("receive", "ds", "s1", "x", 0, 5<<20, "", syscall.ENOSPC)
-	if msg := err.Error(); !strings.Contains(msg, "at least 5.0 MiB") || !strings.Contains(msg, "an unknown amount free") {
+	if msg := err.Error(); !strings.Contains(msg, "at least 5.0 MiB") || !strings.Contains(msg, "an unknown amount free on the target's filesystem") {
 		t.Errorf("%q", msg)
 	}
 }

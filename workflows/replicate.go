@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -145,6 +146,7 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 			r.setPhase(ctx, PhaseDone, "replicated "+r.status.Snapshot)
 			return
 		}
+		err = jobError(r.in, err)
 		r.status.LastError = err.Error()
 		r.compensate(ctx, err)
 		r.setPhase(ctx, PhaseFailed, "failed: "+err.Error())
@@ -545,6 +547,17 @@ func (r *replication) streamOptions(s Step, waitHost bool) workflow.ActivityOpti
 		o.ScheduleToStartTimeout = min(r.in.HostTimeout, r.in.StreamTimeout)
 	}
 	return o
+}
+
+// jobError puts the job and its endpoints before an activity's error, as
+// the workflow's own errors carry them; its type and cause stay.
+func jobError(in ReplicateInput, err error) error {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || strings.HasPrefix(ae.Message(), "job "+in.Job+": ") {
+		return err
+	}
+	return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("job %s: %s -> %s: %s", in.Job, in.Source, in.Target, ae.Message()),
+		ae.Type(), temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
 }
 
 // planError turns the planner's verdict into a non-retryable application error.

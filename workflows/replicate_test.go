@@ -219,6 +219,10 @@ func (s *replicateSuite) TestNoSpaceFailsTheRunAndDiscardsPartials() {
 	s.expectCompensation()
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
 	s.requireFailure(activities.ErrNoSpace)
+	var ae *temporal.ApplicationError
+	s.Require().ErrorAs(s.env.GetWorkflowError(), &ae)
+	s.Equal("job share01: nas-a:share01 -> nas-b:replicas/share01: injected NoSpace", ae.Message(),
+		"an activity's error carries the job and its endpoints like the workflow's own")
 }
 
 func (s *replicateSuite) TestLeftoversAreDiscardedBeforeStreaming() {
