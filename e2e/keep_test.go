@@ -56,7 +56,9 @@ func requireKeptPartialResumed(t *testing.T, e *env, size func(starter.Started) 
 	require.ErrorAs(t, err, &ae, "the run with its receiver down did not fail")
 	require.Equal(t, activities.ErrHostUnavailable, ae.Type())
 	require.Contains(t, ae.Message(), "host "+target)
-	require.Contains(t, ae.Message(), "within "+hostTimeout.String(), "the run did not fail on timeouts.host")
+	require.Contains(t, ae.Message(), "host "+target+" stopped answering during \"receive ", "the message does not say the receiver went away mid-stream")
+	require.Contains(t, ae.Message(), "did not come back within timeouts.host ("+hostTimeout.String()+")", "the run did not fail on timeouts.host")
+	require.Contains(t, ae.Message(), " is kept: start `ferry worker --host "+target+"` and run the job again to resume it")
 	// The receive's attempts wait at most timeouts.host for a worker.
 	rcv := e.activities(first, starter.ReceiveActivity)
 	require.NotEmpty(t, rcv)
@@ -75,8 +77,13 @@ func requireKeptPartialResumed(t *testing.T, e *env, size func(starter.Started) 
 	t.Logf("left %s, resumable at byte %d; %d bytes through the relay so far", left[0].Name, left[0].Resume.Offset, atFail)
 
 	again := e.restart(target)
-	second := e.start()
+	cli, second := e.runCLI()
+	require.Zero(t, cli.Code, "ferry run --wait failed resuming the kept partial:\n%s", cli.Out)
 	res := e.mustSucceed(second)
+	// run --wait names the step being streamed (the first run's snapshot,
+	// resumed), never the second run's own for step 1, and says what it resumed.
+	require.NotContains(t, cli.Out, "stream step 1/2 "+res.Snapshot)
+	require.Contains(t, cli.Out, " in 2 step(s) (resumed "+starter.FormatBytes(left[0].Resume.Offset)+" kept by an earlier run)")
 	total := e.relay.Upstream.Load()
 	t.Logf("share %d bytes; %d through the relay in total (%.2fx), %d by the second run; plan %+v",
 		e.shareSize, total, float64(total)/float64(e.shareSize), total-atFail, res.Plan)

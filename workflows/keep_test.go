@@ -38,7 +38,29 @@ func (s *replicateSuite) TestReceiverThatStaysDownFailsAsHostUnavailableAfterThe
 	s.requireFailure(activities.ErrHostUnavailable)
 	msg := s.env.GetWorkflowError().Error()
 	s.Contains(msg, "host nas-b")
-	s.Contains(msg, `did not pick up "receive `+wantName+`" within 1m30s`, "the message names timeouts.host, not timeouts.stream")
+	s.Contains(msg, `did not pick up "receive `+wantName+`" within timeouts.host (1m30s)`, "the message names timeouts.host, not timeouts.stream")
+	s.env.AssertNotCalled(s.T(), "DiscardPartials", mock.Anything, mock.Anything)
+}
+
+// A receiver that was streaming and stayed down: the message says so, that
+// its partial receive is kept and how to resume it, in ferry's words first.
+func (s *replicateSuite) TestReceiverDownMidStreamSaysItsPartialIsKept() {
+	in := testInput
+	in.HostTimeout = 20 * time.Second
+	s.happyPath()
+	// As the server reports it: the retried attempt was not picked up; the
+	// first one timed out on its heartbeat, whose last details it carries.
+	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).
+		Return(activities.ReceiveResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START,
+			temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil), activities.ReceiveProgress{Bytes: 120 << 20, DurableOffset: 100 << 20})).Once()
+	s.env.OnActivity(act.CloseSend, mock.Anything, activities.CloseSendInput{Job: "share01"}).Return(activities.CloseSendResult{}, nil).Once()
+	s.env.ExecuteWorkflow(ReplicateWorkflow, in)
+	s.requireFailure(activities.ErrHostUnavailable)
+	var ae *temporal.ApplicationError
+	s.Require().ErrorAs(s.env.GetWorkflowError(), &ae)
+	s.Equal("job share01: nas-a:share01 -> nas-b:replicas/share01: host nas-b stopped answering during \"receive "+wantName+
+		"\" and did not come back within timeouts.host (20s); its partial receive of 100.0 MiB (104857600 bytes) is kept: "+
+		"start `ferry worker --host nas-b` and run the job again to resume it", ae.Message())
 	s.env.AssertNotCalled(s.T(), "DiscardPartials", mock.Anything, mock.Anything)
 }
 

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/visibility"
 )
 
@@ -148,7 +149,10 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 		}
 		err = jobError(r.in, err)
 		r.status.LastError = err.Error()
-		r.compensate(ctx, err)
+		if r.compensate(ctx, err) && r.receiveDown != nil && isType(err, activities.ErrHostUnavailable) {
+			err = r.receiveDown.error(r.in, true)
+			r.status.LastError = err.Error()
+		}
 		r.setPhase(ctx, PhaseFailed, "failed: "+err.Error())
 	}()
 	result, err = r.run(ctx)
@@ -213,6 +217,8 @@ type replication struct {
 	status Status
 	// down holds the hosts that did not finish a step in time.
 	down map[string]bool
+	// receiveDown is set when the target did not finish a receive in time.
+	receiveDown *hostDown
 }
 
 // act is the nil receiver the workflow names activities by.
@@ -415,7 +421,10 @@ func (r *replication) verify(ctx workflow.Context, step Step, sourceDigest strin
 // receives on the target — except, after a transient failure, the resumable
 // ones, which the next run resumes (keepsResumable). Complete snapshots on
 // either side are never touched.
-func (r *replication) compensate(ctx workflow.Context, cause error) {
+//
+// It reports whether it left the target's partials to the next run
+// because the target was down (its resumable ones are then kept).
+func (r *replication) compensate(ctx workflow.Context, cause error) (keptOnDownTarget bool) {
 	cancelled := ctx.Err() != nil
 	ctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
@@ -433,6 +442,7 @@ func (r *replication) compensate(ctx workflow.Context, cause error) {
 	var pending []cleanup
 	switch {
 	case skipDown && r.down[r.in.Target.Host] && keep:
+		keptOnDownTarget = true
 		logger.Warn("target host unavailable: its partial receives stay; the next run resumes the resumable ones and discards the rest", "job", r.in.Job, "host", r.in.Target.Host)
 	case skipDown && r.down[r.in.Target.Host]:
 		logger.Warn("target host unavailable: partial receives stay until the next run's greet resumes the ones that still match and discards the rest", "job", r.in.Job, "host", r.in.Target.Host)
@@ -456,6 +466,7 @@ func (r *replication) compensate(ctx workflow.Context, cause error) {
 			logger.Error(c.failed, "job", r.in.Job, "error", err)
 		}
 	}
+	return keptOnDownTarget
 }
 
 func (r *replication) stepText(verb string, s Step) string {
@@ -505,14 +516,62 @@ func (r *replication) hostErr(host, what string, limit time.Duration, err error)
 		r.down = map[string]bool{}
 	}
 	r.down[host] = true
-	verb := "finish"
-	if isTimeout(err, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
-		verb = "pick up" // no worker of the host polled its queue
+	d := hostDown{host: host, what: what, limit: r.limitName(limit), cause: err}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+		d.verb = "pick up" // no worker of the host polled its queue
+		var hb activities.ReceiveProgress
+		if te.HasLastHeartbeatDetails() && te.LastHeartbeatDetails(&hb) == nil {
+			// An earlier attempt was running: the worker went away mid-step.
+			d.verb, d.durable = "", hb.DurableOffset
+		}
 	}
-	return temporal.NewApplicationErrorWithOptions(
-		fmt.Sprintf("job %s: host %s did not %s %q within %s: is `ferry worker --host %s` running and connected to Temporal? (%v)",
-			r.in.Job, host, verb, what, limit, host, err),
-		activities.ErrHostUnavailable, temporal.ApplicationErrorOptions{NonRetryable: true, Cause: err})
+	if host == r.in.Target.Host && strings.HasPrefix(what, "receive ") {
+		r.receiveDown = &d
+	}
+	return d.error(r.in, false)
+}
+
+// hostDown is a host that did not finish a step in time, as hostErr found it.
+type hostDown struct {
+	host, what string
+	// verb is what the host did not do ("pick up", "finish"); empty when it
+	// stopped answering while the step ran.
+	verb  string
+	limit string // "timeouts.host (20s)"
+	// durable is the receive's last checkpoint (its heartbeat), if any.
+	durable int64
+	cause   error
+}
+
+// error words the HostUnavailable failure, ferry's words first (the SDK's
+// own stays the cause); kept says compensation left the receive's
+// resumable partial on the host for the next run.
+func (d hostDown) error(in ReplicateInput, kept bool) error {
+	msg := fmt.Sprintf("job %s: %s -> %s: host %s ", in.Job, in.Source, in.Target, d.host)
+	if d.verb == "" {
+		msg += fmt.Sprintf("stopped answering during %q and did not come back within %s", d.what, d.limit)
+	} else {
+		msg += fmt.Sprintf("did not %s %q within %s", d.verb, d.what, d.limit)
+	}
+	if kept && d.durable > 0 {
+		msg += fmt.Sprintf("; its partial receive of %s is kept: start `ferry worker --host %s` and run the job again to resume it", storage.FormatBytes(d.durable), d.host)
+	} else {
+		msg += fmt.Sprintf(": is `ferry worker --host %s` running and connected to Temporal?", d.host)
+	}
+	return temporal.NewApplicationErrorWithOptions(msg, activities.ErrHostUnavailable,
+		temporal.ApplicationErrorOptions{NonRetryable: true, Cause: d.cause})
+}
+
+// limitName names the timeout that ran out, with its value.
+func (r *replication) limitName(limit time.Duration) string {
+	switch limit {
+	case r.in.HostTimeout:
+		return fmt.Sprintf("timeouts.host (%s)", limit)
+	case r.in.StreamTimeout:
+		return fmt.Sprintf("timeouts.stream (%s)", limit)
+	}
+	return limit.String()
 }
 
 func (r *replication) hostCtx(ctx workflow.Context, host, summary string) workflow.Context {
