@@ -84,6 +84,19 @@ type Harness struct {
 	// through storage/replicaview (dir, btrfs); the ReplicaView cases run
 	// only then (zfs's target dataset is itself the replica).
 	ReplicaView bool
+	// LinearReceives: a full stream is only received into a dataset that
+	// does not exist yet (ZFS, which never overwrites without -F and ferry
+	// never passes it); a full receive beside other snapshots is then a
+	// Conflict that changes nothing, and the target commits in order.
+	LinearReceives bool
+	// NoXattrs: the harness's filesystem holds no extended attributes or
+	// ACLs at all (zfs-fuse); the trees then carry none. Without it a
+	// filesystem that refuses them fails the Fidelity case.
+	NoXattrs bool
+	// NoSpaceFileUnknown: the backend's receive tool does not say which
+	// file it was writing when the pool filled (zfs receive); NoSpace must
+	// then name the stream instead.
+	NoSpaceFileUnknown bool
 
 	// ResumeByOffset: Partials report a Resume position and a Receive with
 	// Resume set continues there; Send is then byte-for-byte deterministic.
@@ -493,7 +506,25 @@ func testFullBesideOthers(t *testing.T, h *Harness) {
 	receive(t, h, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, To: "snap1"}), s1, "", "")
 	MutateTree(t, live, 1)
 	s2 := snapshot(t, h, "snap2")
-	receive(t, h, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, To: "snap2"}), s2, "", "")
+	if h.LinearReceives {
+		// The full stream would have to replace the dataset: refused, nothing changed.
+		before := footprint(t, h, Target)
+		_, err := h.Target.Receive(ctx, storage.ReceiveRequest{Dataset: TargetDataset, Name: "snap2", SourceGUID: s2.GUID},
+			Stream(t, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, To: "snap2"}), resume.Position{}))
+		kindIs(t, err, storage.KindConflict)
+		if !strings.Contains(err.Error(), "snap1") {
+			t.Fatalf("the refusal does not name the snapshot in the way: %v", err)
+		}
+		if listed(t, h.Target, TargetDataset, "snap2") || !listed(t, h.Target, TargetDataset, "snap1") {
+			t.Fatal("a refused full receive changed the target's snapshots")
+		}
+		if after := footprint(t, h, Target); !slices.Equal(before, after) {
+			t.Fatalf("a refused full receive changed the target:\nbefore %q\nafter  %q", before, after)
+		}
+		receive(t, h, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, From: "snap1", To: "snap2"}), s2, "snap1", s1.GUID)
+	} else {
+		receive(t, h, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, To: "snap2"}), s2, "", "")
+	}
 	// Receiving a name the target already holds is a conflict.
 	_, err := h.Target.Receive(ctx, storage.ReceiveRequest{Dataset: TargetDataset, Name: "snap2", SourceGUID: s2.GUID},
 		Stream(t, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, To: "snap2"}), resume.Position{}))
