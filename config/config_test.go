@@ -109,8 +109,8 @@ temporal:
   tls: {server_name: temporal.example.com}
 tls: {ca: ca.pem, cert: shared.pem, key: shared.key}
 hosts:
-  nas-a: {data_address: 10.0.0.1:7400, backend: zfs, root: /tank}
-  nas-b: {data_address: 10.0.0.2:7400, backend: zfs, root: /backup}
+  nas-a: {data_address: 10.0.0.1:7400, backend: zfs, root: tank}
+  nas-b: {data_address: 10.0.0.2:7400, backend: zfs, root: backup}
 jobs:
   daily: &common
     source: nas-a:media

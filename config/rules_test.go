@@ -13,8 +13,8 @@ import (
 const hostsYAML = `hosts:
   nas-a: {data_address: 10.0.0.1:7400, backend: btrfs, root: /mnt/a}
   nas-b: {data_address: 10.0.0.2:7400, backend: btrfs, root: /mnt/b}
-  zfs-a: {data_address: 10.0.0.3:7400, backend: zfs, root: /tank/a}
-  zfs-b: {data_address: 10.0.0.4:7400, backend: zfs, root: /tank/b}
+  zfs-a: {data_address: 10.0.0.3:7400, backend: zfs, root: tank/a}
+  zfs-b: {data_address: 10.0.0.4:7400, backend: zfs, root: tank/b}
 `
 
 // withJobs is a valid config around the given jobs mapping body (indented
@@ -86,6 +86,8 @@ func TestRules(t *testing.T) {
 		{"backend unknown", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: ext4, root: /srv"), "hosts.nas-x.backend", `unknown backend "ext4"`},
 		{"root missing", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: dir"), "hosts.nas-x.root", "is required"},
 		{"root relative", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: dir, root: srv"), "hosts.nas-x.root", "not an absolute path"},
+		{"zfs root a path", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: zfs, root: /tank/ferry"), "hosts.nas-x.root", `root "/tank/ferry" is not a ZFS dataset name`},
+		{"zfs root bad component", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: zfs, root: tank/a@b"), "hosts.nas-x.root", "not a ZFS dataset name"},
 		{"root is /", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: dir, root: /"), "hosts.nas-x.root", "must not be /"},
 		{"root with ..", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: dir, root: /srv/../etc"), "hosts.nas-x.root", "not a clean path"},
 		{"root trailing slash", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: dir, root: /srv/"), "hosts.nas-x.root", "not a clean path"},

@@ -179,7 +179,17 @@ func (p *parser) host(name string, rh *rawHost, resolve func(string) string) Hos
 	}
 
 	const rootFix = "set it to the absolute path datasets are relative to, e.g. /mnt/pool01"
+	const zfsRootFix = "set it to the ZFS dataset datasets are relative to (its name, not its mount point), e.g. tank/ferry"
 	switch r := rh.Root; {
+	case rh.Backend == BackendZFS && r == "":
+		p.add(key+".root", zfsRootFix, "is required")
+	case rh.Backend == BackendZFS:
+		for _, c := range strings.Split(r, "/") {
+			if !zfsComponentRE.MatchString(c) || c == "." || c == ".." {
+				p.add(key+".root", zfsRootFix, "root %q is not a ZFS dataset name (component %q)", r, c)
+				break
+			}
+		}
 	case r == "":
 		p.add(key+".root", rootFix, "is required")
 	case strings.ContainsFunc(r, unicode.IsControl):

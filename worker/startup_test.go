@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/internal/zfspool"
 	"github.com/ferry-nas/ferry/storage"
 )
 
@@ -98,4 +100,31 @@ func TestNewRefusesAnotherHostsCertificate(t *testing.T) {
 	_, err = New(context.Background(), Options{Config: cfg, Host: "nas-a"})
 	require.ErrorContains(t, err, a.Cert+` is issued for host "nas-b", not for "nas-a"`)
 	require.ErrorContains(t, err, "run `ferry certs issue nas-a --force --dir "+certDir+"`")
+}
+
+// TestNewOnZFS: a zfs host opens on a real pool: a missing root dataset is
+// refused naming it and the command that makes it, and is not created;
+// an existing one passes Check (tools, root, feature detection).
+func TestNewOnZFS(t *testing.T) {
+	zfspool.Need(t)
+	pool := zfspool.New(t, 128<<20)
+	root := pool.Name + "/ferry"
+	cfg := testConfig(t, "127.0.0.1:7401", fmt.Sprintf("  nas-z: {data_address: 127.0.0.1:7402, backend: zfs, root: %q}\n", root))
+	_, _, err := certs.Issue(filepath.Dir(cfg.TLS.CA), "nas-z", certs.IssueOptions{})
+	require.NoError(t, err)
+
+	_, err = New(context.Background(), Options{Config: cfg, Host: "nas-z"})
+	require.Error(t, err)
+	for _, want := range []string{"host nas-z", "root dataset " + root + " does not exist", "ferry never creates a host's root", "zfs create -p " + root} {
+		require.ErrorContains(t, err, want)
+	}
+	require.Equal(t, storage.KindUnsupported, storage.KindOf(err))
+	if out, err := exec.Command("zfs", "list", root).CombinedOutput(); err == nil {
+		t.Fatalf("the root dataset was created: %s", out)
+	}
+
+	zfspool.Zfs(t, "create", root)
+	w, err := New(context.Background(), Options{Config: cfg, Host: "nas-z", Listen: "127.0.0.1:0"})
+	require.NoError(t, err)
+	w.Close()
 }

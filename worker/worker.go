@@ -24,6 +24,7 @@ import (
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/btrfs"
+	"github.com/ferry-nas/ferry/storage/zfs"
 	"github.com/ferry-nas/ferry/storage/dir"
 	"github.com/ferry-nas/ferry/transfer"
 	"github.com/ferry-nas/ferry/workflows"
@@ -212,6 +213,11 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 // most often a disk that is not mounted, and creating it would put replicas
 // on the system disk under the empty mount point.
 func OpenBackend(h config.Host, log *zap.Logger) (storage.Backend, error) {
+	if h.Backend == config.BackendZFS {
+		// The root is a dataset name, not a path: Check refuses a root
+		// dataset that does not exist (it is never created either).
+		return zfs.New(h.Root, zfs.WithLogger(log))
+	}
 	if err := checkRoot(h); err != nil {
 		return nil, err
 	}

@@ -51,10 +51,20 @@ func TestCertFilesPrecedence(t *testing.T) {
 }
 
 func TestOpenBackendRefusesUnknownBackends(t *testing.T) {
-	_, err := OpenBackend(config.Host{Name: "nas-z", Backend: config.BackendZFS, Root: t.TempDir()}, nil)
+	_, err := OpenBackend(config.Host{Name: "nas-z", Backend: "xfs", Root: t.TempDir()}, nil)
 	require.Error(t, err)
 	require.Equal(t, storage.KindUnsupported, storage.KindOf(err))
 	require.Contains(t, err.Error(), "nas-z")
+}
+
+// TestOpenBackendOpensZFS: a zfs root is a dataset name, opened without
+// running anything (Check is what looks at the pool).
+func TestOpenBackendOpensZFS(t *testing.T) {
+	b, err := OpenBackend(config.Host{Name: "nas-z", Backend: config.BackendZFS, Root: "tank/ferry"}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "zfs", b.Kind())
+	_, err = OpenBackend(config.Host{Name: "nas-z", Backend: config.BackendZFS, Root: "/tank/ferry"}, nil)
+	require.Equal(t, storage.KindInvalid, storage.KindOf(err))
 }
 
 func TestRunRefusesBeforeTouchingTemporal(t *testing.T) {

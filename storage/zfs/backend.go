@@ -28,7 +28,13 @@ const Kind = "zfs"
 type Option func(*Backend)
 
 // WithLogger sets where the backend logs.
-func WithLogger(l *zap.Logger) Option { return func(b *Backend) { b.log = l } }
+func WithLogger(l *zap.Logger) Option {
+	return func(b *Backend) {
+		if l != nil {
+			b.log = l
+		}
+	}
+}
 
 // WithCommands sets the zfs and zpool programs (default from PATH).
 func WithCommands(zfs, zpool string) Option {
@@ -128,13 +134,14 @@ func (b *Backend) Check(ctx context.Context) error {
 		}
 	}
 	if _, err := run(ctx, b.zfs, nil, "list", "-H", "-o", "name", b.root); err != nil {
-		var fix string
 		if ce, ok := err.(*cmdError); ok && ce.notFound() {
-			fix = fmt.Sprintf("create it with `zfs create -p %s` (ferry never creates a host's root), or fix the host's root", b.root)
-		} else {
-			fix = "start the ZFS service (zfs-fuse: start the zfs-fuse daemon), import the pool, and run the worker as root"
+			return storage.Errorf(storage.KindUnsupported, op, "", "",
+				fmt.Sprintf("import the pool; if the root is new, create it with `zfs create -p %s`; or fix the host's root", b.root),
+				"root dataset %s does not exist; ferry never creates a host's root: %v", b.root, err)
 		}
-		return classify(err, storage.KindUnsupported, op, "", "", fix)
+		return storage.Errorf(storage.KindUnsupported, op, "", "",
+			"start the ZFS service (zfs-fuse: run the zfs-fuse daemon), import the pool, and run the worker as root",
+			"cannot list root dataset %s: %v", b.root, err)
 	}
 	f, err := b.detect(ctx)
 	if err != nil {

@@ -1,0 +1,122 @@
+// Package zfspool makes throw-away ZFS pools on sparse files for tests
+// (zfs-fuse or OpenZFS): each is named ferrytest<pid>x<random>, mounted
+// under the test's temp dir and destroyed with its image on cleanup; pools
+// of test processes that died before their cleanup are reaped.
+package zfspool
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferry-nas/ferry/internal/prereq"
+)
+
+// Prefix starts the name of every test pool.
+const Prefix = "ferrytest"
+
+// Need skips the test (or fails it, with FERRY_REQUIRE naming zfs) without
+// root, the zfs tools or a running ZFS service (zfs-fuse's daemon).
+func Need(t testing.TB) {
+	t.Helper()
+	prereq.Need(t, "zfs", prereq.All(prereq.Root, prereq.Commands("zfs", "zpool"), func() error {
+		if out, err := exec.Command("zpool", "list", "-H").CombinedOutput(); err != nil {
+			return fmt.Errorf("zpool list: %v: %s (start zfs-fuse, or load the zfs module)", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}))
+}
+
+// Pool is a test pool.
+type Pool struct {
+	Name  string
+	Mount string // where the pool's top dataset is mounted
+}
+
+// New makes a pool of size bytes (at least 64 MiB) on a sparse file.
+func New(t testing.TB, size int64) Pool {
+	t.Helper()
+	ReapStale(t)
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	name := fmt.Sprintf("%s%dx%s", Prefix, os.Getpid(), hex.EncodeToString(rnd[:]))
+	img := filepath.Join(os.TempDir(), name+".img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Truncate(size)
+	f.Close()
+	if err != nil {
+		os.Remove(img)
+		t.Fatal(err)
+	}
+	mount := filepath.Join(t.TempDir(), "mnt")
+	t.Cleanup(func() {
+		if err := destroy(name); err != nil {
+			t.Errorf("%v", err)
+		}
+		os.Remove(img)
+	})
+	if out, err := exec.Command("zpool", "create", "-f", "-m", mount, name, img).CombinedOutput(); err != nil {
+		t.Fatalf("zpool create %s: %v: %s", name, err, out)
+	}
+	return Pool{Name: name, Mount: mount}
+}
+
+// destroy destroys a pool, retrying while zfs-fuse still holds a
+// just-unmounted dataset busy. A pool that is not there is fine.
+func destroy(name string) error {
+	var out []byte
+	var err error
+	for range 40 {
+		if out, err = exec.Command("zpool", "destroy", "-f", name).CombinedOutput(); err == nil || strings.Contains(string(out), "no such pool") {
+			return nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Errorf("zpool destroy %s: %v: %s", name, err, out)
+}
+
+// ReapStale destroys test pools whose process is gone, and their images.
+func ReapStale(t testing.TB) {
+	out, err := exec.Command("zpool", "list", "-H", "-o", "name").Output()
+	if err != nil {
+		return
+	}
+	for _, name := range strings.Fields(string(out)) {
+		rest, ok := strings.CutPrefix(name, Prefix)
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "x")
+		n, err := strconv.Atoi(pid)
+		if err != nil || n == os.Getpid() || syscall.Kill(n, 0) == nil {
+			continue
+		}
+		if err := destroy(name); err != nil {
+			t.Logf("reaping stale pool: %v", err)
+			continue
+		}
+		os.Remove(filepath.Join(os.TempDir(), name+".img"))
+		t.Logf("reaped stale test pool %s", name)
+	}
+}
+
+// Zfs runs zfs with args and returns its output; a failure fails the test.
+func Zfs(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("zfs", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zfs %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
