@@ -24,8 +24,8 @@ import (
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/btrfs"
-	"github.com/ferry-nas/ferry/storage/zfs"
 	"github.com/ferry-nas/ferry/storage/dir"
+	"github.com/ferry-nas/ferry/storage/zfs"
 	"github.com/ferry-nas/ferry/transfer"
 	"github.com/ferry-nas/ferry/workflows"
 )

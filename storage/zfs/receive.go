@@ -76,6 +76,11 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	if err := checkNames(op, ds, names...); err != nil {
 		return storage.Snapshot{}, err
 	}
+	if req.Mode == storage.ResumeStaged {
+		return storage.Snapshot{}, storage.Errorf(storage.KindUnsupported, op, ds, name,
+			"set the job's stream.resume to auto or off for a zfs target",
+			"the zfs backend does not spool streams (stream.resume: staged)")
+	}
 	unlock, err := b.locks.LockSnapshot(op, ds, name, req.Parent)
 	if err != nil {
 		return storage.Snapshot{}, err
