@@ -3,6 +3,7 @@ package zfs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -361,7 +362,15 @@ func (b *Backend) noSpace(ctx context.Context, op string, req storage.ReceiveReq
 	b.settle(ctx)
 	mp, _ := b.mountpoint(ctx, b.root)
 	file := fmt.Sprintf("the stream of %s@%s (zfs receive does not name the file)", req.Dataset, req.Name)
-	return storage.NoSpace(op, req.Dataset, req.Name, file, req.ExpectedSize, received, mp, cause)
+	var se *storage.Error
+	if errors.As(cause, &se) && se.Err != nil {
+		cause = se.Err // the tool's own words, without "receive ds@name" twice
+	}
+	e := storage.NoSpace(op, req.Dataset, req.Name, file, req.ExpectedSize, received, mp, cause)
+	if nse, ok := e.Err.(*storage.NoSpaceError); ok {
+		nse.FSPath = "pool dataset " + b.root // where to free space, in ZFS's terms
+	}
+	return e
 }
 
 // settle waits (a few seconds at most) until the space a discarded receive
