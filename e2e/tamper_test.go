@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"unsafe"
@@ -55,8 +56,10 @@ func TestBtrfsModifiedReplicaIsAConflict(t *testing.T) {
 		tgtDataset + "@" + first.Snapshot,
 		"its content changed after ferry committed it (ctransid",
 		"nothing was sent",
-		"no longer matches its source",
-		"move it out of .ferry/",
+		") is modified: its content changed",
+		"To fix: remove it, then run the job again",
+		"btrfs subvolume delete " + sub,
+		first.Snapshot + " is a replica (received from the source): removing it deletes only this modified copy",
 	} {
 		require.Contains(t, err.Error(), want, "the Conflict does not say it")
 		require.Contains(t, out.Out, want, "ferry run --wait does not say it")
@@ -81,6 +84,16 @@ func TestBtrfsModifiedReplicaIsAConflict(t *testing.T) {
 	require.Len(t, as, 1)
 	require.Equal(t, storage.Modified, as[0].Kind)
 	require.Equal(t, first.Snapshot, as[0].Name)
+
+	// Doing what the fix says lets the next run through, without the
+	// injected file: it replicates again from scratch.
+	rm, err := exec.Command("sh", "-c", as[0].Remove).CombinedOutput()
+	require.NoError(t, err, "%s: %s", as[0].Remove, rm)
+	again := e.mustSucceed(e.start())
+	e.requireSameContent(again.Snapshot)
+	as, err = e.backend(target).Anomalies(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Empty(t, as, "the fix left something behind")
 }
 
 // setSubvolReadOnly sets or clears BTRFS_SUBVOL_RDONLY with the raw

@@ -28,7 +28,7 @@ func refuseModified(in ReplicateInput, src, tgt activities.InventoryResult) erro
 			if a.Kind != activities.AnomalyModified {
 				continue
 			}
-			found = append(found, fmt.Sprintf("%s@%s (%s on %s): %s. To fix: %s", side.ep, a.Name, a.ID, side.ep.Host, a.What, a.Fix))
+			found = append(found, fmt.Sprintf("%s@%s (%s on %s) is modified: %s. To fix: %s", side.ep, a.Name, a.ID, side.ep.Host, a.What, a.Fix))
 			names = append(names, a.Name)
 		}
 	}
@@ -36,7 +36,7 @@ func refuseModified(in ReplicateInput, src, tgt activities.InventoryResult) erro
 		return nil
 	}
 	return temporal.NewApplicationErrorWithOptions(
-		fmt.Sprintf("job %s: %s -> %s: modified snapshot(s); nothing was sent and nothing on the target was changed: %s",
+		fmt.Sprintf("job %s: %s -> %s: nothing was sent and nothing on the target was changed: %s",
 			in.Job, in.Source, in.Target, strings.Join(found, " | ")),
 		activities.ErrConflict, temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{names}})
 }

@@ -94,7 +94,20 @@ func (b *Backend) anomaly(ds string, st *snapState) storage.Anomaly {
 	if st.class == classForeign {
 		kind = storage.Foreign
 	}
-	return storage.Anomaly{Dataset: ds, Kind: kind, Name: st.name, ID: b.rel(b.container(ds, st.name)), What: st.reason}
+	a := storage.Anomaly{Dataset: ds, Kind: kind, Name: st.name, ID: b.rel(b.container(ds, st.name)), What: st.reason}
+	if kind == storage.Modified {
+		// Metadata first, as destroy does, then the subvolume, then its container.
+		c := b.container(ds, st.name)
+		a.Remove = storage.ShellCommand("rm", "-f", b.metaPath(ds, st.name)) + " && " +
+			storage.ShellCommand("btrfs", "subvolume", "delete", b.subvolPath(ds, st.name)) + " && " + storage.ShellCommand("rmdir", c)
+		switch {
+		case st.meta != nil && st.meta.Kind == kindReceived:
+			a.Origin = storage.OriginReceived
+		case st.meta != nil && st.meta.Kind == kindLocal:
+			a.Origin = storage.OriginLocal
+		}
+	}
+	return a
 }
 
 func (st *snapState) snapshot(ds string) storage.Snapshot {

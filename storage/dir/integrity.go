@@ -208,7 +208,7 @@ func (b *Backend) modification(ds, name string) (string, error) {
 	var ce *errChanged
 	switch {
 	case errors.As(err, &ce):
-		return ce.what, nil
+		return "first difference found: " + ce.what, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return "an entry vanished while it was checked", nil
 	case err != nil:
@@ -262,8 +262,17 @@ func (b *Backend) Anomalies(ctx context.Context, ds string) ([]storage.Anomaly, 
 
 // modifiedErr is the Conflict of an operation on a modified snapshot.
 func (b *Backend) modifiedErr(op, ds, name, what string) error {
-	a := storage.Anomaly{Dataset: ds, Kind: storage.Modified, Name: name, ID: b.rel(b.snapTree(ds, name)), What: what}
-	return a.Err(op)
+	return b.modified(ds, name, what, storage.OriginReceived).Err(op) // only replicas are checked
+}
+
+// modified is the anomaly of snapshot name changed after commit, with the
+// command that removes all its files: metadata first, as destroy does, so
+// that what is left is never mistaken for a snapshot.
+func (b *Backend) modified(ds, name, what string, origin storage.Origin) storage.Anomaly {
+	tree := b.snapTree(ds, name)
+	return storage.Anomaly{Dataset: ds, Kind: storage.Modified, Name: name, ID: b.rel(tree), What: what, Origin: origin,
+		Remove: storage.ShellCommand("rm", "-f", b.metaPath(ds, name)) + " && " + storage.ShellCommand("rm", "-rf", tree) + " && " +
+			storage.ShellCommand("rm", "-f", b.manifestPath(ds, name), b.inodesPath(ds, name))}
 }
 
 // scan sorts the entries of .ferry/snapshots/<ds>: the intact complete
@@ -295,7 +304,7 @@ func (b *Backend) scan(ds string) ([]*meta, []storage.Anomaly, error) {
 				continue
 			}
 			m, ok, err := b.loadMeta(ds, name)
-			what := ""
+			what, origin := "", storage.Origin("")
 			switch {
 			case err != nil && has[name]:
 				what = "its metadata is unreadable (" + err.Error() + ")"
@@ -309,9 +318,10 @@ func (b *Backend) scan(ds string) ([]*meta, []storage.Anomaly, error) {
 				if what, err = b.modification(ds, name); err != nil {
 					return nil, nil, err
 				}
+				origin = storage.OriginReceived
 			}
 			if what != "" {
-				anomalies = append(anomalies, storage.Anomaly{Dataset: ds, Kind: storage.Modified, Name: name, ID: b.rel(b.snapTree(ds, name)), What: what})
+				anomalies = append(anomalies, b.modified(ds, name, what, origin))
 				continue
 			}
 			intact = append(intact, m)

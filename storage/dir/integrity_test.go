@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -252,4 +253,65 @@ func BenchmarkModificationCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestModifiedReplicaGoesAsItsFixSays: the fix of a modified replica names
+// every file of the snapshot by its absolute path in one command; running
+// it (also after only the tree was removed by hand, which leaves the
+// snapshot broken) leaves no anomaly, no partial and the other snapshots
+// listed, and the snapshot can be received again.
+func TestModifiedReplicaGoesAsItsFixSays(t *testing.T) {
+	for _, treeFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tree removed first: %v", treeFirst), func(t *testing.T) {
+			src, b := newTestBackend(t), newTestBackend(t)
+			storagetest.MakeTree(t, src.live("ds"))
+			replicate(t, src, b, "s1", "s2")
+			tree := b.snapTree("ds", "s2")
+			writable(t, tree, func() { ok(t, os.WriteFile(filepath.Join(tree, "injected.txt"), []byte("x"), 0o444)) })
+			if treeFirst {
+				ok(t, os.RemoveAll(tree))
+			}
+			as, err := b.Anomalies(bg, "ds")
+			ok(t, err)
+			if len(as) != 1 || as[0].Kind != storage.Modified || as[0].Name != "s2" {
+				t.Fatalf("anomalies %+v, want s2 modified", as)
+			}
+			a := as[0]
+			fix := a.Fix()
+			if !filepath.IsAbs(b.root) {
+				t.Fatalf("root %q is not absolute: the fix's paths would not be", b.root)
+			}
+			for _, want := range []string{"remove it, then run the job again", a.Remove, b.metaPath("ds", "s2"), b.inodesPath("ds", "s2"), b.manifestPath("ds", "s2")} {
+				if !strings.Contains(fix, want) {
+					t.Errorf("the fix lacks %q: %s", want, fix)
+				}
+			}
+			if !treeFirst {
+				if !strings.HasPrefix(a.What, `first difference found: "injected.txt" was added`) || !strings.Contains(fix, "s2 is a replica (received from the source): removing it deletes only this modified copy") {
+					t.Errorf("what %q, fix %q", a.What, fix)
+				}
+			}
+			t.Logf("%s: %s. To fix: %s", a.ID, a.What, fix)
+			if out, err := exec.Command("sh", "-c", a.Remove).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", a.Remove, err, out)
+			}
+			if as, err := b.Anomalies(bg, "ds"); err != nil || len(as) != 0 {
+				t.Fatalf("after the fix: anomalies %+v %v", as, err)
+			}
+			if ps, err := b.Partials(bg, "ds"); err != nil || len(ps) != 0 {
+				t.Fatalf("after the fix: partials %+v %v", ps, err)
+			}
+			listed, err := b.ListSnapshots(bg, "ds")
+			ok(t, err)
+			if len(listed) != 1 || listed[0].Name != "s1" {
+				t.Fatalf("after the fix: listed %+v, want s1", listed)
+			}
+			var buf bytes.Buffer
+			ok(t, src.Send(bg, storage.SendRequest{Dataset: "ds", From: "s1", To: "s2"}, &buf))
+			s2, err := src.ListSnapshots(bg, "ds")
+			ok(t, err)
+			_, err = b.Receive(bg, storage.ReceiveRequest{Dataset: "ds", Name: "s2", SourceGUID: s2[1].GUID, Parent: "s1"}, storagetest.Stream(t, buf.Bytes(), resume.Position{}))
+			ok(t, err)
+		})
+	}
 }
