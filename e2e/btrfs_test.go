@@ -347,7 +347,7 @@ func TestBtrfsTargetFull(t *testing.T) {
 			// (a file of the share, or the spool), needed against free bytes.
 			require.Contains(t, ae.Error(), tgtDataset+"@")
 			require.Contains(t, ae.Error(), " on "+target+": ")
-			require.Regexp(t, `no space left writing ("[^"]+"|the stream's spool \S+\.spool): the snapshot needs [0-9.]+ MiB \(\d+ bytes\), [^,]+ free on the target's filesystem`, ae.Error())
+			require.Regexp(t, `no space left writing ("[^"]+"|the stream's spool \S+\.spool): the snapshot needs [0-9.]+ MiB \(\d+ bytes\), [^,]+ free on \S+ \(`+target+`\) after discarding the partial receive`, ae.Error())
 			require.Contains(t, ae.Error(), "nothing of this receive was kept")
 			d, err := tc.DescribeWorkflowExecution(e.ctx, st.WorkflowID, st.RunID)
 			require.NoError(t, err)
