@@ -73,6 +73,11 @@ type SendRequest struct {
 	// From is the incremental base's name on the source; empty for a full send.
 	From string
 	To   string
+	// Restore allows sending a received snapshot (a replica going back to
+	// a new dataset). Only a restore sets it: replication sends from the
+	// host that took the snapshot, never onward from a replica (btrfs
+	// refuses that chain without it).
+	Restore bool
 }
 
 // ReceiveRequest describes a receive on the target.
@@ -171,4 +176,18 @@ type Backend interface {
 	// modes, sizes, contents, link targets, file mtimes), comparable across
 	// hosts and backends: what `verify: deep` and the tests compare.
 	ContentDigest(ctx context.Context, dataset, name string) (string, error)
+
+	// CheckNewDataset refuses (KindConflict, naming the path and the fix)
+	// a dataset that exists in any form: its path under the root (a live
+	// dataset, a replica's view, anything else) or complete snapshots ferry
+	// holds for it. A restore goes only into a new dataset. Partial
+	// receives alone do not count: they are a restore's own, resumable.
+	CheckNewDataset(ctx context.Context, dataset string) error
+	// Materialize makes dataset live and writable at <root>/<dataset> with
+	// the content of its complete snapshot name (a restore's received
+	// replica), which stays as the dataset's first snapshot; edits to the
+	// live tree never reach it. The path must be absent or ferry's view
+	// (which the receive made); anything else is KindConflict and nothing
+	// changes. Done again after success it returns the same path.
+	Materialize(ctx context.Context, dataset, name string) (live string, err error)
 }

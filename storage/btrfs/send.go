@@ -13,7 +13,7 @@ import (
 // sendArgs checks req's snapshots and returns the `btrfs send` arguments:
 // `send [-p <base>] <snapshot>`. Only snapshots made here are sent (a
 // received snapshot's stream would carry its source's uuid, not its own),
-// and only unmodified ones. No clone sources (-c) are given: btrfs may only
+// and only unmodified ones; a restore (req.Restore) may send a received one. No clone sources (-c) are given: btrfs may only
 // clone from snapshots that are identical on both sides, and the one ferry
 // can vouch for is the incremental base, which -p already offers.
 func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendRequest) ([]string, error) {
@@ -34,7 +34,9 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 		if err != nil {
 			return nil, err
 		}
-		if st.meta.Kind != kindLocal {
+		// A restore sends a replica back (its stream carries the received_uuid,
+		// the original's identity); replication never sends onward.
+		if st.meta.Kind != kindLocal && !req.Restore {
 			return nil, storage.Errorf(storage.KindUnsupported, op, ds, name, "replicate from the host that took the snapshot",
 				"snapshot %q was received from another host; sending it onward is not supported", name)
 		}

@@ -20,6 +20,8 @@ type datasetRecord struct {
 	Dataset string `json:"dataset"`
 	UUID    string `json:"uuid"`
 	Seq     uint64 `json:"seq"`
+	// Restored is the snapshot a restore made this dataset live from.
+	Restored string `json:"restored,omitempty"`
 }
 
 func (b *Backend) datasetPath(ds string) string { return b.lay.DatasetRecord(ds) }

@@ -168,6 +168,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Fidelity", testFidelity},
 		{"ReplicaView", testReplicaView},
 		{"ReplicaViewRefusesForeignPath", testViewRefusesForeignPath},
+		{"Restore", testRestore},
+		{"RestoreRefusesExisting", testRestoreRefusesExisting},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
