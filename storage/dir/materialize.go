@@ -14,8 +14,8 @@ import (
 
 	"github.com/ferry-nas/ferry/logging"
 
-	"github.com/ferry-nas/ferry/storage/metafile"
 	"github.com/ferry-nas/ferry/storage"
+	"github.com/ferry-nas/ferry/storage/metafile"
 	"github.com/ferry-nas/ferry/storage/replicaview"
 )
 
@@ -191,4 +191,3 @@ func (b *Backend) copyFile(from, to string, buf []byte) error {
 	}
 	return errors.Join(out.Sync(), out.Close())
 }
-
