@@ -148,7 +148,7 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 				"the incremental base was removed on the source; the next run plans from what is left", "no such snapshot"))
 		}
 	}
-	req := storage.SendRequest{Dataset: in.Dataset, From: in.From, To: in.To}
+	req := storage.SendRequest{Dataset: in.Dataset, From: in.From, To: in.To, Restore: in.Restore}
 	expected, err := h.Backend.EstimateSendSize(ctx, req)
 	if err != nil {
 		return OpenSendResult{}, h.fail(log, "estimate send size", err)
@@ -172,9 +172,13 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 	h.rememberToken(in.Job, token)
 	h.recordSend(token, sendRef{Dataset: in.Dataset, From: in.From, To: in.To})
 	log.Info("send session open", zap.String("peer", in.TargetHost), zap.Int64("expected_bytes", expected), zap.Time("expires", expires))
+	sourceGUID := to.GUID
+	if in.Restore {
+		sourceGUID = storage.SentGUID(h.Backend.Kind(), to)
+	}
 	return OpenSendResult{
 		Token: token, Address: h.DataAddress, ServerName: h.Name, Expected: expected,
-		SourceGUID: to.GUID, SourceDatasetGUID: to.DatasetGUID, SourceDigest: to.Digest, Compress: in.Compress,
+		SourceGUID: sourceGUID, SourceDatasetGUID: to.DatasetGUID, SourceDigest: to.Digest, Compress: in.Compress,
 	}, nil
 }
 

@@ -66,6 +66,10 @@ type OpenSendInput struct {
 	BWLimit int64
 	// TTL is how long the session stays valid without being completed.
 	TTL time.Duration
+	// Restore sends a replica back (RestoreWorkflow only): a received
+	// snapshot may then be sent, and the result's SourceGUID is the
+	// identity its stream carries.
+	Restore bool `json:",omitempty"`
 }
 
 // OpenSendResult tells the target where and how to pull the stream.

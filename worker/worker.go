@@ -161,6 +161,7 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 	wfWorker := sdkworker.New(c, workflows.WorkflowTaskQueue, sdkworker.Options{WorkerStopTimeout: opts.StopTimeout})
 	wfWorker.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.ReplicateWorkflowName})
 	wfWorker.RegisterWorkflowWithOptions(workflows.PruneWorkflow, workflow.RegisterOptions{Name: workflows.PruneWorkflowName})
+	wfWorker.RegisterWorkflowWithOptions(workflows.RestoreWorkflow, workflow.RegisterOptions{Name: workflows.RestoreWorkflowName})
 	hostWorker := sdkworker.New(c, workflows.HostTaskQueue(host.Name), sdkworker.Options{
 		WorkerStopTimeout: opts.StopTimeout,
 		// Send receive progress every few seconds, not every 0.8 x the

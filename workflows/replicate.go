@@ -219,6 +219,9 @@ type replication struct {
 	down map[string]bool
 	// receiveDown is set when the target did not finish a receive in time.
 	receiveDown *hostDown
+	// restore: a RestoreWorkflow sending a replica back (OpenSend may send
+	// a received snapshot).
+	restore bool
 }
 
 // act is the nil receiver the workflow names activities by.
@@ -373,7 +376,7 @@ func (r *replication) stream(ctx workflow.Context, step Step, moved *int64) (act
 		var sess activities.OpenSendResult
 		if err := r.call(ctx, r.in.Source.Host, "open send "+step.To, act.OpenSend,
 			activities.OpenSendInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, From: step.From, To: step.To,
-				TargetHost: r.in.Target.Host, Compress: r.in.Compress, BWLimit: r.in.BWLimit, TTL: sessionTTL}, &sess); err != nil {
+				TargetHost: r.in.Target.Host, Compress: r.in.Compress, BWLimit: r.in.BWLimit, TTL: sessionTTL, Restore: r.restore}, &sess); err != nil {
 			return sess, err
 		}
 		var rcv activities.ReceiveResult
