@@ -307,19 +307,19 @@ func runError(workflowID, runID string, err error) *RunError {
 // application error's type and message when the run failed, was cancelled,
 // terminated or timed out. Cancelling ctx stops following; the run goes on.
 func Follow(ctx context.Context, c client.Client, workflowID, runID string, onProgress func(Progress)) (workflows.ReplicateResult, error) {
+	var res workflows.ReplicateResult
+	err := follow(ctx, c, workflowID, runID, onProgress, &res)
+	return res, err
+}
+
+// follow is Follow decoding the run's result into res (a replication's or
+// a restore's).
+func follow(ctx context.Context, c client.Client, workflowID, runID string, onProgress func(Progress), res any) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	type outcome struct {
-		res workflows.ReplicateResult
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		var o outcome
-		o.err = c.GetWorkflow(ctx, workflowID, runID).Get(ctx, &o.res)
-		done <- o
-	}()
+	done := make(chan error, 1)
+	go func() { done <- c.GetWorkflow(ctx, workflowID, runID).Get(ctx, res) }()
 
 	var last Progress
 	reported := false
@@ -340,20 +340,20 @@ func Follow(ctx context.Context, c client.Client, workflowID, runID string, onPr
 	defer tick.Stop()
 	for {
 		select {
-		case o := <-done:
+		case err := <-done:
 			if ctx.Err() != nil {
-				return o.res, ctx.Err()
+				return ctx.Err()
 			}
 			var wee *temporal.WorkflowExecutionError
-			if errors.As(o.err, &wee) {
-				return o.res, runError(workflowID, runID, o.err)
+			if errors.As(err, &wee) {
+				return runError(workflowID, runID, err)
 			}
-			if o.err != nil {
-				return o.res, fmt.Errorf("waiting for run %s: %w", workflowID, o.err)
+			if err != nil {
+				return fmt.Errorf("waiting for run %s: %w", workflowID, err)
 			}
-			return o.res, nil
+			return nil
 		case <-ctx.Done():
-			return workflows.ReplicateResult{}, ctx.Err()
+			return ctx.Err()
 		case <-tick.C:
 			report()
 		}
