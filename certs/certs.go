@@ -268,21 +268,26 @@ func load(f Files) (*x509.CertPool, tls.Certificate, error) {
 	if host == "" {
 		host = strings.TrimSuffix(filepath.Base(f.Cert), ".pem")
 	}
-	dir := filepath.Dir(f.Cert)
+	// A certificate is issued where the CA is: the fixes name the CA's directory.
+	dir := filepath.Dir(f.CA)
 	pool, err := LoadCAPool(f.CA)
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}
-	leaf, err := readCert(f.Cert, fixIssue(dir, host))
+	fixCert := fixIssue(dir, host)
+	if _, err := os.Stat(f.Cert); err == nil {
+		fixCert = fixReissue(dir, host) // there, but unreadable: replace it
+	}
+	leaf, err := readCert(f.Cert, fixCert)
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}
 	if _, err := os.Stat(f.Key); err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("key %s: %w: %s", f.Key, unwrapPath(err), fixIssue(dir, host))
+		return nil, tls.Certificate{}, fmt.Errorf("key %s: %w: %s", f.Key, unwrapPath(err), fixReissue(dir, host)) // the certificate exists
 	}
 	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("load %s with key %s: %v: the key does not belong to the certificate or is damaged; %s", f.Cert, f.Key, err, fixIssue(dir, host))
+		return nil, tls.Certificate{}, fmt.Errorf("load %s with key %s: %v: the key does not belong to the certificate or is damaged; %s", f.Cert, f.Key, err, fixReissue(dir, host))
 	}
 	now := time.Now()
 	if now.After(leaf.NotAfter) {
@@ -292,11 +297,11 @@ func load(f Files) (*x509.CertPool, tls.Certificate, error) {
 		return nil, tls.Certificate{}, fmt.Errorf("%s is not valid before %s: check this host's clock", f.Cert, leaf.NotBefore.Format(time.RFC3339))
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: now}); err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("%s is not signed by the CA in %s (%v): %s", f.Cert, f.CA, err, fixReissue(dir, host))
+		return nil, tls.Certificate{}, fmt.Errorf("%s is not signed by the CA in %s (%v): %s", f.Cert, f.CA, err, fixOtherCA(f.CA, host))
 	}
 	if checkName {
 		if err := issuedFor(leaf, host); err != nil {
-			return nil, tls.Certificate{}, fmt.Errorf("%s %v, so this host would act as another one: %s", f.Cert, err, fixWrongHost(f.Cert, host))
+			return nil, tls.Certificate{}, fmt.Errorf("%s %v, so this host would act as another one: %s", f.Cert, err, fixWrongHost(f.Cert, dir, host))
 		}
 	}
 	pair.Leaf = leaf
@@ -442,24 +447,36 @@ func fixCA(dir string) string {
 	return fmt.Sprintf("run `ferry certs init%s` to create the CA, or copy ca.pem from the host that has it", dirFlag(dir))
 }
 
-func fixIssue(dir, host string) string {
-	return fmt.Sprintf("run `ferry certs issue %s%s` and copy %s.pem and %s-key.pem to %s", host, dirFlag(dir), host, host, host)
+// fixIssue, fixReissue and fixOtherCA are run where the CA key is, which
+// is seldom the host whose certificate is wrong: they say so.
+func fixIssue(caDir, host string) string {
+	return fmt.Sprintf("on the machine that holds %s, run `ferry certs issue %s%s` and copy %s.pem and %s-key.pem to %s",
+		CAKeyFile, host, dirFlag(caDir), host, host, host)
 }
 
 // fixWrongHost is the fix for a certificate of another host found at cert:
 // use the host's own pair when it is beside it, else issue one.
-func fixWrongHost(cert, host string) string {
-	dir := filepath.Dir(cert)
-	own := HostFiles(dir, host)
+func fixWrongHost(cert, caDir, host string) string {
+	own := HostFiles(filepath.Dir(cert), host)
 	if own.Cert == cert {
-		return fixReissue(dir, host) // the host's own file holds another host's certificate
+		return fixReissue(caDir, host) // the host's own file holds another host's certificate
 	}
 	if _, err := os.Stat(own.Cert); err == nil {
 		return fmt.Sprintf("use %s's own certificate %s and key %s", host, own.Cert, own.Key)
 	}
-	return fixIssue(dir, host)
+	return fixIssue(caDir, host)
 }
 
-func fixReissue(dir, host string) string {
-	return fmt.Sprintf("run `ferry certs issue %s --force%s` and copy the new files to %s", host, dirFlag(dir), host)
+// fixReissue replaces the host's certificate and key (--force: they exist).
+func fixReissue(caDir, host string) string {
+	return fmt.Sprintf("on the machine that holds %s, run `ferry certs issue %s --force%s` and copy %s.pem and %s-key.pem to %s",
+		CAKeyFile, host, dirFlag(caDir), host, host, host)
+}
+
+// fixOtherCA is for a certificate signed by another CA than the one the
+// host trusts: re-issuing from the certificate's directory would use the
+// wrong CA again.
+func fixOtherCA(caPath, host string) string {
+	return fmt.Sprintf("issue it from the CA in %s, on the machine that holds its %s: `ferry certs issue %s --force --dir %s`, and copy %s.pem and %s-key.pem to %s",
+		caPath, CAKeyFile, host, filepath.Dir(caPath), host, host, host)
 }

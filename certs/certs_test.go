@@ -139,7 +139,9 @@ func TestLoadErrorsNameFileAndFix(t *testing.T) {
 	_, err = ServerConfig(f)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not signed by the CA")
-	assert.Contains(t, err.Error(), "ferry certs issue nas-b --force")
+	assert.Contains(t, err.Error(), "issue it from the CA in "+f.CA+", on the machine that holds its ca-key.pem: "+
+		"`ferry certs issue nas-b --force --dir "+other+"`, and copy nas-b.pem and nas-b-key.pem to nas-b",
+		"the fix re-issues from the CA the host trusts, not from the certificate's directory")
 
 	// A key that does not match the certificate.
 	_, _, err = Issue(dir, "nas-c", IssueOptions{})
@@ -149,6 +151,17 @@ func TestLoadErrorsNameFileAndFix(t *testing.T) {
 	_, err = ServerConfig(f)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), f.Cert)
+	fix := "on the machine that holds ca-key.pem, run `ferry certs issue nas-b --force --dir " + dir + "` and copy nas-b.pem and nas-b-key.pem to nas-b"
+	assert.Contains(t, err.Error(), fix)
+	// The fix works: without --force the issue would refuse, the pair exists.
+	args := strings.Fields(strings.TrimSuffix(strings.SplitN(fix, "`", 3)[1], "`"))
+	require.Equal(t, []string{"ferry", "certs", "issue", "nas-b", "--force", "--dir", dir}, args)
+	_, _, err = Issue(dir, "nas-b", IssueOptions{})
+	require.ErrorIs(t, err, ErrExists)
+	_, _, err = Issue(dir, "nas-b", IssueOptions{Force: true})
+	require.NoError(t, err)
+	_, err = ServerConfig(HostFiles(dir, "nas-b"))
+	require.NoError(t, err)
 
 	// A host certificate given as the CA.
 	f = HostFiles(dir, "nas-b")

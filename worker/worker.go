@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -122,6 +123,10 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 		listenFn = net.Listen
 	}
 	ln, err := listenFn("tcp", listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w): is another `ferry worker --host %s` already running? If not, free the port or change hosts.%s.data_address",
+			host.Name, listen, err, host.Name, host.Name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w); free the port or change hosts.%s.data_address", host.Name, listen, err, host.Name)
 	}

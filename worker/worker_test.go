@@ -76,7 +76,7 @@ func TestRunRefusesBeforeTouchingTemporal(t *testing.T) {
 	cfg := testConfig(t, busy.Addr().String(), "")
 	err = Run(context.Background(), nil, Options{Config: cfg, Host: "nas-a"})
 	require.ErrorContains(t, err, "cannot listen on "+busy.Addr().String())
-	require.ErrorContains(t, err, "hosts.nas-a.data_address")
+	require.ErrorContains(t, err, "is another `ferry worker --host nas-a` already running? If not, free the port or change hosts.nas-a.data_address")
 
 	err = Run(context.Background(), nil, Options{Config: cfg, Host: "nas-q"})
 	require.ErrorContains(t, err, "nas-q")
