@@ -221,6 +221,7 @@ func (h *Host) CloseSend(ctx context.Context, in CloseSendInput) (CloseSendResul
 // state allows it, and starts over when the source refuses the resume.
 func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, error) {
 	log := h.log(ctx, in.Job, "stream").With(logging.Snapshot(in.Name))
+	ctx = storage.WithLogger(ctx, log) // the backend's lines about this receive carry its job and step
 	var res ReceiveResult
 	from, resumeOK, err := h.resumePoint(ctx, in, log)
 	if err != nil {

@@ -347,8 +347,10 @@ func TestBtrfsTargetFull(t *testing.T) {
 			// (a file of the share, or the spool), needed against free bytes.
 			require.Contains(t, ae.Error(), tgtDataset+"@")
 			require.Contains(t, ae.Error(), " on "+target+": ")
-			require.Regexp(t, `no space left writing ("[^"]+"|the stream's spool \S+\.spool): the snapshot needs [0-9.]+ MiB \(\d+ bytes\), [^,]+ free on \S+ \(`+target+`\) after discarding the partial receive`, ae.Error())
-			require.Contains(t, ae.Error(), "nothing of this receive was kept")
+			require.Regexp(t, `no space left writing ("[^"]+"|the stream's spool \S+\.spool): the snapshot needs [0-9.]+ MiB \(\d+ bytes\), [^,]+ free on `+regexp.QuoteMeta(e.roots[target])+` \(`+target+`\) after discarding the partial receive`, ae.Error())
+			require.Contains(t, ae.Error(), " there or raise its quota, then run the job again; nothing of this receive was kept")
+			require.True(t, strings.HasPrefix(ae.Message(), "job "+e.job+": "+source+":"), "the error does not start with the job and its endpoints: %s", ae.Message())
+			require.NotContains(t, ae.Error(), "receive: receive")
 			d, err := tc.DescribeWorkflowExecution(e.ctx, st.WorkflowID, st.RunID)
 			require.NoError(t, err)
 			require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, d.GetWorkflowExecutionInfo().GetStatus())
@@ -360,7 +362,9 @@ func TestBtrfsTargetFull(t *testing.T) {
 			if mode == string(storage.ResumeStaged) {
 				want = "staged"
 			}
-			require.True(t, hasEntry(e.workerLogs(target, "receive"), map[string]any{"mode": want}), "the receive did not run in %s mode", want)
+			// The backend's line carries the activity's job, step and workflow.
+			require.True(t, hasEntry(e.workerLogs(target, "receive"), map[string]any{"mode": want, "job": e.job, "step": "stream", "workflow_id": st.WorkflowID}),
+				"the receive did not run in %s mode, or its log line lacks job, step or workflow_id", want)
 
 			snaps, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
 			require.NoError(t, err)

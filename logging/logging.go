@@ -47,6 +47,7 @@ func New(opts Options) (*zap.Logger, error) {
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder // "10s", not a bare 10
 	var enc zapcore.Encoder
 	if opts.JSON {
 		enc = zapcore.NewJSONEncoder(encCfg)

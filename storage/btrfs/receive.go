@@ -144,7 +144,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		if _, serr := os.Lstat(b.stage(ds, name)); serr == nil {
 			// An earlier attempt's half-received subvolume (resume off, or
 			// nothing durable): never completed, never listed, gone now.
-			b.log.Warn("discarding the partial receive an earlier attempt left; receiving from the start",
+			storage.Logger(ctx, b.log).Warn("discarding the partial receive an earlier attempt left; receiving from the start",
 				zap.String("dataset", ds), logging.Snapshot(name), zap.String("path", b.stage(ds, name)))
 		}
 		err = b.discardStaging(cleanup, ds, name)
@@ -153,7 +153,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		err = b.removeTree(cleanup, b.stage(ds, name))
 	}
 	if err == nil && st.exists {
-		b.log.Warn("removing an incomplete snapshot before receiving it again", zap.String("dataset", ds), logging.Snapshot(name), zap.String("reason", st.reason))
+		storage.Logger(ctx, b.log).Warn("removing an incomplete snapshot before receiving it again", zap.String("dataset", ds), logging.Snapshot(name), zap.String("reason", st.reason))
 		err = b.removeTree(cleanup, b.container(ds, name))
 	}
 	if err == nil {
@@ -168,7 +168,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		return storage.Snapshot{}, err
 	}
 	rx.mode = mode
-	b.log.Info("receive", zap.String("dataset", ds), logging.Snapshot(name), zap.String("mode", string(mode)), zap.String("why", why),
+	storage.Logger(ctx, b.log).Info("receive", zap.String("dataset", ds), logging.Snapshot(name), zap.String("mode", string(mode)), zap.String("why", why),
 		zap.Int64("expected_bytes", req.ExpectedSize), zap.Int64("from_offset", pos.Offset))
 	var snap storage.Snapshot
 	if mode == storage.ResumeStaged {
@@ -188,7 +188,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 			err = rx.noSpace(err)
 		}
 		if derr != nil {
-			b.log.Warn("discarding a failed receive", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(derr))
+			storage.Logger(ctx, b.log).Warn("discarding a failed receive", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(derr))
 		}
 	}
 	return storage.Snapshot{}, err
@@ -608,11 +608,11 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 	}
 	for _, p := range []string{b.spoolPath(ds, name), b.spoolStatePath(ds, name), b.recordPath(ds, name)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			b.log.Warn("removing the spool of a committed receive", zap.String("path", p), zap.Error(err))
+			storage.Logger(rx.ctx, b.log).Warn("removing the spool of a committed receive", zap.String("path", p), zap.Error(err))
 		}
 	}
 	removeIfEmpty(b.stagingDir(ds))
-	b.log.Info("received", zap.String("dataset", ds), logging.Snapshot(name), zap.String("uuid", sv.UUID),
+	storage.Logger(rx.ctx, b.log).Info("received", zap.String("dataset", ds), logging.Snapshot(name), zap.String("uuid", sv.UUID),
 		zap.String("received_uuid", sv.ReceivedUUID), zap.String("mode", string(rx.mode)), zap.Int64("stream_bytes", end.Offset))
 	done := &snapState{name: name, exists: true, meta: m, sv: sv, complete: true}
 	return done.snapshot(ds), nil

@@ -91,7 +91,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 				err = rx.noSpace(err)
 			}
 			if derr != nil {
-				b.log.Warn("discarding a failed receive", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(derr))
+				storage.Logger(ctx, b.log).Warn("discarding a failed receive", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(derr))
 			}
 		}
 		return storage.Snapshot{}, err
