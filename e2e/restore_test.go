@@ -95,6 +95,17 @@ func TestRestoreAfterSourceLost(t *testing.T) {
 	require.Empty(t, listingDiff(srcBefore, treeListing(t, e.roots[source], skip...)), "a refused restore changed the source host")
 	require.Empty(t, listingDiff(tgtBefore, treeListing(t, e.roots[target])), "a refused restore changed the target host")
 
+	// The restored dataset is a new dataset (its own identity): the job,
+	// unchanged, refuses to put its snapshots beside the old replicas,
+	// which came from another dataset, and changes nothing on the target
+	// (docs/restore.md, step 5).
+	tgtBefore = treeListing(t, e.roots[target])
+	next, _ := e.runCLI()
+	require.NotEqual(t, 0, next.Code)
+	require.Contains(t, next.Out, "Conflict")
+	require.Contains(t, next.Out, "did not come from this source")
+	require.Empty(t, listingDiff(tgtBefore, treeListing(t, e.roots[target])), "the refused run changed the target host")
+
 	// --to must name a host of the replica's backend and a valid dataset.
 	bad := e.ferry("restore", e.job, "--to", source+":/abs")
 	require.NotEqual(t, 0, bad.Code)
