@@ -170,3 +170,30 @@ func TestRestoreReceiverKilledMidStream(t *testing.T) {
 	require.True(t, rr.Resumed, "the Receive that completed did not resume")
 	require.Less(t, rr.Bytes, e.shareSize, "the completing Receive moved the whole share again")
 }
+
+// TestBtrfsRestoreAfterShareDeleted: on btrfs, the share's subvolume is
+// deleted (its snapshots survive on the source, so its name is not new)
+// and `ferry restore` brings it back under a new name from the target's
+// received subvolume — which btrfs sends only for a restore — as a
+// writable subvolume with the source's content digest.
+func TestBtrfsRestoreAfterShareDeleted(t *testing.T) {
+	e := newBtrfsEnv(t, envOptions{})
+	e.apply()
+	res := e.mustSucceed(e.start())
+	want, err := e.backend(source).ContentDigest(e.ctx, srcDataset, res.Snapshot)
+	require.NoError(t, err)
+	out, err := exec.Command("btrfs", "subvolume", "delete", e.share).CombinedOutput()
+	require.NoError(t, err, "btrfs subvolume delete: %s", out)
+
+	same := e.ferry("restore", e.job, "--to", source+":"+srcDataset)
+	require.NotEqual(t, 0, same.Code, "a restore over the share's surviving snapshots was not refused")
+	require.Contains(t, same.Out, "ferry holds")
+
+	rout := e.ferry("restore", e.job, "--to", source+":share-restored")
+	e.restoreRun(workflows.Endpoint{Host: source, Dataset: "share-restored"})
+	e.share = filepath.Join(e.roots[source], "share-restored")
+	e.requireRestored(rout, want)
+	show, err := exec.Command("btrfs", "subvolume", "show", e.share).CombinedOutput()
+	require.NoError(t, err, "the restored dataset is not a subvolume: %s", show)
+	require.NotRegexp(t, `Flags:\s+readonly`, string(show))
+}
