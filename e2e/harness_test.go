@@ -46,6 +46,7 @@ import (
 	"github.com/ferry-nas/ferry/internal/loopfs"
 	"github.com/ferry-nas/ferry/internal/relay"
 	"github.com/ferry-nas/ferry/internal/sampleshare"
+	"github.com/ferry-nas/ferry/internal/zfspool"
 	"github.com/ferry-nas/ferry/logging"
 	"github.com/ferry-nas/ferry/server"
 	"github.com/ferry-nas/ferry/starter"
@@ -145,11 +146,13 @@ type envOptions struct {
 	BWLimit string
 	// Resume is the job's stream.resume ("" for the default, auto).
 	Resume string
-	// Backend is both hosts' backend: config.BackendDir (default) or
+	// Backend is both hosts' backend: config.BackendDir (default),
 	// config.BackendBtrfs, for which each host's root is a loop-mounted
 	// btrfs image of Images[host] bytes (default 1 GiB, sparse) made with
 	// internal/loopfs and released after the workers are gone, and the
-	// share is a subvolume. The caller checks the prerequisites.
+	// share is a subvolume, or config.BackendZFS: a pool of Images[host]
+	// bytes on a sparse file (internal/zfspool), root <pool>/ferry, the
+	// share a dataset. The caller checks the prerequisites.
 	Backend string
 	Images  map[string]int64
 	// WriteShare fills the share (default sampleshare.Write).
@@ -265,6 +268,20 @@ func newEnv(t testing.TB, opts envOptions) *env {
 			e.roots[h] = loopfs.New(t, size)
 		}
 	}
+	// A zfs host's config root is a dataset (<pool>/ferry); e.roots holds
+	// where it is mounted.
+	cfgRoots := map[string]string{source: e.roots[source], target: e.roots[target]}
+	if e.kind == config.BackendZFS {
+		for _, h := range []string{source, target} {
+			size := opts.Images[h]
+			if size == 0 {
+				size = 1 << 30
+			}
+			pool := zfspool.New(t, size)
+			zfspool.Zfs(t, "create", pool.Name+"/ferry")
+			cfgRoots[h], e.roots[h] = pool.Name+"/ferry", filepath.Join(pool.Mount, "ferry")
+		}
+	}
 	e.share = filepath.Join(e.roots[source], srcDataset)
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "logs"), 0o755))
 
@@ -317,18 +334,21 @@ jobs:
     stream: %s
     timeouts: {heartbeat: %s%s}%s
 `, t.Name(), tsrv.FrontendAddress(), tsrv.Namespace(),
-		source, srcData, e.kind, e.roots[source],
-		target, e.listen[target], e.kind, e.roots[target],
+		source, srcData, e.kind, cfgRoots[source],
+		target, e.listen[target], e.kind, cfgRoots[target],
 		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat, hostTimeout, verify)
 	e.cfgPath = filepath.Join(root, "ferry.yaml")
 	require.NoError(t, os.WriteFile(e.cfgPath, []byte(cfg), 0o644))
 	e.cfg, err = config.Load(e.cfgPath)
 	require.NoError(t, err)
 
-	if e.kind == config.BackendBtrfs {
+	switch e.kind {
+	case config.BackendBtrfs:
 		out, err := exec.Command("btrfs", "subvolume", "create", e.share).CombinedOutput()
 		require.NoError(t, err, "btrfs subvolume create %s: %s", e.share, out)
-	} else {
+	case config.BackendZFS:
+		zfspool.Zfs(t, "create", cfgRoots[source]+"/"+srcDataset)
+	default:
 		require.NoError(t, os.MkdirAll(e.share, 0o755))
 	}
 	require.NoError(t, opts.WriteShare(e.share, opts.ShareSize))

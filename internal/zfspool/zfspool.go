@@ -13,9 +13,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferry-nas/ferry/internal/prereq"
 )
@@ -41,9 +44,52 @@ type Pool struct {
 	Mount string // where the pool's top dataset is mounted
 }
 
-// New makes a pool of size bytes (at least 64 MiB) on a sparse file.
+// lockPath serialises the tests that use ZFS across test processes:
+// zfs-fuse deadlocks (mounts stop answering, `zfs create` hangs in the
+// kernel) when two processes create and mount pools at once, which
+// `go test ./...` does by running packages in parallel.
+var lockPath = filepath.Join(os.TempDir(), Prefix+"-zfs.lock")
+
+var (
+	lockMu sync.Mutex
+	locked = map[testing.TB]bool{}
+)
+
+// serialise holds the cross-process lock for the rest of t (released by a
+// cleanup that runs after every pool of t is destroyed).
+func serialise(t testing.TB) {
+	t.Helper()
+	lockMu.Lock()
+	defer lockMu.Unlock()
+	if locked[t] {
+		return
+	}
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("zfs test lock: %v", err)
+	}
+	start := time.Now()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("zfs test lock %s: %v", lockPath, err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Logf("waited %v for the other ZFS tests (%s)", waited.Round(time.Second), lockPath)
+	}
+	locked[t] = true
+	t.Cleanup(func() {
+		f.Close() // releases the flock
+		lockMu.Lock()
+		delete(locked, t)
+		lockMu.Unlock()
+	})
+}
+
+// New makes a pool of size bytes (at least 64 MiB) on a sparse file. The
+// test holds the ZFS test lock from its first pool to its end.
 func New(t testing.TB, size int64) Pool {
 	t.Helper()
+	serialise(t)
 	ReapStale(t)
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
