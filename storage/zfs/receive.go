@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
 )
@@ -180,7 +182,8 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 			return storage.Snapshot{}, err
 		}
 		if derr := b.discard(context.WithoutCancel(ctx), op, ds, name); derr != nil {
-			b.log.Warn(fmt.Sprintf("zfs: discarding the failed receive of %s@%s: %v", ds, name, derr))
+			storage.Logger(ctx, b.log).Warn("zfs: cannot discard the failed receive",
+				zap.String("dataset", ds), zap.String("snapshot", name), zap.Error(derr))
 		}
 		if storage.IsNoSpace(err) {
 			return storage.Snapshot{}, b.noSpace(ctx, op, req, received, err)

@@ -4,11 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/ferry-nas/ferry/storage"
 )
@@ -298,5 +299,5 @@ func (b *Backend) destroyClone(ctx context.Context, clone string) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	b.log.Warn(fmt.Sprintf("zfs: cannot destroy the digest clone %s: %v (destroy it by hand)", clone, err))
+	storage.Logger(ctx, b.log).Warn("zfs: cannot destroy the digest clone: destroy it by hand", zap.String("clone", clone), zap.Error(err))
 }
