@@ -7,7 +7,7 @@ PKGS    ?= ./...
 # The suite must fit CI (2 cores, 90 min); individual tests bound themselves.
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test lint bench bench-btrfs fuzz demo clean
+.PHONY: all build test lint bench bench-btrfs bench-zfs fuzz demo clean
 
 all: lint test
 
@@ -41,6 +41,12 @@ bench:
 # btrfs images. FERRY_REQUIRE makes a missing prerequisite fail, not skip.
 bench-btrfs:
 	FERRY_REQUIRE=btrfs $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkBtrfsThroughput' -benchtime 1x -count 1 -timeout 30m
+
+# zfs throughput, root and zfs-fuse (or OpenZFS) only (not part of `make
+# test`): a 1 GiB full replication of incompressible data through ferry
+# beside a plain `zfs send | zfs receive` between two pools on sparse files.
+bench-zfs:
+	FERRY_REQUIRE=zfs $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkZFSThroughput' -benchtime 1x -count 1 -timeout 40m
 
 # Coverage-guided fuzzing of the frame decoder (the seed corpus runs in `make test`).
 FUZZTIME ?= 60s
