@@ -73,7 +73,7 @@ func TestRestoreAfterSourceLost(t *testing.T) {
 	begin = time.Now()
 	rout := e.ferry("restore", e.job, "--to", source+":"+srcDataset)
 	resTook := time.Since(begin)
-	e.restoreRun(workflows.Endpoint{Host: source, Dataset: srcDataset})
+	e.recordHistory(e.restoreRun(workflows.Endpoint{Host: source, Dataset: srcDataset}), "restore-v1.json")
 	e.requireRestored(rout, want)
 	require.Contains(t, rout.Out, "restored "+res.Snapshot)
 	mb := float64(e.shareSize) / (1 << 20)
@@ -117,7 +117,9 @@ func TestRestoreAfterSourceLost(t *testing.T) {
 // its partial receive instead of starting over and ends with the source's
 // content.
 func TestRestoreReceiverKilledMidStream(t *testing.T) {
-	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
+	// Half the usual slow rate: the restore must still be streaming when a
+	// heartbeat (every 2 s) first shows its progress, even on a busy machine.
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: "4MiB"})
 	e.apply()
 	res := e.mustSucceed(e.start())
 	want, err := e.backend(source).ContentDigest(e.ctx, srcDataset, res.Snapshot)
@@ -169,6 +171,7 @@ func TestRestoreReceiverKilledMidStream(t *testing.T) {
 	require.NoError(t, rcv[len(rcv)-1].decode(&rr))
 	require.True(t, rr.Resumed, "the Receive that completed did not resume")
 	require.Less(t, rr.Bytes, e.shareSize, "the completing Receive moved the whole share again")
+	e.recordHistory(st, "restore-receiver-killed-v1.json")
 }
 
 // TestBtrfsRestoreAfterShareDeleted: on btrfs, the share's subvolume is

@@ -20,7 +20,8 @@ import (
 // target's replica kept as history), and -v4 a run refused at greet for a
 // modified replica (Conflict) and a run that left foreign items alone, -v5
 // a run whose prune step pruned both sides and a `ferry prune`
-// (PruneWorkflow). A change to ReplicateWorkflow that is not deterministic
+// (PruneWorkflow); restore-*-v1 a `ferry restore` (RestoreWorkflow), one
+// whose receiving worker was killed mid-stream. A change to ReplicateWorkflow that is not deterministic
 // against them — one not guarded by workflow.GetVersion — fails here before
 // it can break runs in flight.
 func TestReplayRecordedHistories(t *testing.T) {
@@ -32,6 +33,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(ReplicateWorkflow, workflow.RegisterOptions{Name: ReplicateWorkflowName})
 			r.RegisterWorkflowWithOptions(PruneWorkflow, workflow.RegisterOptions{Name: PruneWorkflowName})
+			r.RegisterWorkflowWithOptions(RestoreWorkflow, workflow.RegisterOptions{Name: RestoreWorkflowName})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}
