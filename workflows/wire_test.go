@@ -29,12 +29,15 @@ var wireTypes = map[string][2]func() any{
 	"Mark":            {func() any { return new(activities.MarkInput) }, func() any { return new(activities.MarkResult) }},
 	"CloseSend":       {func() any { return new(activities.CloseSendInput) }, func() any { return new(activities.CloseSendResult) }},
 	"Prune":           {func() any { return new(activities.PruneInput) }, func() any { return new(activities.PruneResult) }},
+	"CheckNewDataset": {func() any { return new(activities.CheckNewDatasetInput) }, func() any { return new(activities.CheckNewDatasetResult) }},
+	"Materialize":     {func() any { return new(activities.MaterializeInput) }, func() any { return new(activities.MaterializeResult) }},
 }
 
 // workflowTypes is each workflow's input and result type.
 var workflowTypes = map[string][2]func() any{
 	ReplicateWorkflowName: {func() any { return new(ReplicateInput) }, func() any { return new(ReplicateResult) }},
 	PruneWorkflowName:     {func() any { return new(PruneRequest) }, func() any { return new(PruneOutcome) }},
+	RestoreWorkflowName:   {func() any { return new(RestoreRequest) }, func() any { return new(RestoreResult) }},
 }
 
 // droppedFields are fields recorded histories carry that the types no longer
