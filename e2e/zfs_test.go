@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -13,6 +14,7 @@ import (
 	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/internal/sampleshare"
 	"github.com/ferry-nas/ferry/internal/zfspool"
+	"github.com/ferry-nas/ferry/starter"
 )
 
 // The zfs tests run the same system on the zfs backend: each host's root is
@@ -86,4 +88,54 @@ func TestZFSFullIncrementalModifiedTarget(t *testing.T) {
 	require.Equal(t, "not from the source\n", string(got))
 	require.True(t, strings.Contains(before, "@"+incr.Snapshot), "the incremental's snapshot is not on the target: %s", before)
 	e.requireNoPartials()
+}
+
+// TestZFSReceiverKilledRestartsStep: a 300 MiB share, the receiving worker
+// killed with SIGKILL mid-stream and started again. On a pool without
+// resume tokens the kill leaves ferry's receive record (a partial, never a
+// snapshot); the retried receive discards it and sends the whole stream
+// again from byte 0, and the run ends with the share's content on the
+// target and nothing left behind.
+func TestZFSReceiverKilledRestartsStep(t *testing.T) {
+	e := newZFSEnv(t, envOptions{ShareSize: seedShare, BWLimit: seedRate, Images: map[string]int64{source: 1 << 30, target: 1 << 30}})
+	e.apply()
+	st := e.start()
+	p := e.waitStreaming(st, 0.25)
+	name := p.Snapshot
+	require.NotEmpty(t, name)
+
+	e.kill(target)
+	atKill := e.relay.Upstream.Load()
+	t.Logf("killed %s with %d bytes through the relay (%.0f%% of %d expected)", target, atKill, 100*float64(atKill)/float64(p.Expected), p.Expected)
+	e.requireRunning(st)
+
+	snaps, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.NotContains(t, snapshotNames(snaps), name, "the half-received snapshot is listed as complete")
+	e.waitFor(30*time.Second, "the killed receive's partial to be reported", func() (bool, error) {
+		return len(e.partialsOf(name)) == 1, nil
+	})
+	left := e.partialsOf(name)
+	require.Nil(t, left[0].Resume, "a zfs partial on this pool is not resumable")
+	t.Logf("the kill left %s: %s", left[0].ID, left[0].Reason)
+
+	e.restart(target)
+	res := e.mustSucceed(st)
+	require.Equal(t, name, res.Snapshot)
+	total := e.relay.Upstream.Load()
+	// The estimate on zfs-fuse is the snapshot's referenced bytes; what the
+	// retried receive took is the stream itself.
+	rcv := e.activities(st, starter.ReceiveActivity)
+	require.NotEmpty(t, rcv)
+	var rr activities.ReceiveResult
+	require.NoError(t, rcv[len(rcv)-1].decode(&rr))
+	require.False(t, rr.Resumed, "a zfs receive on this pool resumed")
+	t.Logf("stream %d bytes (estimate %d); %d through the relay in total (%.2fx), %d after the kill",
+		rr.Bytes, e.streamSize(st), total, float64(total)/float64(rr.Bytes), total-atKill)
+	require.Greater(t, rr.Bytes, atKill, "the retried receive is shorter than what was sent before the kill")
+	require.GreaterOrEqual(t, total-atKill, rr.Bytes, "the stream was not sent again from byte 0")
+	e.requireSameContent(name)
+	e.requireNoPartials()
+	leftovers := zfspool.Zfs(t, "list", "-H", "-r", "-t", "all", "-o", "name", e.cfg.Hosts[target].Root)
+	require.NotContains(t, leftovers, "%recv", "a %%recv clone is left on the target")
 }
