@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/ferry-nas/ferry/activities"
 	"github.com/ferry-nas/ferry/starter"
@@ -117,9 +118,7 @@ func TestRestoreAfterSourceLost(t *testing.T) {
 // its partial receive instead of starting over and ends with the source's
 // content.
 func TestRestoreReceiverKilledMidStream(t *testing.T) {
-	// Half the usual slow rate: the restore must still be streaming when a
-	// heartbeat (every 2 s) first shows its progress, even on a busy machine.
-	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: "4MiB"})
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
 	e.apply()
 	res := e.mustSucceed(e.start())
 	want, err := e.backend(source).ContentDigest(e.ctx, srcDataset, res.Snapshot)
@@ -135,9 +134,11 @@ func TestRestoreReceiverKilledMidStream(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 
 	var st starter.Started
+	// The workflow id is the destination's, so another test's restore into
+	// nas-a:share may already have ended under it: wait for a running one.
 	e.waitFor(time.Minute, "the restore to start", func() (bool, error) {
-		_, err := tc.DescribeWorkflowExecution(e.ctx, workflows.RestoreWorkflowID(dest), "")
-		return err == nil, nil
+		d, err := tc.DescribeWorkflowExecution(e.ctx, workflows.RestoreWorkflowID(dest), "")
+		return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 	})
 	st = e.restoreRun(dest)
 	var p starter.Progress
