@@ -129,9 +129,16 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}
 	fmt.Fprintf(out, "source and target are identical.\n")
 	res.Replica = env.Replica
-	fmt.Fprintf(out, "\nthe replica on nas-b: %s/latest (the newest snapshot), and one read-only entry per snapshot in %s\n", env.Replica, env.Replica)
-	if ui := env.Server.UIURL(); ui != "" {
+	// Name only what is still there once the demo returns: without --keep
+	// the server stops, and a temporary directory or btrfs images go too.
+	if opts.Keep || (opts.Dir != "" && env.Backend != config.BackendBtrfs) {
+		fmt.Fprintf(out, "\nthe replica on nas-b: %s/latest (the newest snapshot), and one read-only entry per snapshot in %s\n", env.Replica, env.Replica)
+	}
+	if ui := env.Server.UIURL(); ui != "" && opts.Keep {
 		fmt.Fprintf(out, "\nbrowse the runs: %s/namespaces/%s/workflows\n", ui, env.Server.Namespace())
+	}
+	if !opts.Keep {
+		fmt.Fprintf(out, "\nthe demo's server and workers stop now; `ferry demo --keep` leaves them, the web UI and the replica on nas-b up to browse.\n")
 	}
 
 	if opts.Keep {
