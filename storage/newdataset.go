@@ -1,12 +1,28 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 )
+
+// CheckNewDatasetUnder is CheckNewDataset for a backend whose datasets are
+// paths under root: the dataset is checked, then neither a path at
+// <root>/<dataset> nor any complete snapshot listed for it may exist.
+func CheckNewDatasetUnder(ctx context.Context, root, dataset string, list func(context.Context, string) ([]Snapshot, error)) error {
+	const op = "restore into"
+	if err := CheckDataset(op, dataset); err != nil {
+		return err
+	}
+	snaps, err := list(ctx, dataset)
+	if err != nil {
+		return err
+	}
+	return CheckNewPath(op, root, dataset, len(snaps))
+}
 
 // CheckNewPath is the path half of CheckNewDataset, shared by the backends:
 // anything at <root>/<dataset> (even a dangling symlink) means the dataset

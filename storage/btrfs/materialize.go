@@ -17,15 +17,7 @@ import (
 
 // CheckNewDataset implements storage.Backend.
 func (b *Backend) CheckNewDataset(ctx context.Context, ds string) error {
-	const op = "restore into"
-	if err := storage.CheckDataset(op, ds); err != nil {
-		return err
-	}
-	snaps, err := b.ListSnapshots(ctx, ds)
-	if err != nil {
-		return err
-	}
-	return storage.CheckNewPath(op, b.root, ds, len(snaps))
+	return storage.CheckNewDatasetUnder(ctx, b.root, ds, b.ListSnapshots)
 }
 
 // Materialize implements storage.Backend: a writable `btrfs subvolume
