@@ -336,7 +336,7 @@ func (h *Host) heartbeat(ctx context.Context, s *transfer.Stream, expected int64
 				rate := float64(pos-lastBytes) / now.Sub(lastAt).Seconds()
 				lastAt, lastBytes = now, pos
 				if activity.IsActivity(ctx) {
-					activity.RecordHeartbeat(ctx, ReceiveProgress{Bytes: pos, Expected: expected, DurableOffset: durable.Load(), Rate: rate})
+					activity.RecordHeartbeat(ctx, newReceiveProgress(pos, expected, durable.Load(), rate))
 				}
 			}
 		}

@@ -107,6 +107,10 @@ type ReceiveInput struct {
 // ReceiveProgress is the heartbeat of a running receive, also what
 // `ferry status` shows.
 type ReceiveProgress struct {
+	// Line is Line() when the heartbeat was sent: the web UI shows heartbeat
+	// details as they are (pending activity), so the figures come first in
+	// words. Readers compute it from the numbers, never parse it.
+	Line          string  `json:"progress,omitempty"`
 	Bytes         int64   `json:"bytes"`
 	Expected      int64   `json:"expected"`
 	DurableOffset int64   `json:"durable_offset"`

@@ -110,16 +110,7 @@ func (p Progress) String() string {
 		b.WriteString(" " + p.Snapshot)
 	}
 	if p.Bytes > 0 || p.Expected > 0 {
-		b.WriteString("  " + FormatBytes(p.Bytes))
-		if p.Expected > 0 {
-			fmt.Fprintf(&b, " / %s (%d%%)", FormatBytes(p.Expected), percent(p.Bytes, p.Expected))
-		}
-		if p.Rate > 0 {
-			b.WriteString("  " + FormatRate(p.Rate))
-		}
-		if p.ETA > 0 {
-			b.WriteString("  ETA " + FormatDuration(p.ETA))
-		}
+		b.WriteString("  " + activities.ReceiveProgress{Bytes: p.Bytes, Expected: p.Expected, Rate: p.Rate}.String())
 	} else if p.DoneBytes > 0 {
 		b.WriteString("  " + FormatBytes(p.DoneBytes) + " moved")
 	}
@@ -144,14 +135,6 @@ func (p Progress) String() string {
 		b.WriteString("  (no worker answered the status query)")
 	}
 	return b.String()
-}
-
-func percent(n, of int64) int64 {
-	if of <= 0 {
-		return 0
-	}
-	pc := n * 100 / of
-	return min(max(pc, 0), 100)
 }
 
 // Inspect looks at a run once: DescribeWorkflowExecution for its status,
@@ -193,10 +176,7 @@ func Inspect(ctx context.Context, c client.Client, workflowID, runID string) (Pr
 		if hb := pa.GetHeartbeatDetails(); len(hb.GetPayloads()) > 0 {
 			var rp activities.ReceiveProgress
 			if converter.GetDefaultDataConverter().FromPayloads(hb, &rp) == nil {
-				p.Bytes, p.Expected, p.Rate = rp.Bytes, rp.Expected, rp.Rate
-				if rp.Rate > 0 && rp.Expected > rp.Bytes {
-					p.ETA = time.Duration(float64(rp.Expected-rp.Bytes) / rp.Rate * float64(time.Second)).Round(time.Second)
-				}
+				p.Bytes, p.Expected, p.Rate, p.ETA = rp.Bytes, rp.Expected, rp.Rate, rp.ETA()
 			}
 		}
 		break

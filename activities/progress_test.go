@@ -1,0 +1,27 @@
+package activities
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestReceiveProgressLine(t *testing.T) {
+	p := ReceiveProgress{Bytes: 1 << 30, Expected: 4 << 30, Rate: 48 << 20}
+	require.Equal(t, time.Minute+4*time.Second, p.ETA())
+	require.Equal(t, "1.0 GiB / 4.0 GiB (25%)  48.0 MiB/s  ETA 1m04s", p.String())
+
+	require.Equal(t, "512 B", ReceiveProgress{Bytes: 512}.String(), "no size, no rate: only what moved")
+	require.Zero(t, ReceiveProgress{Bytes: 5, Expected: 4, Rate: 1}.ETA(), "past the expected size there is no ETA")
+}
+
+func TestHeartbeatCarriesItsLineFirst(t *testing.T) {
+	hb := newReceiveProgress(3<<20, 4<<20, 2<<20, 1<<20)
+	require.Equal(t, "3.0 MiB / 4.0 MiB (75%)  1.0 MiB/s  ETA 1s", hb.Line)
+	b, err := json.Marshal(hb)
+	require.NoError(t, err)
+	// The web UI shows the details as JSON in field order: the line first.
+	require.Equal(t, `{"progress":"3.0 MiB / 4.0 MiB (75%)  1.0 MiB/s  ETA 1s","bytes":3145728,"expected":4194304,"durable_offset":2097152,"rate":1048576}`, string(b))
+}
