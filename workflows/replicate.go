@@ -583,8 +583,21 @@ func (r *replication) hostCtx(ctx workflow.Context, host, summary string) workfl
 		ScheduleToCloseTimeout: r.in.HostTimeout,
 		StartToCloseTimeout:    r.in.HostTimeout,
 		RetryPolicy:            r.retryPolicy(),
-		Summary:                summary,
+		Summary:                r.summary(host, summary),
 	})
+}
+
+// summary is an activity's line in the web UI's timeline and event history,
+// which show it without opening anything: the host first, then what it
+// does, and during a step which one. It is metadata, not part of the
+// command the SDK compares on replay (it matches activity id and type), so
+// changing its words needs no workflow.GetVersion.
+func (r *replication) summary(host, what string) string {
+	s := host + ": " + what
+	if (r.status.Phase == PhaseStream || r.status.Phase == PhaseVerify) && r.status.Steps > 0 {
+		s += fmt.Sprintf(" (step %d/%d)", r.status.Step, r.status.Steps)
+	}
+	return s
 }
 
 func (r *replication) streamCtx(ctx workflow.Context, s Step, waitHost bool) workflow.Context {
@@ -603,12 +616,30 @@ func (r *replication) streamOptions(s Step, waitHost bool) workflow.ActivityOpti
 		ScheduleToCloseTimeout: r.in.StreamTimeout,
 		HeartbeatTimeout:       r.in.HeartbeatTimeout,
 		RetryPolicy:            r.retryPolicy(),
-		Summary:                "receive " + s.To,
+		Summary:                r.receiveSummary(s),
 	}
 	if waitHost {
 		o.ScheduleToStartTimeout = min(r.in.HostTimeout, r.in.StreamTimeout)
 	}
 	return o
+}
+
+// receiveSummary names the receiving host, the snapshot, where it comes
+// from and what kind of step it is: "nas-b: receive ferry_x from nas-a
+// (step 1/2, incremental)".
+func (r *replication) receiveSummary(s Step) string {
+	kind := "full"
+	if s.From != "" {
+		kind = "incremental"
+	}
+	if s.Resume != nil {
+		kind += ", resuming a kept partial"
+	}
+	step := ""
+	if r.status.Steps > 0 {
+		step = fmt.Sprintf("step %d/%d, ", r.status.Step, r.status.Steps)
+	}
+	return fmt.Sprintf("%s: receive %s from %s (%s%s)", r.in.Target.Host, s.To, r.in.Source.Host, step, kind)
 }
 
 // jobError puts the job and its endpoints before an activity's error, as
