@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ferry-nas/ferry/logging"
+	"github.com/ferry-nas/ferry/metrics"
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/transfer"
@@ -45,6 +46,9 @@ type Host struct {
 	Logger      *zap.Logger
 	// HeartbeatEvery is how often Receive heartbeats; default 2 s.
 	HeartbeatEvery time.Duration
+	// Metrics gets receive rates, bytes remaining, resumes and each job's
+	// last success; nil records nothing.
+	Metrics *metrics.Metrics
 
 	mu     sync.Mutex
 	tokens map[string][]string // job -> tokens this host registered
@@ -228,7 +232,11 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 		return res, err
 	}
 	for restart := 0; ; restart++ {
+		if resumeOK && from.Offset > 0 {
+			h.Metrics.Resumed(in.Job, in.Session.ServerName)
+		}
 		snap, moved, reconnects, err := h.receiveOnce(ctx, in, from, resumeOK, log)
+		h.Metrics.ReceiveEnded(in.Job, in.Session.ServerName, err == nil)
 		res.Bytes += moved
 		res.Reconnects += reconnects
 		res.Resumed = res.Resumed || (resumeOK && from.Offset > 0)
@@ -241,6 +249,7 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 			// The source's stream no longer matches what we hold: start over.
 			log.Warn("source refused the resume (its stream differs from the partial's prefix); discarding the partial and starting from byte 0", zap.Int64("offset", from.Offset))
 			from, resumeOK = resume.Position{}, false
+			h.Metrics.Restarted(in.Job, in.Session.ServerName)
 			continue
 		}
 		if errors.Is(err, transfer.ErrSourceNotFound) {
@@ -290,7 +299,7 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 	}
 	stream, err := h.Fetcher.Open(ctx, transfer.FetchRequest{
 		Address: in.Session.Address, ServerName: in.Session.ServerName, Token: in.Session.Token,
-		From: from, Compress: in.Session.Compress,
+		From: from, Compress: in.Session.Compress, Job: in.Job,
 	})
 	if err != nil {
 		return storage.Snapshot{}, 0, 0, err
@@ -299,7 +308,7 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 
 	var durable atomic.Int64
 	durable.Store(from.Offset)
-	stop := h.heartbeat(ctx, stream, in.Session.Expected, &durable)
+	stop := h.heartbeat(ctx, in.Job, stream, in.Session.Expected, &durable)
 	snap, err := h.Backend.Receive(ctx, storage.ReceiveRequest{
 		Dataset: in.Dataset, Name: in.Name, SourceGUID: in.SourceGUID, SourceDatasetGUID: in.Session.SourceDatasetGUID,
 		Parent: in.Parent, Resume: resumeOK,
@@ -311,8 +320,9 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 	return snap, st.WireBytes, st.Reconnects, err
 }
 
-// heartbeat reports progress until stop is called.
-func (h *Host) heartbeat(ctx context.Context, s *transfer.Stream, expected int64, durable *atomic.Int64) (stop func()) {
+// heartbeat reports progress, to Temporal and to the metrics, until stop is
+// called.
+func (h *Host) heartbeat(ctx context.Context, job string, s *transfer.Stream, expected int64, durable *atomic.Int64) (stop func()) {
 	every := h.HeartbeatEvery
 	if every <= 0 {
 		every = 2 * time.Second
@@ -324,7 +334,7 @@ func (h *Host) heartbeat(ctx context.Context, s *transfer.Stream, expected int64
 		defer wg.Done()
 		t := time.NewTicker(every)
 		defer t.Stop()
-		lastAt, lastBytes := time.Now(), s.Position().Offset
+		lastAt, lastBytes, lastWire := time.Now(), s.Position().Offset, s.Stats().WireBytes
 		for {
 			select {
 			case <-done:
@@ -332,9 +342,11 @@ func (h *Host) heartbeat(ctx context.Context, s *transfer.Stream, expected int64
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				pos := s.Position().Offset
-				rate := float64(pos-lastBytes) / now.Sub(lastAt).Seconds()
-				lastAt, lastBytes = now, pos
+				pos, wire := s.Position().Offset, s.Stats().WireBytes
+				secs := now.Sub(lastAt).Seconds()
+				rate := float64(pos-lastBytes) / secs
+				h.Metrics.ReceiveProgress(job, s.Source(), rate, float64(wire-lastWire)/secs, expected-pos)
+				lastAt, lastBytes, lastWire = now, pos, wire
 				if activity.IsActivity(ctx) {
 					activity.RecordHeartbeat(ctx, newReceiveProgress(pos, expected, durable.Load(), rate))
 				}
@@ -393,6 +405,11 @@ func (h *Host) Mark(ctx context.Context, in MarkInput) (MarkResult, error) {
 		return MarkResult{}, h.fail(log, "mark "+in.Mark, err)
 	}
 	log.Info("marked", zap.String("mark", in.Mark))
+	if in.Mark == MarkReceived {
+		// The target marks what it received as the run's last step that
+		// can fail it (pruning after it only adds a note): the run succeeded.
+		h.Metrics.Succeeded(in.Job, time.Now())
+	}
 	return MarkResult{}, nil
 }
 

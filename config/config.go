@@ -113,6 +113,9 @@ type Host struct {
 	// Cert and Key, when set, are this host's certificate (absolute paths).
 	Cert string
 	Key  string
+	// MetricsAddress, when set, is host:port where the host's worker
+	// serves Prometheus metrics on /metrics (plain HTTP); empty means off.
+	MetricsAddress string
 }
 
 // Job is one replication from a source dataset to a target dataset.

@@ -316,3 +316,9 @@ func TestDeployExampleIsValid(t *testing.T) {
 	require.Equal(t, storage.ResumeStaged, photos.Stream.Resume)
 	require.Equal(t, 168*time.Hour, photos.Timeouts.Stream)
 }
+
+func TestMetricsAddress(t *testing.T) {
+	cfg := mustParse(t, "hosts:\n  nas-a: {data_address: 10.0.0.1:7400, backend: dir, root: /srv, metrics_address: 127.0.0.1:9400}\n  nas-b: {data_address: 10.0.0.2:7400, backend: dir, root: /srv}\n")
+	assert.Equal(t, "127.0.0.1:9400", cfg.Hosts["nas-a"].MetricsAddress)
+	assert.Empty(t, cfg.Hosts["nas-b"].MetricsAddress, "off by default")
+}

@@ -49,6 +49,8 @@ type rawHost struct {
 	Root        string `yaml:"root"`
 	Cert        string `yaml:"cert"`
 	Key         string `yaml:"key"`
+	// MetricsAddress is where the worker serves /metrics (plain HTTP).
+	MetricsAddress string `yaml:"metrics_address"`
 }
 
 type rawJob struct {

@@ -93,6 +93,10 @@ func TestRules(t *testing.T) {
 		{"root trailing slash", withHost("nas-x", "data_address: 10.0.0.9:7400, backend: dir, root: /srv/"), "hosts.nas-x.root", "not a clean path"},
 		{"host cert without key", withHost("nas-x", goodHost+", cert: x.pem"), "hosts.nas-x.key", "cert is set but key is not"},
 		{"host key without cert", withHost("nas-x", goodHost+", key: x.key"), "hosts.nas-x.cert", "key is set but cert is not"},
+		{"metrics_address without port", withHost("nas-x", goodHost+", metrics_address: localhost"), "hosts.nas-x.metrics_address", "is not host:port"},
+		{"metrics_address no host", withHost("nas-x", goodHost+", metrics_address: \":9400\""), "hosts.nas-x.metrics_address", "has no valid host"},
+		{"metrics_address bad port", withHost("nas-x", goodHost+", metrics_address: 127.0.0.1:http"), "hosts.nas-x.metrics_address", "not a number from 1 to 65535"},
+		{"metrics_address is data_address", withHost("nas-x", goodHost+", metrics_address: 10.0.0.9:7400"), "hosts.nas-x.metrics_address", "is also this host's data_address"},
 
 		// job names and endpoints
 		{"job name with dot", withJobs("  j.1: {source: nas-a:s, target: nas-b:s}\n"), "jobs.j.1", "job name \"j.1\" is not valid"},

@@ -161,13 +161,22 @@ func (p *parser) host(name string, rh *rawHost, resolve func(string) string) Hos
 		p.add(key, hostNameFix, "host name %q is not valid", name)
 	}
 	h := Host{Name: name, DataAddress: rh.DataAddress, Backend: rh.Backend, Root: rh.Root,
-		Cert: resolve(rh.Cert), Key: resolve(rh.Key)}
+		Cert: resolve(rh.Cert), Key: resolve(rh.Key), MetricsAddress: rh.MetricsAddress}
 
 	if rh.DataAddress == "" {
 		p.add(key+".data_address", "set it to host:port where this host's data server listens, e.g. 10.0.0.1:7400",
 			"is required")
 	} else {
 		p.checkHostPort(key+".data_address", rh.DataAddress, "this host's data server, e.g. 10.0.0.1:7400")
+	}
+
+	if rh.MetricsAddress != "" {
+		p.checkHostPort(key+".metrics_address", rh.MetricsAddress,
+			"the worker's plain-HTTP /metrics endpoint on a management address or localhost, e.g. 127.0.0.1:9400")
+		if rh.MetricsAddress == rh.DataAddress {
+			p.add(key+".metrics_address", "give /metrics its own port, e.g. 127.0.0.1:9400",
+				"%s is also this host's data_address", rh.MetricsAddress)
+		}
 	}
 
 	switch rh.Backend {

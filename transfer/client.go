@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/ferry-nas/ferry/metrics"
 	"github.com/ferry-nas/ferry/resume"
 )
 
@@ -45,6 +47,9 @@ type ClientConfig struct {
 	MaxBackoff time.Duration
 	// Logger receives a line per lost connection and reconnect.
 	Logger *zap.Logger
+	// Metrics counts received stream and wire bytes and reconnects per
+	// job and source; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // FetchRequest is one stream to pull.
@@ -61,6 +66,8 @@ type FetchRequest struct {
 	From resume.Position
 	// Compress asks for zstd frames (the session must allow them too).
 	Compress bool
+	// Job names the replication job, for the metrics' labels.
+	Job string
 }
 
 // Stats counts a stream's traffic.
@@ -150,6 +157,9 @@ type Stream struct {
 	payload    atomic.Int64
 	wire       atomic.Int64
 	reconnects atomic.Int64
+
+	flow         *metrics.Flow      // nil without metrics
+	reconnectCtr prometheus.Counter // nil without metrics
 }
 
 // Open connects to the source and returns once it accepted the request (or
@@ -173,7 +183,9 @@ func (c *Client) Open(ctx context.Context, req FetchRequest) (*Stream, error) {
 		log:    c.log.With(zap.String("source", req.ServerName), zap.String("address", req.Address)),
 		fr:     newFrameReader(nil, MaxPayload),
 		offset: req.From.Offset,
+		flow:   c.cfg.Metrics.Flow(metrics.Received, req.Job, req.ServerName),
 	}
+	s.reconnectCtr = c.cfg.Metrics.Reconnects(req.Job, req.ServerName)
 	s.rr, err = resume.NewReader(payloadReader{s}, req.From)
 	if err != nil {
 		return nil, fmt.Errorf("transfer: %w", err)
@@ -197,6 +209,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 	}
 	return s.rr.Read(p)
 }
+
+// Source is the source host's name (FetchRequest.ServerName).
+func (s *Stream) Source() string { return s.req.ServerName }
 
 // Position is the offset and hash state after the last byte Read delivered.
 func (s *Stream) Position() resume.Position { return s.rr.Position() }
@@ -241,6 +256,7 @@ func (s *Stream) readPayload(p []byte) (int, error) {
 			s.pending = s.pending[n:]
 			s.offset += int64(n)
 			s.payload.Add(int64(n))
+			s.flow.AddStream(int64(n))
 			return n, nil
 		}
 		if s.err != nil {
@@ -253,7 +269,7 @@ func (s *Stream) readPayload(p []byte) (int, error) {
 			}
 		}
 		t, payload, err := s.fr.next()
-		s.wire.Store(s.fr.n)
+		s.countWire()
 		if err != nil {
 			s.fault(err)
 			continue
@@ -271,6 +287,13 @@ func (s *Stream) readPayload(p []byte) (int, error) {
 			s.fault(frameErr(t, "unexpected in the stream"))
 		}
 	}
+}
+
+// countWire publishes the frame reader's byte count (it counts across
+// reconnects) to Stats and the metrics.
+func (s *Stream) countWire() {
+	n := s.fr.n
+	s.flow.AddWire(n - s.wire.Swap(n))
 }
 
 func (s *Stream) current() *tls.Conn {
@@ -322,6 +345,9 @@ func (s *Stream) connect() error {
 		if err == nil {
 			if s.connected {
 				s.reconnects.Add(1)
+				if s.reconnectCtr != nil {
+					s.reconnectCtr.Inc()
+				}
 				s.log.Info("data-plane connection resumed", zap.Int64("offset", s.offset))
 			}
 			s.connected = true
@@ -389,7 +415,7 @@ func (s *Stream) dial() error {
 	s.fr.reset(&s.dr)
 	for {
 		t, p, err := s.fr.next()
-		s.wire.Store(s.fr.n)
+		s.countWire()
 		if err != nil {
 			return err
 		}
@@ -433,6 +459,7 @@ func (s *Stream) finish(p []byte) {
 		if err == nil {
 			var t frameType
 			t, _, err = s.fr.next()
+			s.countWire()
 			if err == nil && t != frameBye {
 				err = fmt.Errorf("expected bye, got %s frame", t)
 			}

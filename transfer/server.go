@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/metrics"
 )
 
 // ServerConfig configures a data server.
@@ -26,6 +28,9 @@ type ServerConfig struct {
 	// Logger receives one structured line per refusal, completed transfer,
 	// and lost connection. Default: no logging.
 	Logger *zap.Logger
+	// Metrics counts sent stream and wire bytes per job and peer; nil
+	// counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Server is a data server: it streams registered sessions to the hosts they
@@ -34,6 +39,7 @@ type Server struct {
 	tls  *tls.Config
 	idle time.Duration
 	log  *zap.Logger
+	mtr  *metrics.Metrics
 
 	ctx    context.Context // cancelled by Close: aborts sources
 	cancel context.CancelFunc
@@ -84,6 +90,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		tls:       t,
 		idle:      idle,
 		log:       log.Named("dataplane"),
+		mtr:       cfg.Metrics,
 		ctx:       ctx,
 		cancel:    cancel,
 		sessions:  make(map[[32]byte]*session),

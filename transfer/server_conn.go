@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/metrics"
 )
 
 // serverConn is one client connection.
@@ -24,6 +26,7 @@ type serverConn struct {
 	lastWrite time.Time
 	ctrl      []byte
 	wire      int64
+	flow      *metrics.Flow // the session's counters once it is known
 }
 
 func (s *Server) newConn(raw net.Conn) *serverConn {
@@ -69,6 +72,7 @@ func (c *serverConn) writeLocked(b []byte) error {
 		c.raw.SetWriteDeadline(time.Now().Add(c.s.idle))
 		n, err := c.tc.Write(b[:k])
 		c.wire += int64(n)
+		c.flow.AddWire(int64(n))
 		if err != nil {
 			c.werr = err
 			c.cancel()

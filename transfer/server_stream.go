@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/metrics"
 )
 
 // outcome is how a stream ended when it did not end well.
@@ -113,6 +115,10 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 		zap.String("session", sess.id), zap.String("remote", c.remote))
 	start := time.Now()
 	compress := sess.spec.Compress && req.flags&flagCompress != 0
+	flow := s.mtr.Flow(metrics.Sent, sess.spec.Job, sess.spec.Peer)
+	c.wmu.Lock()
+	c.flow = flow // from here on every frame written counts as the session's
+	c.wmu.Unlock()
 	stopKeepalive := c.startKeepalive()
 	defer stopKeepalive()
 
@@ -191,6 +197,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 			off += int64(n)
 			seq++
 			sess.offset.Store(off)
+			flow.AddStream(int64(n))
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
@@ -23,6 +24,7 @@ import (
 	"github.com/ferry-nas/ferry/certs"
 	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/logging"
+	"github.com/ferry-nas/ferry/metrics"
 	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/btrfs"
 	"github.com/ferry-nas/ferry/storage/dir"
@@ -45,6 +47,13 @@ type Options struct {
 	// StopTimeout is how long in-flight activities get to finish on
 	// shutdown before they are cancelled (and later resumed). Default 10 s.
 	StopTimeout time.Duration
+	// MetricsAddress overrides hosts.<h>.metrics_address: where /metrics
+	// is served (plain HTTP); neither set means no metrics.
+	MetricsAddress string
+	// Metrics is the registry to serve when metrics are on; nil makes
+	// one. Pass the one whose SDKHandler the Temporal client was dialled
+	// with, so that the SDK's metrics are served too.
+	Metrics *metrics.Metrics
 
 	// listen opens the data server's listener; nil means net.Listen (tests
 	// substitute it to get hold of the listener).
@@ -68,12 +77,16 @@ type Worker struct {
 	data    *transfer.Server
 	fetcher *transfer.Client
 	ln      net.Listener
+	// metrics and metricsLn are nil when metrics are off.
+	metrics   *metrics.Metrics
+	metricsLn net.Listener
 }
 
 // New runs the worker's start-up checks, each refusal an error naming the
 // thing to fix: the host is in the config, its root exists (never created),
 // the backend is usable, the certificate is issued for this host by the
-// CA, and the data address can be listened on. It touches no Temporal
+// CA, and the data address (and the metrics address, when set) can be
+// listened on. It touches no Temporal
 // server, so a local mistake is reported before a connection is tried.
 func New(ctx context.Context, opts Options) (*Worker, error) {
 	log := opts.Logger
@@ -106,11 +119,17 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host %s: data-plane certificate: %w", host.Name, err)
 	}
-	data, err := transfer.NewServer(transfer.ServerConfig{TLS: serverTLS, Logger: log})
+	var mtr *metrics.Metrics
+	if MetricsAddress(host, opts.MetricsAddress) != "" {
+		if mtr = opts.Metrics; mtr == nil {
+			mtr = metrics.New(host.Name)
+		}
+	}
+	data, err := transfer.NewServer(transfer.ServerConfig{TLS: serverTLS, Logger: log, Metrics: mtr})
 	if err != nil {
 		return nil, err
 	}
-	fetcher, err := transfer.NewClient(transfer.ClientConfig{TLS: clientTLS, Logger: log})
+	fetcher, err := transfer.NewClient(transfer.ClientConfig{TLS: clientTLS, Logger: log, Metrics: mtr})
 	if err != nil {
 		return nil, err
 	}
@@ -130,13 +149,23 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w); free the port or change hosts.%s.data_address", host.Name, listen, err, host.Name)
 	}
-	return &Worker{opts: opts, host: host, log: log, backend: backend, data: data, fetcher: fetcher, ln: ln}, nil
+	w := &Worker{opts: opts, host: host, log: log, backend: backend, data: data, fetcher: fetcher, ln: ln, metrics: mtr}
+	if mtr != nil {
+		if w.metricsLn, err = listenMetrics(host, MetricsAddress(host, opts.MetricsAddress), opts.MetricsAddress, listenFn); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
 // Close releases what New acquired (the listener) when Serve is not called;
 // after Serve it does nothing more.
 func (w *Worker) Close() {
 	w.ln.Close()
+	if w.metricsLn != nil {
+		w.metricsLn.Close()
+	}
 	w.data.Close()
 }
 
@@ -161,7 +190,14 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 
 	acts := &activities.Host{
 		Name: host.Name, DataAddress: host.DataAddress,
-		Backend: w.backend, Sessions: data, Fetcher: w.fetcher, Logger: log,
+		Backend: w.backend, Sessions: data, Fetcher: w.fetcher, Logger: log, Metrics: w.metrics,
+	}
+	var interceptors []interceptor.WorkerInterceptor
+	if w.metrics != nil {
+		exportJobs(ctx, opts.Config, host.Name, w.backend, w.metrics, log)
+		stopMetrics := serveMetrics(w.metricsLn, w.metrics, log)
+		defer stopMetrics()
+		interceptors = append(interceptors, &stepMetrics{m: w.metrics})
 	}
 	wfWorker := sdkworker.New(c, workflows.WorkflowTaskQueue, sdkworker.Options{WorkerStopTimeout: opts.StopTimeout})
 	wfWorker.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.ReplicateWorkflowName})
@@ -172,6 +208,7 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 		// Send receive progress every few seconds, not every 0.8 x the
 		// heartbeat timeout (24 s by default): `ferry status` shows it live.
 		MaxHeartbeatThrottleInterval: progressEvery,
+		Interceptors:                 interceptors,
 	})
 	hostWorker.RegisterActivity(acts)
 
@@ -190,7 +227,8 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 		// dial (they differ behind NAT or a relay).
 		zap.String("listen", ln.Addr().String()),
 		zap.String("data_address", host.DataAddress),
-		zap.String("task_queue", workflows.HostTaskQueue(host.Name)))
+		zap.String("task_queue", workflows.HostTaskQueue(host.Name)),
+		zap.String("metrics", metricsURL(w.metricsLn)))
 
 	var failure error
 	select {
@@ -290,4 +328,12 @@ func CertFiles(cfg *config.Config, h config.Host, certFlag, keyFlag string) cert
 		f.Cert, f.Key = d.Cert, d.Key
 	}
 	return f
+}
+
+// metricsURL is where /metrics is served, "off" without a listener.
+func metricsURL(ln net.Listener) string {
+	if ln == nil {
+		return "off"
+	}
+	return "http://" + ln.Addr().String() + "/metrics"
 }

@@ -28,8 +28,9 @@ const dialTimeout = 10 * time.Second
 // namespace and, when temporal.tls is present, TLS or mutual TLS). The SDK
 // logs through logger at warn level or above unless logger is at debug, so a
 // command's own output stays readable. When nothing answers, the error names
-// the address and says what to do about it.
-func dialTemporal(ctx context.Context, cfg *config.Config, logger *zap.Logger) (client.Client, error) {
+// the address and says what to do about it. Each tweak adjusts the client
+// options before dialling (the worker's metrics handler).
+func dialTemporal(ctx context.Context, cfg *config.Config, logger *zap.Logger, tweaks ...func(*client.Options)) (client.Client, error) {
 	addr, ns := cfg.Temporal.Address, cfg.Temporal.Namespace
 	if addr == "" {
 		addr = config.DefaultTemporalAddress
@@ -48,6 +49,9 @@ func dialTemporal(ctx context.Context, cfg *config.Config, logger *zap.Logger) (
 			return nil, fmt.Errorf("temporal.tls: %w", err)
 		}
 		opts.ConnectionOptions.TLS = tc
+	}
+	for _, t := range tweaks {
+		t(&opts)
 	}
 
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)

@@ -7,7 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/metrics"
 	"github.com/ferry-nas/ferry/worker"
 )
 
@@ -16,6 +19,7 @@ func init() { rootCmd.AddCommand(newWorkerCmd()) }
 func newWorkerCmd() *cobra.Command {
 	var (
 		configPath, host, cert, key, listen string
+		metricsAddress                      string
 		stopTimeout                         time.Duration
 	)
 	cmd := &cobra.Command{
@@ -35,6 +39,10 @@ ROOT/.ferry is created), the backend is not usable there, the certificate
 is missing, not from the CA or issued for another host, or the data address
 cannot be listened on.
 
+With --metrics-address (or hosts.NAME.metrics_address) it serves Prometheus
+metrics, ferry's and the Temporal SDK's, on http://ADDRESS/metrics: plain
+HTTP, so bind it to localhost or a management network (docs/metrics.md).
+
 SIGINT or SIGTERM stops it gracefully: streams in flight stop at a resumable
 point and continue when the worker is back. If its data server stops while
 it runs, the worker stops and exits non-zero, for its supervisor to restart it.`,
@@ -51,17 +59,25 @@ it runs, the worker stops and exits non-zero, for its supervisor to restart it.`
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			// The local checks (root, backend, certificate, listen address)
-			// come first, so their refusals are not hidden behind Temporal's.
+			// One registry for ferry's metrics and the SDK's, made before
+			// the client is dialled so that the SDK reports into it.
+			var mtr *metrics.Metrics
+			if h, err := cfg.Host(host); err == nil && worker.MetricsAddress(h, metricsAddress) != "" {
+				mtr = metrics.New(h.Name)
+			}
+			// The local checks (root, backend, certificate, listen
+			// addresses) come first, so their refusals are not hidden
+			// behind Temporal's.
 			w, err := worker.New(ctx, worker.Options{
 				Config: cfg, Host: host, Cert: cert, Key: key, Listen: listen,
 				Logger: log, StopTimeout: stopTimeout, // New adds the host field
+				MetricsAddress: metricsAddress, Metrics: mtr,
 			})
 			if err != nil {
 				return err
 			}
 			defer w.Close()
-			c, err := dialTemporal(ctx, cfg, log)
+			c, err := dialTemporal(ctx, cfg, log, func(o *client.Options) { o.MetricsHandler = mtr.SDKHandler() })
 			if err != nil {
 				return err
 			}
@@ -74,6 +90,7 @@ it runs, the worker stops and exits non-zero, for its supervisor to restart it.`
 	cmd.Flags().StringVar(&cert, "cert", "", "this host's data-plane certificate (PEM)")
 	cmd.Flags().StringVar(&key, "key", "", "this host's data-plane private key (PEM)")
 	cmd.Flags().StringVar(&listen, "listen", "", "data server listen address (default: the host's data_address)")
+	cmd.Flags().StringVar(&metricsAddress, "metrics-address", "", "serve Prometheus metrics on http://ADDRESS/metrics, plain HTTP (default: hosts.NAME.metrics_address; off when neither is set)")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", worker.DefaultStopTimeout, "how long in-flight work gets on shutdown")
 	_ = cmd.MarkFlagRequired("host")
 	return cmd
