@@ -168,6 +168,9 @@ type envOptions struct {
 	Verify string
 	// Retention is the job's retention, a YAML flow mapping ("" for none).
 	Retention string
+	// Metrics serves /metrics on both workers: nas-a's address comes from
+	// its hosts.nas-a.metrics_address, nas-b's from --metrics-address.
+	Metrics bool
 }
 
 // env is one test's world: its own directory, certificates, config file,
@@ -183,7 +186,9 @@ type env struct {
 	// every byte the source sent, across kills and reconnects.
 	relay *relay.Relay
 	// listen is where each worker's data server listens.
-	listen    map[string]string
+	listen map[string]string
+	// metrics is where each worker serves /metrics (empty: off).
+	metrics   map[string]string
 	roots     map[string]string
 	kind      string // both hosts' backend
 	share     string
@@ -250,6 +255,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		t: t, ctx: ctx, dir: root,
 		job:       fmt.Sprintf("%s-%d", strings.Trim(name, "-_"), jobSeq.Add(1)),
 		listen:    map[string]string{source: freeAddr(t), target: freeAddr(t)},
+		metrics:   map[string]string{},
 		roots:     map[string]string{source: filepath.Join(root, source), target: filepath.Join(root, target)},
 		kind:      opts.Backend,
 		shareSize: opts.ShareSize,
@@ -317,6 +323,11 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if opts.Retention != "" { // the job's last keys, after verify
 		verify += "\n    retention: " + opts.Retention
 	}
+	srcMetrics := ""
+	if opts.Metrics {
+		e.metrics[source], e.metrics[target] = freeAddr(t), freeAddr(t)
+		srcMetrics = fmt.Sprintf(", metrics_address: %q", e.metrics[source])
+	}
 	srcData := e.relay.Addr()
 	if opts.Direct {
 		srcData = e.listen[source]
@@ -325,7 +336,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 temporal: {address: %q, namespace: %q}
 tls: {ca: certs/ca.pem}
 hosts:
-  %s: {data_address: %q, backend: %s, root: %q}
+  %s: {data_address: %q, backend: %s, root: %q%s}
   %s: {data_address: %q, backend: %s, root: %q}
 jobs:
   %s:
@@ -334,7 +345,7 @@ jobs:
     stream: %s
     timeouts: {heartbeat: %s%s}%s
 `, t.Name(), tsrv.FrontendAddress(), tsrv.Namespace(),
-		source, srcData, e.kind, cfgRoots[source],
+		source, srcData, e.kind, cfgRoots[source], srcMetrics,
 		target, e.listen[target], e.kind, cfgRoots[target],
 		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat, hostTimeout, verify)
 	e.cfgPath = filepath.Join(root, "ferry.yaml")
@@ -427,7 +438,11 @@ func (e *env) startWorker(host string) *workerProc {
 	f, err := os.Create(logPath)
 	require.NoError(e.t, err)
 	defer f.Close()
-	cmd := exec.Command(ferryBin, "worker", "--config", e.cfgPath, "--host", host, "--log-json", "--listen", e.listen[host])
+	args := []string{"worker", "--config", e.cfgPath, "--host", host, "--log-json", "--listen", e.listen[host]}
+	if a := e.metrics[host]; a != "" && host == target {
+		args = append(args, "--metrics-address", a)
+	}
+	cmd := exec.Command(ferryBin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	dieWithTest(cmd)
 	require.NoError(e.t, cmd.Start())

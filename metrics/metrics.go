@@ -61,6 +61,13 @@ const (
 	NameInterval       = "ferry_job_interval_seconds"
 )
 
+// Names lists every metric the worker itself exports (the workflows add
+// theirs through the SDK handler: workflows.MetricRuns, MetricLastFailure).
+var Names = []string{
+	NameStreamBytes, NameWireBytes, NameStreamRate, NameWireRate, NameBytesRemaining, NameStepDuration,
+	NameFailures, NameResumes, NameRestarts, NameReconnects, NameLastSuccess, NameInterval,
+}
+
 // Metrics is one worker's registry and ferry's metrics on it.
 type Metrics struct {
 	reg *prometheus.Registry

@@ -143,6 +143,7 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 	}
 
 	defer func() {
+		defer func() { recordOutcome(ctx, r.in.Job, err) }()
 		if err == nil {
 			r.setPhase(ctx, PhaseDone, "replicated "+r.status.Snapshot)
 			return
