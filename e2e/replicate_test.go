@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-nas/ferry/activities"
 	"github.com/ferry-nas/ferry/internal/sampleshare"
+	"github.com/ferry-nas/ferry/metrics"
 	"github.com/ferry-nas/ferry/starter"
 )
 
@@ -71,9 +72,10 @@ func TestFullThenIncremental(t *testing.T) {
 
 // TestReceiverKilledMidStream: the receiving worker is killed with SIGKILL
 // mid-stream and started again; the same run resumes the partial receive
-// and completes without sending the share twice.
+// and completes without sending the share twice; the restarted receiver's
+// metrics count the resume and only what it received.
 func TestReceiverKilledMidStream(t *testing.T) {
-	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate})
+	e := newEnv(t, envOptions{ShareSize: slowShare, BWLimit: slowRate, Metrics: true})
 	e.apply()
 	st := e.start()
 	p := e.waitStreaming(st, 0.25)
@@ -105,6 +107,11 @@ func TestReceiverKilledMidStream(t *testing.T) {
 	require.NoError(t, last.decode(&rr))
 	require.True(t, rr.Resumed, "the Receive that completed did not resume")
 	require.Less(t, rr.Bytes, e.shareSize, "the completing Receive moved the whole share again")
+	dst := e.scrape(target)
+	resumes, _ := sample(dst, metrics.NameResumes, map[string]string{metrics.LabelJob: e.job, metrics.LabelPeer: source})
+	require.Equal(t, 1.0, resumes, "%s of the restarted %s", metrics.NameResumes, target)
+	wire, _ := sample(dst, metrics.NameWireBytes, map[string]string{metrics.LabelJob: e.job, metrics.LabelDirection: string(metrics.Received)})
+	require.Equal(t, float64(rr.Bytes), wire, "the restarted %s counted the wire bytes its Receive moved", target)
 	e.requireSameContent(res.Snapshot)
 	e.requireNoPartials()
 }
