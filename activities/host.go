@@ -231,18 +231,22 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 	if err != nil {
 		return res, err
 	}
+	tally := newReceiveTally(ctx, h.heartbeatEvery().Seconds())
+	tally.begin(from, resumeOK, in.Mode, in.Session.Compress)
 	for restart := 0; ; restart++ {
 		if resumeOK && from.Offset > 0 {
 			h.Metrics.Resumed(in.Job, in.Session.ServerName)
 		}
-		snap, moved, reconnects, err := h.receiveOnce(ctx, in, from, resumeOK, log)
+		snap, moved, reconnects, err := h.receiveOnce(ctx, in, from, resumeOK, tally)
 		h.Metrics.ReceiveEnded(in.Job, in.Session.ServerName, err == nil)
 		res.Bytes += moved
 		res.Reconnects += reconnects
 		res.Resumed = res.Resumed || (resumeOK && from.Offset > 0)
 		if err == nil {
 			res.Snapshot = snapshotOf(snap)
-			log.Info("received", zap.String("guid", snap.GUID), zap.Int64("bytes", res.Bytes), zap.Bool("resumed", res.Resumed))
+			tally.fill(&res)
+			log.Info("received", zap.String("guid", snap.GUID), zap.Int64("bytes", res.Bytes), zap.Bool("resumed", res.Resumed),
+				zap.Int64("stream_bytes_all_attempts", res.StreamSent), zap.Int64("wire_bytes_all_attempts", res.WireSent), zap.Int32("attempt", res.Attempts))
 			return res, nil
 		}
 		if errors.Is(err, transfer.ErrResumeMismatch) && resumeOK && restart == 0 {
@@ -250,6 +254,7 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 			log.Warn("source refused the resume (its stream differs from the partial's prefix); discarding the partial and starting from byte 0", zap.Int64("offset", from.Offset))
 			from, resumeOK = resume.Position{}, false
 			h.Metrics.Restarted(in.Job, in.Session.ServerName)
+			tally.restartAfterMismatch()
 			continue
 		}
 		if errors.Is(err, transfer.ErrSourceNotFound) {
@@ -281,7 +286,8 @@ func (h *Host) resumePoint(ctx context.Context, in ReceiveInput, log *zap.Logger
 	return resume.Position{}, false, nil
 }
 
-func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Position, resumeOK bool, log *zap.Logger) (storage.Snapshot, int64, int, error) {
+func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Position, resumeOK bool, tally *receiveTally) (storage.Snapshot, int64, int, error) {
+	log := storage.Logger(ctx, h.Logger)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if activity.IsActivity(ctx) {
@@ -308,7 +314,7 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 
 	var durable atomic.Int64
 	durable.Store(from.Offset)
-	stop := h.heartbeat(ctx, in.Job, stream, in.Session.Expected, &durable)
+	stop := h.heartbeat(ctx, in.Job, stream, in.Session.Expected, &durable, tally)
 	snap, err := h.Backend.Receive(ctx, storage.ReceiveRequest{
 		Dataset: in.Dataset, Name: in.Name, SourceGUID: in.SourceGUID, SourceDatasetGUID: in.Session.SourceDatasetGUID,
 		Parent: in.Parent, Resume: resumeOK,
@@ -317,16 +323,30 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 	}, stream)
 	stop()
 	st := stream.Stats()
+	tally.passDone(st.PayloadBytes, st.WireBytes, st.Reconnects)
 	return snap, st.WireBytes, st.Reconnects, err
 }
 
-// heartbeat reports progress, to Temporal and to the metrics, until stop is
-// called.
-func (h *Host) heartbeat(ctx context.Context, job string, s *transfer.Stream, expected int64, durable *atomic.Int64) (stop func()) {
-	every := h.HeartbeatEvery
-	if every <= 0 {
-		every = 2 * time.Second
+// heartbeatEvery is how often Receive heartbeats.
+func (h *Host) heartbeatEvery() time.Duration {
+	if h.HeartbeatEvery > 0 {
+		return h.HeartbeatEvery
 	}
+	return 2 * time.Second
+}
+
+// heartbeat reports progress, to Temporal and to the metrics, until stop is
+// called. The first heartbeat goes out at once, so a retried attempt shows
+// that it resumed (or restarted) without waiting for the next tick.
+func (h *Host) heartbeat(ctx context.Context, job string, s *transfer.Stream, expected int64, durable *atomic.Int64, tally *receiveTally) (stop func()) {
+	every := h.heartbeatEvery()
+	record := func(pos int64, rate, wireRate float64) {
+		if activity.IsActivity(ctx) {
+			st := s.Stats()
+			activity.RecordHeartbeat(ctx, tally.progress(pos, expected, durable.Load(), rate, wireRate, st.WireBytes, st.Reconnects))
+		}
+	}
+	record(s.Position().Offset, 0, 0)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -344,12 +364,10 @@ func (h *Host) heartbeat(ctx context.Context, job string, s *transfer.Stream, ex
 			case now := <-t.C:
 				pos, wire := s.Position().Offset, s.Stats().WireBytes
 				secs := now.Sub(lastAt).Seconds()
-				rate := float64(pos-lastBytes) / secs
-				h.Metrics.ReceiveProgress(job, s.Source(), rate, float64(wire-lastWire)/secs, expected-pos)
+				rate, wireRate := float64(pos-lastBytes)/secs, float64(wire-lastWire)/secs
+				h.Metrics.ReceiveProgress(job, s.Source(), rate, wireRate, expected-pos)
+				record(pos, rate, wireRate)
 				lastAt, lastBytes, lastWire = now, pos, wire
-				if activity.IsActivity(ctx) {
-					activity.RecordHeartbeat(ctx, newReceiveProgress(pos, expected, durable.Load(), rate))
-				}
 			}
 		}
 	}()

@@ -105,25 +105,72 @@ type ReceiveInput struct {
 }
 
 // ReceiveProgress is the heartbeat of a running receive, also what
-// `ferry status` shows.
+// `ferry status` shows. Stream bytes are the backend's send stream (what
+// Expected estimates, what a resume offset counts); wire bytes are the
+// frames on the network, zstd-compressed when the job compresses, and what
+// stream.bwlimit caps. The fields after Rate carry over from one attempt of
+// the activity to the next (a retry reads the last heartbeat of the one
+// before), so they count every attempt; heartbeats recorded before they
+// existed decode them as zero.
 type ReceiveProgress struct {
 	// Line is Line() when the heartbeat was sent: the web UI shows heartbeat
 	// details as they are (pending activity), so the figures come first in
 	// words. Readers compute it from the numbers, never parse it.
-	Line          string  `json:"progress,omitempty"`
-	Bytes         int64   `json:"bytes"`
-	Expected      int64   `json:"expected"`
-	DurableOffset int64   `json:"durable_offset"`
-	Rate          float64 `json:"rate"` // bytes per second, recent
+	Line string `json:"progress,omitempty"`
+	// Bytes is the stream position reached (a resumed prefix included).
+	Bytes         int64 `json:"bytes"`
+	Expected      int64 `json:"expected"`
+	DurableOffset int64 `json:"durable_offset"`
+	// Rate is stream bytes per second, recent.
+	Rate float64 `json:"rate"`
+	// WireRate is wire bytes per second, recent.
+	WireRate float64 `json:"wire_rate,omitempty"`
+	// StreamSent and WireSent are what every attempt moved so far; an
+	// attempt cut short counts up to its last heartbeat (or, for stream
+	// bytes, up to the checkpoint its successor resumed from).
+	StreamSent int64 `json:"stream_sent,omitempty"`
+	WireSent   int64 `json:"wire_sent,omitempty"`
+	// Attempt of the activity sending this heartbeat; StartOffset is the
+	// stream offset it started from.
+	Attempt     int32 `json:"attempt,omitempty"`
+	StartOffset int64 `json:"start_offset,omitempty"`
+	// Resumes counts attempts that continued the partial an earlier attempt
+	// left; Restarts those that started over from byte 0 after an earlier
+	// attempt had moved bytes, the last one for Restart's reason.
+	Resumes    int    `json:"resumes,omitempty"`
+	Restarts   int    `json:"restarts,omitempty"`
+	Restart    string `json:"restart,omitempty"`
+	Reconnects int    `json:"reconnects,omitempty"`
+	// Interval is the seconds between two heartbeats: a heartbeat much
+	// older than that means the worker stopped reporting.
+	Interval float64 `json:"interval,omitempty"`
 }
 
 // ReceiveResult is the received snapshot and what it cost.
 type ReceiveResult struct {
 	Snapshot Snapshot
-	// Bytes moved over the wire in this activity, across reconnects.
+	// Bytes moved over the wire by the attempt that completed, across
+	// reconnects.
 	Bytes      int64
 	Resumed    bool
 	Reconnects int
+	// The same across every attempt of the activity (ReceiveProgress):
+	// stream and wire bytes, attempts, resumes and restarts after an
+	// attempt was cut short, with the last restart's reason. Zero in
+	// results recorded before they existed.
+	StreamSent      int64  `json:",omitempty"`
+	WireSent        int64  `json:",omitempty"`
+	Attempts        int32  `json:",omitempty"`
+	Resumes         int    `json:",omitempty"`
+	Restarts        int    `json:",omitempty"`
+	Restart         string `json:",omitempty"`
+	TotalReconnects int    `json:",omitempty"`
+}
+
+// WireTotal is the wire bytes of every attempt when the result counts
+// them, else those of the completing attempt (results recorded before).
+func (r ReceiveResult) WireTotal() int64 {
+	return max(r.WireSent, r.Bytes)
 }
 
 // DiscardPartialsInput lists partial receives to remove from the target.

@@ -76,6 +76,9 @@ const (
 type fakeJob struct {
 	release chan struct{}
 	fail    error
+	// noMemo: the run ends without recording its outcome in its memo, as
+	// runs did before (Status then reads its history).
+	noMemo bool
 }
 
 var (
@@ -128,19 +131,31 @@ func fakeReplicate(ctx workflow.Context, in workflows.ReplicateInput) (workflows
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	var rcv activities.ReceiveResult
+	var noMemo bool
+	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return getFake(in.Job).noMemo }).Get(&noMemo)
+	memo := func(res workflows.ReplicateResult, err error) {
+		if !noMemo {
+			_ = workflow.UpsertMemo(ctx, map[string]any{workflows.MemoRun: workflows.NewRunMemo(res, err)})
+		}
+	}
 	if err := workflow.ExecuteActivity(actx, ReceiveActivity, in.Job).Get(ctx, &rcv); err != nil {
 		st.LastError = err.Error()
 		setPhase(workflows.PhaseFailed)
+		memo(workflows.ReplicateResult{}, err)
 		return workflows.ReplicateResult{}, err
 	}
 	st.Bytes = rcv.Bytes
 	setPhase(workflows.PhaseDone)
-	return workflows.ReplicateResult{Snapshot: st.Snapshot, Plan: plan, Bytes: rcv.Bytes}, nil
+	res := workflows.ReplicateResult{Snapshot: st.Snapshot, Plan: plan, Bytes: rcv.Bytes, Received: workflows.Received{StreamBytes: rcv.StreamSent}}
+	memo(res, nil)
+	return res, nil
 }
 
 func fakeReceive(ctx context.Context, job string) (activities.ReceiveResult, error) {
 	f := getFake(job)
-	activity.RecordHeartbeat(ctx, activities.ReceiveProgress{Bytes: 1 << 20, Expected: fakeExpected, DurableOffset: 1 << 20, Rate: fakeRate})
+	// A long interval: the one heartbeat never looks stale while a test holds the receive.
+	activity.RecordHeartbeat(ctx, activities.ReceiveProgress{Bytes: 1 << 20, Expected: fakeExpected, DurableOffset: 1 << 20, Rate: fakeRate,
+		WireRate: fakeRate / 2, StreamSent: 1 << 20, WireSent: 1 << 19, Attempt: 1, Interval: 3600})
 	if f.release != nil {
 		select {
 		case <-f.release:
@@ -151,7 +166,7 @@ func fakeReceive(ctx context.Context, job string) (activities.ReceiveResult, err
 	if f.fail != nil {
 		return activities.ReceiveResult{}, f.fail
 	}
-	return activities.ReceiveResult{Bytes: fakeExpected}, nil
+	return activities.ReceiveResult{Bytes: fakeExpected, StreamSent: fakeExpected, WireSent: fakeExpected, Attempts: 1}, nil
 }
 
 // testConfig parses a config whose jobs section is jobsYAML (indented by

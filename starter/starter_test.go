@@ -320,7 +320,7 @@ func TestRunTriggersPausedScheduleAndFollows(t *testing.T) {
 	assert.Equal(t, res.Snapshot, p.Snapshot)
 	assert.False(t, p.Unanswered)
 	assert.Contains(t, p.String(), "stream step 1/1")
-	assert.Contains(t, p.String(), "1.0 MiB / 4.0 MiB (25%)  1.0 MiB/s  ETA 3s")
+	assert.Contains(t, p.String(), "1.0 MiB / 4.0 MiB stream (25%)  512.0 KiB/s wire (1.0 MiB/s stream)  ETA 3s")
 	for i := 1; i < len(seen); i++ {
 		assert.False(t, seen[i].same(seen[i-1]), "progress is reported only when it changes")
 	}
@@ -381,11 +381,13 @@ func TestStatus(t *testing.T) {
 	_, err = Follow(ctx, tc, failed.WorkflowID, failed.RunID, nil)
 	require.Error(t, err)
 
-	// Two successes: the later one is the last success.
-	setFake("st-ok", &fakeJob{})
+	// Two successes: the later one is the last success. It records no
+	// memo, as runs before the memo did: Status reads its history. The
+	// failure above recorded one: Status reads the error from it.
 	var done Started
 	var res workflows.ReplicateResult
-	for range 2 {
+	for i := range 2 {
+		setFake("st-ok", &fakeJob{noMemo: i == 1})
 		done, err = Run(ctx, tc, "st-ok")
 		require.NoError(t, err)
 		res, err = Follow(ctx, tc, done.WorkflowID, done.RunID, nil)
@@ -492,9 +494,9 @@ func TestFormat(t *testing.T) {
 	assert.Equal(t, "1d", formatEvery(24*time.Hour))
 	assert.Equal(t, "90m", formatEvery(90*time.Minute))
 	p := Progress{Status: "Running", Phase: "verify", Step: 2, Steps: 3, DoneBytes: 5 << 30}
-	assert.Equal(t, "verify step 2/3  5.0 GiB moved", p.String())
+	assert.Equal(t, "verify step 2/3  5.0 GiB moved on the wire", p.String())
 	p = Progress{Status: "Running", Phase: "stream", Step: 1, Steps: 1, Bytes: 10, Attempt: 3, LastFailure: "connection reset"}
-	assert.Equal(t, "stream step 1/1  10 B  (attempt 3, after: connection reset)", p.String())
+	assert.Equal(t, "stream step 1/1  10 B stream  (attempt 3, after: connection reset)", p.String())
 }
 
 func TestProgressNamesTheStepsSnapshotAndTheKeptPartial(t *testing.T) {

@@ -94,11 +94,16 @@ const (
 type ReplicateResult struct {
 	Snapshot string `json:"snapshot"`
 	Plan     Plan   `json:"plan"`
-	// Bytes moved over the wire by the receive attempts that completed, all
-	// steps together. An attempt cut short (worker killed, link lost for
-	// good) reports nothing, so bytes re-sent after an interruption are not
-	// in this figure.
+	// Bytes moved over the wire (frames, compressed when the job
+	// compresses), all steps and every receive attempt together: an attempt
+	// cut short (receiver killed) counts up to its last heartbeat, so bytes
+	// re-sent after an interruption are in it. Runs recorded before the
+	// attempts were counted have only the completing attempts here.
 	Bytes int64 `json:"bytes"`
+	// Received is what the receives counted besides: stream bytes (the
+	// backend's send stream, before compression), resumes, restarts from
+	// byte 0 and reconnects.
+	Received Received `json:"received,omitzero"`
 	// Discarded counts partial receives removed before streaming.
 	Discarded int `json:"discarded"`
 	// Note says what the run did that an administrator should know, such
@@ -111,7 +116,32 @@ type ReplicateResult struct {
 	Prune *PruneReport `json:"prune,omitempty"`
 }
 
-// Status is the answer to QueryStatus.
+// Received sums what the receive activities of a run reported over all
+// their attempts (activities.ReceiveResult).
+type Received struct {
+	// StreamBytes of the steps' streams moved, every attempt together.
+	StreamBytes int64 `json:"stream_bytes,omitempty"`
+	// Resumes: attempts that continued the partial an attempt before them
+	// left. Restarts: attempts that started over from byte 0 after one
+	// before them had moved bytes, the last one for Restart's reason.
+	Resumes    int    `json:"resumes,omitempty"`
+	Restarts   int    `json:"restarts,omitempty"`
+	Restart    string `json:"restart,omitempty"`
+	Reconnects int    `json:"reconnects,omitempty"`
+}
+
+func (r *Received) add(rcv activities.ReceiveResult) {
+	r.StreamBytes += rcv.StreamSent
+	r.Resumes += rcv.Resumes
+	r.Restarts += rcv.Restarts
+	if rcv.Restart != "" {
+		r.Restart = rcv.Restart
+	}
+	r.Reconnects += max(rcv.TotalReconnects, rcv.Reconnects)
+}
+
+// Status is the answer to QueryStatus. Bytes (wire) and Received count
+// the receives finished so far.
 type Status struct {
 	Job       string    `json:"job"`
 	Phase     string    `json:"phase"`
@@ -120,6 +150,7 @@ type Status struct {
 	Steps     int       `json:"steps"`
 	Plan      *Plan     `json:"plan,omitempty"`
 	Bytes     int64     `json:"bytes"`
+	Received  Received  `json:"received,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
 	Note      string    `json:"note,omitempty"`
 	StartedAt time.Time `json:"started_at"`
@@ -146,8 +177,10 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 		defer func() { recordOutcome(ctx, r.in.Job, err) }()
 		if err == nil {
 			r.setPhase(ctx, PhaseDone, "replicated "+r.status.Snapshot)
+			r.memo(ctx, result, nil)
 			return
 		}
+		defer func() { r.memo(ctx, result, err) }()
 		err = jobError(r.in, err)
 		r.status.LastError = err.Error()
 		if r.compensate(ctx, err) && r.receiveDown != nil && isType(err, activities.ErrHostUnavailable) {
@@ -210,6 +243,9 @@ const (
 	// changePlanKeepsHistory: target snapshots received from this source
 	// and deleted there since are history the plan keeps, not divergence.
 	changePlanKeepsHistory = "plan-keeps-target-history"
+	// changeRunMemo: a run's outcome is upserted into its memo (RunMemo)
+	// as it ends, so `ferry status` reads it from the visibility list.
+	changeRunMemo = "run-outcome-memo"
 )
 
 // replication is one run's state; every method runs on the workflow goroutine.
@@ -297,7 +333,7 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 		r.status.Step = i + 1
 		moved, err := r.replicateStep(ctx, step)
 		res.Bytes += moved
-		r.status.Bytes = res.Bytes
+		r.status.Bytes, res.Received = res.Bytes, r.status.Received
 		if err != nil {
 			return res, err
 		}
@@ -391,7 +427,8 @@ func (r *replication) stream(ctx workflow.Context, step Step, moved *int64) (act
 			limit = r.in.HostTimeout
 		}
 		err = r.hostErr(r.in.Target.Host, "receive "+step.To, limit, err)
-		*moved += rcv.Bytes
+		*moved += rcv.WireTotal()
+		r.status.Received.add(rcv)
 		if err == nil {
 			return sess, nil
 		}

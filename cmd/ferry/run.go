@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -87,6 +88,10 @@ Interrupting --wait stops following; the run goes on.`,
 					fmt.Fprintf(out, "%s  note: %s\n", time.Now().Format("15:04:05"), p.Note)
 					notePrinted = p.Note
 				}
+				if p.Unreachable != "" {
+					fmt.Fprintf(out, "%s  Temporal at %s unreachable: %s\n", time.Now().Format("15:04:05"), temporalAddress(cfg), p.Unreachable)
+					return
+				}
 				fmt.Fprintf(out, "%s  %s\n", time.Now().Format("15:04:05"), p)
 			})
 			if err != nil {
@@ -115,6 +120,36 @@ Interrupting --wait stops following; the run goes on.`,
 	return cmd
 }
 
+// bytesMoved words a run's byte figures: the stream's bytes and the wire's,
+// every attempt together, and what interrupted the receives.
+func bytesMoved(wire int64, r workflows.Received) string {
+	s := starter.FormatBytes(wire) + " on the wire"
+	if r.StreamBytes > 0 {
+		s = starter.FormatBytes(r.StreamBytes) + " stream, " + s
+	}
+	var parts []string
+	if r.Resumes > 0 {
+		parts = append(parts, plural(r.Resumes, "resume", "resumes")+" after an interruption")
+	}
+	if r.Restarts > 0 {
+		parts = append(parts, plural(r.Restarts, "restart", "restarts")+" from 0 ("+r.Restart+")")
+	}
+	if r.Reconnects > 0 {
+		parts = append(parts, plural(r.Reconnects, "reconnect", "reconnects"))
+	}
+	if len(parts) > 0 {
+		s += ", all attempts counted: " + strings.Join(parts, ", ")
+	}
+	return s
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Duration) {
 	what := "done in " + starter.FormatDuration(took)
 	steps := len(res.Plan.Steps)
@@ -122,7 +157,7 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 	case steps == 0:
 		fmt.Fprintf(out, "%s: snapshot %s, the target already had everything (nothing sent)\n", what, res.Snapshot)
 	default:
-		fmt.Fprintf(out, "%s: snapshot %s, %s in %d step(s)", what, res.Snapshot, starter.FormatBytes(res.Bytes), steps)
+		fmt.Fprintf(out, "%s: snapshot %s, %d step(s): %s", what, res.Snapshot, steps, bytesMoved(res.Bytes, res.Received))
 		if res.Discarded > 0 {
 			fmt.Fprintf(out, ", %d leftover partial receive(s) discarded", res.Discarded)
 		}

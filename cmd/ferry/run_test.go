@@ -16,7 +16,7 @@ func TestRunSummarySaysWhatWasResumed(t *testing.T) {
 	}}}
 	var b strings.Builder
 	printRunSummary(&b, res, 3*time.Second)
-	want := "done in 3s: snapshot ferry_s_2, 40.0 MiB in 2 step(s) (resumed 100.0 MiB kept by an earlier run)\n"
+	want := "done in 3s: snapshot ferry_s_2, 2 step(s): 40.0 MiB on the wire (resumed 100.0 MiB kept by an earlier run)\n"
 	if b.String() != want {
 		t.Errorf("summary\n got %q\nwant %q", b.String(), want)
 	}
@@ -24,7 +24,25 @@ func TestRunSummarySaysWhatWasResumed(t *testing.T) {
 	res.Plan.Steps[0].Resume = nil
 	b.Reset()
 	printRunSummary(&b, res, 3*time.Second)
-	if want := "done in 3s: snapshot ferry_s_2, 40.0 MiB in 2 step(s)\n"; b.String() != want {
+	if want := "done in 3s: snapshot ferry_s_2, 2 step(s): 40.0 MiB on the wire\n"; b.String() != want {
 		t.Errorf("summary without a resume\n got %q\nwant %q", b.String(), want)
+	}
+}
+
+func TestRunSummaryCountsEveryAttempt(t *testing.T) {
+	res := workflows.ReplicateResult{Snapshot: "ferry_s_1", Bytes: 301 << 20, Plan: workflows.Plan{Steps: []workflows.Step{{To: "ferry_s_1"}}},
+		Received: workflows.Received{StreamBytes: 293 << 20, Resumes: 1, Reconnects: 3}}
+	var b strings.Builder
+	printRunSummary(&b, res, 42*time.Second)
+	want := "done in 42s: snapshot ferry_s_1, 1 step(s): 293.0 MiB stream, 301.0 MiB on the wire, all attempts counted: 1 resume after an interruption, 3 reconnects\n"
+	if b.String() != want {
+		t.Errorf("summary\n got %q\nwant %q", b.String(), want)
+	}
+	res.Received = workflows.Received{StreamBytes: 293 << 20, Restarts: 1, Restart: "off mode"}
+	b.Reset()
+	printRunSummary(&b, res, 42*time.Second)
+	want = "done in 42s: snapshot ferry_s_1, 1 step(s): 293.0 MiB stream, 301.0 MiB on the wire, all attempts counted: 1 restart from 0 (off mode)\n"
+	if b.String() != want {
+		t.Errorf("summary after a restart\n got %q\nwant %q", b.String(), want)
 	}
 }

@@ -2,9 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +23,8 @@ func newStatusCmd() *cobra.Command {
 	var (
 		configPath string
 		asJSON     bool
+		watch      bool
+		every      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status --config FILE [JOB] [--json]",
@@ -27,20 +33,36 @@ func newStatusCmd() *cobra.Command {
   SCHEDULE      active or paused (manual jobs are paused), or "not applied"
                 when 'ferry apply' has not created the job's schedule yet
   NEXT RUN      when the schedule runs the job next
-  CURRENT       the run in progress: phase, step i/n, bytes received of the
-                step's expected size, rate and ETA (from the receiving
-                worker's last heartbeat)
-  LAST SUCCESS  when the last successful run finished, its snapshot and size,
-                and what its retention step pruned and kept on each host
+  CURRENT       the run in progress: phase, step i/n, stream bytes received
+                of the step's expected stream size, the wire rate (what
+                stream.bwlimit caps; the stream rate beside it when
+                compression makes them differ) and ETA, from the receiving
+                worker's last heartbeat; a resume or restart from 0 after
+                the receiver was lost, reconnects; "no progress from HOST
+                for N s — worker down?" when the heartbeat is over twice its
+                interval old (no stale rate or ETA then)
+  LAST SUCCESS  when the last successful run finished, its snapshot, its
+                stream and wire bytes (every attempt counted), and what its
+                retention step pruned and kept on each host
   LAST ERROR    when the last failed (or cancelled, terminated, timed-out)
                 run ended, with its error type and message
 
---json prints the same as a JSON array, for scripts.`,
+--json prints the same as a JSON array, for scripts. --watch shows it again
+every --every (2s): redrawn in place on a terminal, printed again below a
+time line otherwise; Temporal going away is shown as that, and watching goes
+on until it is back. Interrupt it with Ctrl-C.
+
+The answer comes from a bounded number of Temporal calls whatever the number
+of jobs: one list of the schedules, one of the running runs, one of the
+finished runs (each run's outcome is in its memo), and a describe and status
+query per running run.`,
 		Example: `  ferry status --config ferry.yaml
-  ferry status --config ferry.yaml share01 --json`,
+  ferry status --config ferry.yaml share01 --json
+  ferry status --config ferry.yaml --watch`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
 			cfg, c, logger, err := configAndClient(ctx, configPath)
 			if logger != nil {
 				defer func() { _ = logger.Sync() }()
@@ -49,26 +71,77 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			sts, err := starter.Status(ctx, c, cfg, args...)
-			if err != nil {
-				return err
-			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				if sts == nil {
-					sts = []starter.JobStatus{}
+			show := func(sts []starter.JobStatus) error {
+				if asJSON {
+					if sts == nil {
+						sts = []starter.JobStatus{}
+					}
+					enc := json.NewEncoder(out)
+					enc.SetIndent("", "  ")
+					return enc.Encode(sts)
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(sts)
+				printStatus(out, sts, time.Now())
+				return nil
 			}
-			printStatus(out, sts, time.Now())
-			return nil
+			if !watch {
+				sts, err := starter.Status(ctx, c, cfg, args...)
+				var ue *starter.UnreachableError
+				if errors.As(err, &ue) {
+					return fmt.Errorf("Temporal at %s did not answer: %w\nis `ferry server` (or your Temporal cluster) running there?", temporalAddress(cfg), ue.Err)
+				}
+				if err != nil {
+					return err
+				}
+				return show(sts)
+			}
+			if every <= 0 {
+				return fmt.Errorf("--every must be positive, not %s", every)
+			}
+			redraw := isTerminal(out) && !asJSON
+			for {
+				sts, err := starter.Status(ctx, c, cfg, args...)
+				if ctx.Err() != nil {
+					return nil // Ctrl-C ends watching
+				}
+				if redraw {
+					fmt.Fprint(out, "\033[H\033[2J") // home, clear screen
+				}
+				fmt.Fprintf(out, "%s  (every %s, Ctrl-C to stop)\n", time.Now().Format("15:04:05"), every)
+				var ue *starter.UnreachableError
+				switch {
+				case errors.As(err, &ue):
+					fmt.Fprintf(out, "Temporal at %s unreachable (%v); still watching\n", temporalAddress(cfg), ue.Err)
+				case err != nil:
+					return err
+				default:
+					if err := show(sts); err != nil {
+						return err
+					}
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(every):
+				}
+			}
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "ferry.yaml", "the ferry config file")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	cmd.Flags().BoolVar(&watch, "watch", false, "show the status again every --every until interrupted (redrawn in place on a terminal)")
+	cmd.Flags().DurationVar(&every, "every", 2*time.Second, "with --watch, how often")
 	return cmd
+}
+
+// isTerminal reports whether out is a terminal (a character device).
+func isTerminal(out io.Writer) bool {
+	f, ok := out.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func printStatus(out io.Writer, sts []starter.JobStatus, now time.Time) {
@@ -117,7 +190,7 @@ func success(r *starter.RunSummary, now time.Time) string {
 		s += " " + r.Snapshot
 	}
 	if r.Steps > 0 {
-		s += " (" + starter.FormatBytes(r.Bytes) + ")"
+		s += " (" + bytesMoved(r.Bytes, r.Received) + ")"
 	}
 	if r.Prune != nil {
 		s += " " + r.Prune.String()

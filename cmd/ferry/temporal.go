@@ -31,10 +31,7 @@ const dialTimeout = 10 * time.Second
 // the address and says what to do about it. Each tweak adjusts the client
 // options before dialling (the worker's metrics handler).
 func dialTemporal(ctx context.Context, cfg *config.Config, logger *zap.Logger, tweaks ...func(*client.Options)) (client.Client, error) {
-	addr, ns := cfg.Temporal.Address, cfg.Temporal.Namespace
-	if addr == "" {
-		addr = config.DefaultTemporalAddress
-	}
+	addr, ns := temporalAddress(cfg), cfg.Temporal.Namespace
 	if ns == "" {
 		ns = config.DefaultNamespace
 	}
@@ -72,6 +69,14 @@ func dialTemporal(ctx context.Context, cfg *config.Config, logger *zap.Logger, t
 			"start the embedded server with `ferry server` on that host, or fix %s", addr, ns, err, where)
 	}
 	return c, nil
+}
+
+// temporalAddress is the frontend address cfg names, or the default.
+func temporalAddress(cfg *config.Config) string {
+	if cfg.Temporal.Address == "" {
+		return config.DefaultTemporalAddress
+	}
+	return cfg.Temporal.Address
 }
 
 // clientTLS builds the TLS configuration of the Temporal client: the given
