@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,6 +73,40 @@ func TestZFSCatchUpChain(t *testing.T) {
 	}
 	e.requireNoPartials()
 	e.requireNoZFSLeftovers()
+	e.requireZFSReplicaPlace(out.Out, want)
+}
+
+// requireZFSReplicaPlace checks what `ferry run --wait` printed about where
+// the replica is: the target dataset, and commands that, run on the target,
+// show where it is mounted (the share's content is there) and list the
+// snapshots (the names in want, oldest first).
+func (e *env) requireZFSReplicaPlace(out string, want []string) {
+	e.t.Helper()
+	ds := e.cfg.Hosts[target].Root + "/" + tgtDataset
+	m := regexp.MustCompile(`(?m)^replica: ` + target + `: zfs dataset (\S+) \(read-only, at its mountpoint: (zfs get mountpoint \S+)\); snapshots: (zfs list .*)$`).FindStringSubmatch(out)
+	require.NotNil(e.t, m, "ferry run --wait does not say where the replica is:\n%s", out)
+	require.Equal(e.t, ds, m[1])
+	mount := zfspool.Zfs(e.t, withFlags(m[2], "-H", "-o", "value")...)
+	mp := strings.TrimSpace(mount)
+	require.DirExists(e.t, filepath.Join(mp, "documents"), "the replica's content is not at its mountpoint")
+	// Read-only as printed. zfs-fuse reports readonly as "off (temporary)"
+	// for its FUSE mount even when the property is on, so try a write.
+	err := os.WriteFile(filepath.Join(mp, "written-by-hand"), []byte("x"), 0o644)
+	require.ErrorIs(e.t, err, syscall.EROFS, "the replica at %s is writable", mp)
+	listed := zfspool.Zfs(e.t, withFlags(m[3], "-H")...)
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(listed), "\n") {
+		_, name, _ := strings.Cut(strings.Fields(l)[0], "@")
+		got = append(got, name)
+	}
+	require.Equal(e.t, want, got, "the printed zfs list command")
+}
+
+// withFlags turns a printed "zfs <sub> ..." command into zfs's arguments
+// with flags added after the subcommand (script-friendly output).
+func withFlags(cmd string, flags ...string) []string {
+	f := strings.Fields(cmd)[1:]
+	return append(append([]string{f[0]}, flags...), f[1:]...)
 }
 
 // snapshotWithTargetDown starts a run while the target worker is down,

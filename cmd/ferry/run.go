@@ -179,16 +179,25 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 	}
 }
 
-// printReplicaPlace says where the target shows the replica, for backends
-// that keep a view at <root>/<dataset> (docs/storage.md, "Where the
-// replica is").
+// printReplicaPlace says where the target shows the replica: for dir and
+// btrfs the view at <root>/<dataset> (docs/storage.md, "Where the replica
+// is"); for zfs the target dataset itself, mounted read-only, and how to
+// list its snapshots there (docs/storage-zfs.md). ferry run reads no
+// target host's storage, so it names places, not what they hold.
 func printReplicaPlace(out io.Writer, cfg *config.Config, job config.Job) {
 	h, err := cfg.Host(job.Target.Host)
-	if err != nil || (h.Backend != config.BackendDir && h.Backend != config.BackendBtrfs) {
+	if err != nil {
 		return
 	}
-	fmt.Fprintf(out, "replica: %s:%s (newest), one entry per snapshot beside it\n",
-		h.Name, filepath.Join(h.Root, filepath.FromSlash(job.Target.Dataset), replicaview.Latest))
+	switch h.Backend {
+	case config.BackendDir, config.BackendBtrfs:
+		fmt.Fprintf(out, "replica: %s:%s (newest), one entry per snapshot beside it\n",
+			h.Name, filepath.Join(h.Root, filepath.FromSlash(job.Target.Dataset), replicaview.Latest))
+	case config.BackendZFS:
+		ds := h.Root + "/" + job.Target.Dataset
+		fmt.Fprintf(out, "replica: %s: zfs dataset %s (read-only, at its mountpoint: zfs get mountpoint %s); snapshots: zfs list -r -t snapshot -o name,creation -s createtxg %s\n",
+			h.Name, ds, ds, ds)
+	}
 }
 
 // resumedBytes is how much of the plan's resumed partials earlier runs had
