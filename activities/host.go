@@ -152,7 +152,7 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 				"the incremental base was removed on the source; the next run plans from what is left", "no such snapshot"))
 		}
 	}
-	req := storage.SendRequest{Dataset: in.Dataset, From: in.From, To: in.To, Restore: in.Restore}
+	req := storage.SendRequest{Dataset: in.Dataset, From: in.From, To: in.To, Restore: in.Restore, Job: in.Job}
 	expected, err := h.Backend.EstimateSendSize(ctx, req)
 	if err != nil {
 		return OpenSendResult{}, h.fail(log, "estimate send size", err)

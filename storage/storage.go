@@ -78,6 +78,10 @@ type SendRequest struct {
 	// host that took the snapshot, never onward from a replica (btrfs
 	// refuses that chain without it).
 	Restore bool
+	// Job is the job the stream is for. zfs holds the stream's snapshots
+	// under a tag naming it while it runs (docs/storage-zfs.md); empty: no
+	// step holds.
+	Job string
 }
 
 // ReceiveRequest describes a receive on the target.

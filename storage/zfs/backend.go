@@ -50,6 +50,8 @@ type Backend struct {
 	locks storage.DatasetLocks
 
 	feat Features
+	// steps counts the step holds this worker's sends hold (holds.go).
+	steps stepHolds
 }
 
 var _ storage.Backend = (*Backend)(nil)

@@ -43,6 +43,9 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 		}
 		return []string{"-i", fds + "@" + req.From, fds + "@" + req.To}, nil
 	}
+	if bm, ok := b.cursorBookmark(ctx, req.Dataset, req.From, to.createtxg); ok {
+		return []string{"-i", bm, fds + "@" + req.To}, nil
+	}
 	return nil, storage.Errorf(storage.KindNotFound, op, req.Dataset, req.To, "send a full stream, or restore the base",
 		"incremental base %s@%s not found", req.Dataset, req.From)
 }
@@ -54,6 +57,11 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 	if err != nil {
 		return err
 	}
+	release, err := b.holdStep(ctx, op, req, args)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var stderr tail
 	cmd := exec.CommandContext(ctx, b.zfs, append([]string{"send"}, args...)...)
 	cmd.Stdout, cmd.Stderr = w, &stderr

@@ -96,7 +96,7 @@ func (b *Backend) ListSnapshots(ctx context.Context, dataset string) ([]storage.
 			out = append(out, s.toSnapshot(dataset))
 		}
 	}
-	return out, nil
+	return b.withCursorBookmarks(ctx, dataset, snaps, out), nil
 }
 
 // DestroySnapshot implements storage.Backend. On a replica (a dataset
@@ -126,6 +126,9 @@ func (b *Backend) destroy(ctx context.Context, op, dataset, name string, anyOwne
 	}
 	if !s.ferrys() && !anyOwner {
 		return foreignSnapshot(op, dataset, name)
+	}
+	if err := b.releaseOwn(ctx, op, dataset, name); err != nil {
+		return err
 	}
 	fds := b.full(dataset)
 	if n := len(snaps); n >= 2 && snaps[n-1].name == name && b.replicaHead(ctx, fds, name) {
@@ -201,9 +204,16 @@ func (b *Backend) SetMark(ctx context.Context, dataset, mark, snapshot string) e
 	if s == nil || !s.ferrys() {
 		return notFound(op, dataset, snapshot)
 	}
+	// Hold the new snapshot, move the mark, then release the old one
+	// (holds.go): a crash in between leaves an extra hold, never a mark on
+	// a snapshot anyone could destroy.
+	if err := b.holdMark(ctx, op, dataset, mark, snapshot); err != nil {
+		return err
+	}
 	if _, err := run(ctx, b.zfs, nil, "set", markPrefix+escapeProp(mark)+"="+snapshot, b.full(dataset)); err != nil {
 		return classify(err, storage.KindTemporary, op, dataset, snapshot, "")
 	}
+	b.markMoved(ctx, dataset, mark, snapshot)
 	return nil
 }
 
