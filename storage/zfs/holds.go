@@ -142,7 +142,8 @@ func (b *Backend) markMoved(ctx context.Context, dataset, mark, snapshot string)
 	if !b.feat.Holds {
 		return
 	}
-	log := storage.Logger(ctx, b.log).With(zap.String("dataset", dataset), zap.String("snapshot", snapshot), zap.String("mark", mark))
+	// Not "dataset"/"snapshot": the caller's logger may carry them already.
+	log := storage.Logger(ctx, b.log).With(zap.String("mark", mark), zap.String("marked", b.full(dataset)+"@"+snapshot))
 	if err := b.updateBookmark(ctx, dataset, mark, snapshot); err != nil {
 		log.Warn("zfs: cannot move the cursor bookmark; the held snapshot is the cursor", zap.Error(err))
 	}
