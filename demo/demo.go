@@ -5,7 +5,9 @@
 //
 // With Backend "btrfs" (root only) the two workers run on the btrfs backend
 // instead, each on its own loop-mounted btrfs image made for the demo and
-// removed at the end.
+// removed at the end; with Backend "zfs" (root, the zfs tools and a ZFS
+// service) on the zfs backend, each on its own pool on a sparse file,
+// destroyed at the end unless Keep.
 package demo
 
 import (
@@ -51,8 +53,10 @@ type Options struct {
 	Address, UIAddress string
 	// Out receives the demo's narration.
 	Out io.Writer
-	// Backend is the storage backend of both hosts: "dir" (the default) or
-	// "btrfs" (needs root and btrfs-progs: two loop-mounted btrfs images).
+	// Backend is the storage backend of both hosts: "dir" (the default),
+	// "btrfs" (needs root and btrfs-progs: two loop-mounted btrfs images) or
+	// "zfs" (needs root, zfs/zpool and zfs-fuse's daemon or the kernel
+	// module: two pools on sparse files, left in place with Keep).
 	Backend string
 }
 
@@ -75,7 +79,10 @@ type Result struct {
 	Snapshot                   string
 	SourceDigest, TargetDigest string
 	// Replica is where nas-b shows the replica (Env.Replica).
-	Replica   string
+	Replica string
+	// Pools are the zfs demo's pools (nas-a's, nas-b's); with Keep they
+	// are left after Run returns.
+	Pools     []string
 	ShareSize int64
 	Changes   []string
 }
@@ -131,7 +138,15 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	res.Replica = env.Replica
 	// Name only what is still there once the demo returns: without --keep
 	// the server stops, and a temporary directory or btrfs images go too.
-	if opts.Keep || (opts.Dir != "" && env.Backend != config.BackendBtrfs) {
+	for _, p := range env.pools {
+		res.Pools = append(res.Pools, p.Name)
+	}
+	switch {
+	case env.Backend == config.BackendZFS && opts.Keep:
+		ds := env.pools[1].Root() + "/replicas/share01"
+		fmt.Fprintf(out, "\nthe replica on nas-b: zfs dataset %s, mounted read-only at %s; its snapshots: zfs list -r -t snapshot -o name,creation -s createtxg %s\n", ds, env.Replica, ds)
+	case env.Backend == config.BackendZFS:
+	case opts.Keep || (opts.Dir != "" && env.Backend != config.BackendBtrfs):
 		fmt.Fprintf(out, "\nthe replica on nas-b: %s/latest (the newest snapshot), and one read-only entry per snapshot in %s\n", env.Replica, env.Replica)
 	}
 	if ui := env.Server.UIURL(); ui != "" && opts.Keep {
@@ -142,6 +157,16 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}
 
 	if opts.Keep {
+		if env.Backend == config.BackendZFS {
+			// The pools outlive the demo: say what stays and how to remove it.
+			env.keepPools = true
+			var names []string
+			for _, p := range env.pools {
+				names = append(names, p.Name)
+			}
+			fmt.Fprintf(out, "--keep: the ZFS pools %s (images in %s) stay after Ctrl-C; remove them with:\n  zpool destroy %s && zpool destroy %s && rm -r %s\n",
+				strings.Join(names, " and "), env.Dir, names[0], names[1], env.Dir)
+		}
 		fmt.Fprintf(out, "--keep: server, UI and workers stay up; config %s. Press Ctrl-C to stop.\n", env.ConfigPath)
 		<-ctx.Done()
 	}
@@ -166,6 +191,10 @@ type Env struct {
 
 	out      io.Writer
 	cleanups []func() error
+	// pools are the zfs demo's (nas-a's, nas-b's); keepPools leaves them
+	// when the demo ends (--keep).
+	pools     []zfsPool
+	keepPools bool
 }
 
 // Start brings up the server, certificates, config, sample share and both
@@ -186,8 +215,12 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		if os.Geteuid() != 0 {
 			return env, errors.New("the btrfs demo needs root: it makes, mounts and removes two loop btrfs images (run it with sudo, or without --backend for the dir backend)")
 		}
+	case config.BackendZFS:
+		if err := CheckZFS(); err != nil {
+			return env, err
+		}
 	default:
-		return env, fmt.Errorf("the demo runs on the dir or btrfs backend, not %q", env.Backend)
+		return env, fmt.Errorf("the demo runs on the dir, btrfs or zfs backend, not %q", env.Backend)
 	}
 	defer func() {
 		if err != nil {
@@ -255,7 +288,30 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			fmt.Fprintf(env.out, "  %-16s btrfs on %s, mounted at %s\n", h, fs.Device, fs.Mountpoint)
 		}
 	}
+	if env.Backend == config.BackendZFS {
+		// Room for the share, its snapshots and what the runs change; the
+		// images are sparse.
+		size := max(int64(512<<20), 3*env.ShareSize+256<<20)
+		for _, h := range []string{"nas-a", "nas-b"} {
+			p, err := makeZFSPool(ctx, env.Dir, h, size)
+			if err != nil {
+				return env, fmt.Errorf("make %s's ZFS pool: %w", h, err)
+			}
+			env.pools = append(env.pools, p)
+			env.onClose(func() error {
+				if env.keepPools {
+					return nil
+				}
+				return p.destroy()
+			})
+			roots[h] = p.Root()
+			fmt.Fprintf(env.out, "  %-16s ZFS pool %s on %s, root dataset %s mounted at %s\n", h, p.Name, p.Image, p.Root(), filepath.Join(p.Mount, "ferry"))
+		}
+	}
 	env.Replica = filepath.Join(roots["nas-b"], "replicas", "share01")
+	if env.Backend == config.BackendZFS {
+		env.Replica = filepath.Join(env.pools[1].Mount, "ferry", "replicas", "share01")
+	}
 	if env.ConfigPath, err = writeSetup(env.Dir, srv.FrontendAddress(), srv.Namespace(), env.Backend, roots); err != nil {
 		return env, err
 	}
@@ -263,7 +319,12 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		return env, err
 	}
 	env.Share = filepath.Join(env.Config.Hosts["nas-a"].Root, "share01")
-	if env.Backend == config.BackendBtrfs {
+	if env.Backend == config.BackendZFS {
+		env.Share = filepath.Join(env.pools[0].Mount, "ferry", "share01")
+		if err := zfsDataset(ctx, env.pools[0].Root()+"/share01"); err != nil {
+			return env, fmt.Errorf("create the share's dataset: %w", err)
+		}
+	} else if env.Backend == config.BackendBtrfs {
 		out, err := exec.CommandContext(ctx, "btrfs", "subvolume", "create", env.Share).CombinedOutput()
 		if err != nil {
 			return env, fmt.Errorf("create the share's subvolume: %v: %s", err, strings.TrimSpace(string(out)))
@@ -375,8 +436,10 @@ func writeSetup(root, frontend, namespace, backend string, roots map[string]stri
 		if _, _, err := certs.Issue(certDir, h, certs.IssueOptions{}); err != nil {
 			return "", err
 		}
-		if err := os.MkdirAll(roots[h], 0o755); err != nil {
-			return "", err
+		if backend != config.BackendZFS { // a zfs root is a dataset, not a path
+			if err := os.MkdirAll(roots[h], 0o755); err != nil {
+				return "", err
+			}
 		}
 		ports[i] = freeOr("127.0.0.1:0")
 	}

@@ -85,6 +85,11 @@ func serialise(t testing.TB) {
 	})
 }
 
+// Lock holds the ZFS test lock for the rest of t, for a test whose code
+// under test makes its own pools (the zfs demo): no other test process
+// makes or mounts pools meanwhile.
+func Lock(t testing.TB) { serialise(t) }
+
 // New makes a pool of size bytes (at least 64 MiB) on a sparse file. The
 // test holds the ZFS test lock from its first pool to its end.
 func New(t testing.TB, size int64) Pool {
