@@ -7,7 +7,7 @@ PKGS    ?= ./...
 # The suite must fit CI (2 cores, 90 min); individual tests bound themselves.
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test lint bench bench-btrfs bench-zfs fuzz demo clean
+.PHONY: all build test lint bench bench-btrfs bench-zfs fuzz demo ui-screenshots clean
 
 all: lint test
 
@@ -52,6 +52,12 @@ bench-zfs:
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./transfer/ -run '^$$' -fuzz FuzzFrameDecoder -fuzztime $(FUZZTIME)
+
+# The web UI screenshots of docs/ui.md, from a real `ferry demo --keep`
+# (not part of `make test`): needs Debian's chromium and npm; see
+# docs/img/shoot.sh.
+ui-screenshots:
+	sh docs/img/shoot.sh
 
 clean:
 	rm -rf bin
