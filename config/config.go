@@ -69,6 +69,8 @@ type Config struct {
 	// File is the absolute path of the file the config came from, or empty
 	// when it was parsed without a file name.
 	File string
+	// Notify is the default of every job's Notify (top-level notify).
+	Notify Notify
 }
 
 // Temporal is how ferry reaches the Temporal frontend.
@@ -116,6 +118,9 @@ type Host struct {
 	// MetricsAddress, when set, is host:port where the host's worker
 	// serves Prometheus metrics on /metrics (plain HTTP); empty means off.
 	MetricsAddress string
+	// Hooks are the commands this host's worker may run around the
+	// snapshots of jobs whose source it is, by name (hosts.<h>.hooks).
+	Hooks map[string]Hook
 }
 
 // Job is one replication from a source dataset to a target dataset.
@@ -134,6 +139,11 @@ type Job struct {
 	Verify string
 	// Timeouts bound the run's steps; zero values take the workflow's defaults.
 	Timeouts Timeouts
+	// Hooks name hooks of the source host run around the snapshot.
+	Hooks JobHooks
+	// Notify is where the job's failures and recoveries are reported (the
+	// job's notify, else the top-level one); zero for nowhere.
+	Notify Notify
 }
 
 // Timeouts bound a run's steps (jobs.<j>.timeouts).

@@ -22,6 +22,7 @@ type rawConfig struct {
 	TLS      *rawTLS             `yaml:"tls"`
 	Hosts    map[string]*rawHost `yaml:"hosts"`
 	Jobs     map[string]*rawJob  `yaml:"jobs"`
+	Notify   *rawNotify          `yaml:"notify"`
 }
 
 type rawTemporal struct {
@@ -51,6 +52,9 @@ type rawHost struct {
 	Key         string `yaml:"key"`
 	// MetricsAddress is where the worker serves /metrics (plain HTTP).
 	MetricsAddress string `yaml:"metrics_address"`
+	// Hooks are the commands this host's worker may run around a job's
+	// snapshot, by name (hooks.go).
+	Hooks map[string]*rawHook `yaml:"hooks"`
 }
 
 type rawJob struct {
@@ -62,6 +66,8 @@ type rawJob struct {
 	Stream    *rawStream    `yaml:"stream"`
 	Verify    string        `yaml:"verify"`
 	Timeouts  *rawTimeouts  `yaml:"timeouts"`
+	Hooks     *rawJobHooks  `yaml:"hooks"`
+	Notify    *rawNotify    `yaml:"notify"`
 }
 
 type rawTimeouts struct {
@@ -272,6 +278,17 @@ func (p *parser) walk(n *yaml.Node, v reflect.Value, path string, seen map[*yaml
 			return
 		}
 		v.SetString(n.Value)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			p.add(path, "write a list here, e.g. [/usr/local/bin/prog, --flag]", "expected a list, found %s", kindName(n))
+			return
+		}
+		v.Set(reflect.MakeSlice(v.Type(), 0, len(n.Content)))
+		for i, item := range n.Content {
+			elem := reflect.New(v.Type().Elem()).Elem()
+			p.walk(item, elem, fmt.Sprintf("%s[%d]", path, i), seen)
+			v.Set(reflect.Append(v, elem))
+		}
 	case reflect.Struct, reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			fix := "write key: value pairs here"

@@ -100,10 +100,14 @@ func (p *parser) validate(raw *rawConfig, dir string) *Config {
 	}
 
 	// jobs, each on its own
+	cfg.Notify = p.notify("notify", raw.Notify)
 	jobNames := sortedKeys(raw.Jobs)
 	endpointsOK := map[string]bool{}
 	for _, name := range jobNames {
 		j, ok := p.job(name, raw.Jobs[name], cfg.Hosts, hostNames)
+		if raw.Jobs[name] == nil || raw.Jobs[name].Notify == nil {
+			j.Notify = cfg.Notify // the job's own notify replaces the default
+		}
 		cfg.Jobs[name] = j
 		endpointsOK[name] = ok
 	}
@@ -213,6 +217,7 @@ func (p *parser) host(name string, rh *rawHost, resolve func(string) string) Hos
 	}
 
 	p.checkPair(key, rh.Cert, rh.Key)
+	h.Hooks = p.hooks(key, rh.Hooks)
 	return h
 }
 
@@ -348,6 +353,8 @@ func (p *parser) job(name string, rj *rawJob, hosts map[string]Host, hostNames [
 			p.add(key+".verify", "use quick or deep", "unknown verify level %q", rj.Verify)
 		}
 	}
+	j.Hooks = p.jobHooks(key, rj.Hooks, j, hosts, srcOK)
+	j.Notify = p.notify(key+".notify", rj.Notify)
 	return j, srcOK && dstOK
 }
 
