@@ -49,6 +49,11 @@ type Host struct {
 	// Metrics gets receive rates, bytes remaining, resumes and each job's
 	// last success; nil records nothing.
 	Metrics *metrics.Metrics
+	// Hooks are the commands RunHook may run, by name, from this host's
+	// entry in the worker's own config (hosts.<h>.hooks); Root is the
+	// host's root, given to hooks as FERRY_ROOT.
+	Hooks map[string]HookCommand
+	Root  string
 
 	mu     sync.Mutex
 	tokens map[string][]string // job -> tokens this host registered

@@ -41,7 +41,18 @@ func InputFor(job config.Job) workflows.ReplicateInput {
 		HeartbeatTimeout: job.Timeouts.Heartbeat,
 		RetentionSource:  job.Retention.Source.String(),
 		RetentionTarget:  job.Retention.Target.String(),
+		// Hook names only: the source worker holds the commands.
+		PreSnapshotHook:  job.Hooks.PreSnapshot,
+		PostSnapshotHook: job.Hooks.PostSnapshot,
+		Notify:           notifyTarget(job.Notify),
 	}
+}
+
+func notifyTarget(n config.Notify) *workflows.NotifyTarget {
+	if n.IsZero() {
+		return nil
+	}
+	return &workflows.NotifyTarget{Webhook: n.Webhook, UIURL: n.UIURL}
 }
 
 // NotAppliedError says a job has no schedule yet.

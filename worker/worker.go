@@ -191,6 +191,7 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 	acts := &activities.Host{
 		Name: host.Name, DataAddress: host.DataAddress,
 		Backend: w.backend, Sessions: data, Fetcher: w.fetcher, Logger: log, Metrics: w.metrics,
+		Hooks: hookCommands(host), Root: host.Root,
 	}
 	var interceptors []interceptor.WorkerInterceptor
 	if w.metrics != nil {
@@ -203,6 +204,9 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 	wfWorker.RegisterWorkflowWithOptions(workflows.ReplicateWorkflow, workflow.RegisterOptions{Name: workflows.ReplicateWorkflowName})
 	wfWorker.RegisterWorkflowWithOptions(workflows.PruneWorkflow, workflow.RegisterOptions{Name: workflows.PruneWorkflowName})
 	wfWorker.RegisterWorkflowWithOptions(workflows.RestoreWorkflow, workflow.RegisterOptions{Name: workflows.RestoreWorkflowName})
+	// Notifications go out from any worker: the workflow queue is polled
+	// by all of them, so a job whose own hosts are down is still reported.
+	wfWorker.RegisterActivity(&activities.Notifier{Logger: log, Host: host.Name})
 	hostWorker := sdkworker.New(c, workflows.HostTaskQueue(host.Name), sdkworker.Options{
 		WorkerStopTimeout: opts.StopTimeout,
 		// Send receive progress every few seconds, not every 0.8 x the
@@ -250,6 +254,16 @@ func (w *Worker) Serve(ctx context.Context, c client.Client) error {
 	}
 	log.Info("worker stopped")
 	return failure
+}
+
+// hookCommands is the host's hooks as RunHook runs them: from this
+// worker's own config, never from workflow input.
+func hookCommands(h config.Host) map[string]activities.HookCommand {
+	out := make(map[string]activities.HookCommand, len(h.Hooks))
+	for name, hook := range h.Hooks {
+		out[name] = activities.HookCommand{Command: hook.Command, Timeout: hook.Timeout}
+	}
+	return out
 }
 
 // OpenBackend opens the host's storage backend. The root must exist: it is

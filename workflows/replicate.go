@@ -71,6 +71,13 @@ type ReplicateInput struct {
 	// ("24x1h | 7x1d"); empty keeps every snapshot on that side.
 	RetentionSource string `json:"retention_source,omitempty"`
 	RetentionTarget string `json:"retention_target,omitempty"`
+	// PreSnapshotHook and PostSnapshotHook name hooks of the source host
+	// (hooks.go): names only, the source worker's own config holds the
+	// commands, so editing a schedule's input cannot run a command.
+	PreSnapshotHook  string `json:"pre_snapshot_hook,omitempty"`
+	PostSnapshotHook string `json:"post_snapshot_hook,omitempty"`
+	// Notify, when set, receives the run's failure or recovery (notify.go).
+	Notify *NotifyTarget `json:"notify,omitempty"`
 }
 
 // Defaults for ReplicateInput's timeouts.
@@ -114,6 +121,9 @@ type ReplicateResult struct {
 	Foreign []string `json:"foreign,omitempty"`
 	// Prune is what retention did on each side (absent without a grid).
 	Prune *PruneReport `json:"prune,omitempty"`
+	// Notify is the recovery notification this run sent (absent when it
+	// sent none).
+	Notify *NotifyReport `json:"notify,omitempty"`
 }
 
 // Received sums what the receive activities of a run reported over all
@@ -177,6 +187,7 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 		defer func() { recordOutcome(ctx, r.in.Job, err) }()
 		if err == nil {
 			r.setPhase(ctx, PhaseDone, "replicated "+r.status.Snapshot)
+			r.notifyRecovered(ctx, &result)
 			r.memo(ctx, result, nil)
 			return
 		}
@@ -188,6 +199,7 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 			r.status.LastError = err.Error()
 		}
 		r.setPhase(ctx, PhaseFailed, "failed: "+err.Error())
+		r.notifyFailed(ctx, err)
 	}()
 	result, err = r.run(ctx)
 	return result, err
@@ -272,10 +284,7 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	}
 	r.status.Snapshot, res.Snapshot = name, name
 
-	r.setPhase(ctx, PhaseSnapshot, "snapshot "+r.in.Source.String()+"@"+name)
-	var snap activities.CreateSnapshotResult
-	if err := r.call(ctx, r.in.Source.Host, "snapshot "+name, act.CreateSnapshot,
-		activities.CreateSnapshotInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Name: name}, &snap); err != nil {
+	if err := r.snapshot(ctx, name, &res); err != nil {
 		return res, err
 	}
 
@@ -309,7 +318,8 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 		return res, planError(r.in, err)
 	}
 	if note := keptNote(r.in, plan); note != "" {
-		res.Note, r.status.Note = note, note
+		res.Note = joinNote(res.Note, note) // after a post_snapshot hook's failure, if any
+		r.status.Note = res.Note
 		workflow.GetLogger(ctx).Warn(note, "job", r.in.Job, "kept", plan.Kept)
 	}
 	if refuse {

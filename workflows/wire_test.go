@@ -31,6 +31,8 @@ var wireTypes = map[string][2]func() any{
 	"Prune":           {func() any { return new(activities.PruneInput) }, func() any { return new(activities.PruneResult) }},
 	"CheckNewDataset": {func() any { return new(activities.CheckNewDatasetInput) }, func() any { return new(activities.CheckNewDatasetResult) }},
 	"Materialize":     {func() any { return new(activities.MaterializeInput) }, func() any { return new(activities.MaterializeResult) }},
+	"RunHook":         {func() any { return new(activities.RunHookInput) }, func() any { return new(activities.RunHookResult) }},
+	"Notify":          {func() any { return new(activities.NotifyInput) }, func() any { return new(activities.NotifyResult) }},
 }
 
 // workflowTypes is each workflow's input and result type.
