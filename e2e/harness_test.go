@@ -171,6 +171,10 @@ type envOptions struct {
 	// Metrics serves /metrics on both workers: nas-a's address comes from
 	// its hosts.nas-a.metrics_address, nas-b's from --metrics-address.
 	Metrics bool
+	// SourceHooks is nas-a's hooks, a YAML flow mapping ("" for none).
+	SourceHooks string
+	// JobExtra is more of the job's keys, YAML lines indented 4 spaces.
+	JobExtra string
 }
 
 // env is one test's world: its own directory, certificates, config file,
@@ -328,6 +332,13 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		e.metrics[source], e.metrics[target] = freeAddr(t), freeAddr(t)
 		srcMetrics = fmt.Sprintf(", metrics_address: %q", e.metrics[source])
 	}
+	if opts.JobExtra != "" {
+		verify += "\n" + opts.JobExtra
+	}
+	srcHooks := ""
+	if opts.SourceHooks != "" {
+		srcHooks = ", hooks: " + opts.SourceHooks
+	}
 	srcData := e.relay.Addr()
 	if opts.Direct {
 		srcData = e.listen[source]
@@ -345,7 +356,7 @@ jobs:
     stream: %s
     timeouts: {heartbeat: %s%s}%s
 `, t.Name(), tsrv.FrontendAddress(), tsrv.Namespace(),
-		source, srcData, e.kind, cfgRoots[source], srcMetrics,
+		source, srcData, e.kind, cfgRoots[source], srcMetrics+srcHooks,
 		target, e.listen[target], e.kind, cfgRoots[target],
 		e.job, source, srcDataset, target, tgtDataset, stream, heartbeat, hostTimeout, verify)
 	e.cfgPath = filepath.Join(root, "ferry.yaml")
