@@ -163,3 +163,17 @@ func (b *Backend) cursorBookmark(ctx context.Context, dataset, from string, toTx
 	}
 	return bm.name, true
 }
+
+// notSendable is the NotFound of sending name, which is not a snapshot of
+// dataset: when only its cursor bookmark is left, it says so and how to
+// get past it (the planner chose it as a step's snapshot, which happens
+// only when the target no longer holds it either).
+func (b *Backend) notSendable(ctx context.Context, op, dataset, name string, snaps []zsnap) error {
+	bm, ok := b.orphanBookmarks(ctx, dataset, snaps)[name]
+	if !ok {
+		return notFound(op, dataset, name)
+	}
+	return storage.Errorf(storage.KindNotFound, op, dataset, name,
+		"if the target no longer holds "+name+" either, destroy the bookmark (`zfs destroy "+bm.name+"`) and run the job again: ferry then plans from the snapshots that are left",
+		"snapshot %s@%s was destroyed; only its cursor bookmark %s is left, which can be the base of an incremental but cannot be sent", dataset, name, bm.name)
+}

@@ -145,7 +145,7 @@ func TestOpenZFSSendFromCursorBookmark(t *testing.T) {
 	// A full send of the bookmark's name is refused: there is no snapshot.
 	err = b.Send(ctx, storage.SendRequest{Dataset: "share", To: "s1", Job: "job1"}, io.Discard)
 	var se *storage.Error
-	if !errors.As(err, &se) || se.Kind != storage.KindNotFound {
+	if !errors.As(err, &se) || se.Kind != storage.KindNotFound || !strings.Contains(err.Error(), "zfs destroy tank/ferry/share#ferry_cursor_job1") {
 		t.Fatalf("full send of a bookmark: %v", err)
 	}
 }

@@ -24,7 +24,7 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 		return nil, err
 	}
 	if to == nil || !to.ferrys() {
-		return nil, notFound(op, req.Dataset, req.To)
+		return nil, b.notSendable(ctx, op, req.Dataset, req.To, snaps)
 	}
 	fds := b.full(req.Dataset)
 	if req.From == "" {
