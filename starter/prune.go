@@ -47,6 +47,7 @@ func Prune(ctx context.Context, c client.Client, job config.Job, dryRun bool) (w
 		// Two host steps, each bounded by timeouts.host; no worker polling
 		// ferry-workflows must not leave the command waiting for ever.
 		WorkflowExecutionTimeout: 2*host + time.Minute,
+		StaticSummary:            pruneSummary(req),
 	}, workflows.PruneWorkflowName, req)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
@@ -63,4 +64,14 @@ func Prune(ctx context.Context, c client.Client, job config.Job, dryRun bool) (w
 		return out, re
 	}
 	return out, nil
+}
+
+// pruneSummary is the run's summary in the web UI (User Metadata), as the
+// schedule gives every replication run one.
+func pruneSummary(req workflows.PruneRequest) string {
+	dry := ""
+	if req.DryRun { // `ferry prune --dry-run` and `ferry snapshots`
+		dry = ", dry run (deletes nothing)"
+	}
+	return fmt.Sprintf("ferry prune %s%s: %s and %s", req.Job, dry, req.Source, req.Target)
 }

@@ -57,3 +57,12 @@ func TestSecondPruneOfAJobIsRefused(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "already running")
 }
+
+// TestPruneSummarySaysWhetherItDeletes: the web UI shows a prune run's
+// summary; a dry run (also `ferry snapshots`) says it deletes nothing.
+func TestPruneSummarySaysWhetherItDeletes(t *testing.T) {
+	req := workflows.PruneRequest{Job: "j", Source: workflows.Endpoint{Host: "nas-a", Dataset: "s"}, Target: workflows.Endpoint{Host: "nas-b", Dataset: "r/s"}}
+	assert.Equal(t, "ferry prune j: nas-a:s and nas-b:r/s", pruneSummary(req))
+	req.DryRun = true
+	assert.Equal(t, "ferry prune j, dry run (deletes nothing): nas-a:s and nas-b:r/s", pruneSummary(req))
+}

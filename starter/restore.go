@@ -33,6 +33,8 @@ func Restore(ctx context.Context, c client.Client, req workflows.RestoreRequest)
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		// The run's summary in the web UI, as the schedule gives every replication run one.
+		StaticSummary: fmt.Sprintf("ferry restore %s: %s -> %s", req.Job, req.From, req.To),
 	}, workflows.RestoreWorkflowName, req)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
