@@ -3,6 +3,8 @@ export GOTOOLCHAIN := local
 
 GO      ?= go
 BIN     ?= bin/ferry
+# ferry version prints it (and the Temporal versions from the build info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 PKGS    ?= ./...
 # The suite must fit CI (2 cores, 90 min); individual tests bound themselves.
 TESTFLAGS ?= -count=1 -timeout 30m
@@ -12,11 +14,13 @@ TESTFLAGS ?= -count=1 -timeout 30m
 all: lint test
 
 build:
-	$(GO) build -o $(BIN) ./cmd/ferry
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ferry
 
 # The main job on the embedded default: server, two workers, sample data,
 # a full and an incremental replication. No root, nothing installed.
-demo: build
+demo:
+	@echo "make demo: building bin/ferry first; the first build downloads and compiles the Temporal server and UI (several minutes on a small machine), later ones take seconds"
+	@$(MAKE) --no-print-directory build
 	./$(BIN) demo
 
 test:
@@ -30,10 +34,12 @@ lint:
 	@$(GO) mod tidy -diff >/dev/null || { echo "go mod tidy would change go.mod/go.sum (diff below): run it and commit the result"; $(GO) mod tidy -diff; exit 1; }
 
 # Data-plane throughput and peak memory on a 1 GiB stream over loopback TLS,
-# and the latency of a no-change incremental run (median of 10).
+# the latency of a no-change incremental run (median of 10), and `ferry
+# status` over 200 jobs (ms/status).
 bench:
 	$(GO) test ./transfer/ -run '^$$' -bench 'BenchmarkTransfer1GiB' -benchtime 3x -count 1
 	$(GO) test ./demo/ -run '^$$' -bench 'BenchmarkNoChangeIncremental' -benchtime 10x -count 1
+	$(GO) test ./starter/ -run '^$$' -bench 'BenchmarkStatus200Jobs' -benchtime 3x -count 1
 
 # btrfs throughput, root only (not part of `make test`): a 1 GiB full
 # replication of incompressible data through ferry in resume off and staged

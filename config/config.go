@@ -9,7 +9,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -188,9 +190,29 @@ type Stream struct {
 	Resume storage.ResumeMode
 }
 
+// NotFoundError says the config file is not there; commands add how to
+// name another one (--config).
+type NotFoundError struct {
+	Path, Abs string
+	Err       error
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("config: no config file at %s (%s)", e.Path, e.Abs)
+}
+
+func (e *NotFoundError) Unwrap() error { return e.Err }
+
 // Load reads and validates the configuration file at path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		where := path
+		if abs, aerr := filepath.Abs(path); aerr == nil {
+			where = abs
+		}
+		return nil, &NotFoundError{Path: path, Abs: where, Err: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -156,7 +156,7 @@ func (p *parser) decode(data []byte) (*rawConfig, bool) {
 			p.add("", "write the configuration: temporal, tls, hosts and jobs (see docs/config.md)", "the file is empty")
 			return nil, false
 		}
-		p.yamlError(err, "fix the YAML syntax")
+		p.yamlError(err, data, "fix the YAML syntax")
 		return nil, false
 	}
 	var extra yaml.Node
@@ -196,14 +196,15 @@ func (p *parser) decode(data []byte) (*rawConfig, bool) {
 		strict := yaml.NewDecoder(bytes.NewReader(data))
 		strict.KnownFields(true)
 		if err := strict.Decode(&check); err != nil {
-			p.yamlError(err, "fix the YAML there")
+			p.yamlError(err, data, "fix the YAML there")
 		}
 	}
 	return &raw, true
 }
 
 // yamlError turns a yaml.v3 error into problems, keeping its line numbers.
-func (p *parser) yamlError(err error, fix string) {
+// The two syntax errors people meet most get a word on their cause.
+func (p *parser) yamlError(err error, data []byte, fix string) {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -218,8 +219,58 @@ func (p *parser) yamlError(err error, fix string) {
 			m = sub[2]
 		}
 		m = strings.TrimPrefix(m, "yaml: ")
-		p.problems = append(p.problems, Problem{File: p.file, Line: line, Reason: "invalid YAML: " + m, Fix: fix})
+		if line == 0 {
+			line = aliasLine(m, data)
+		}
+		reason, f := "invalid YAML: "+m, fix
+		if cause, how := syntaxCause(m, sourceLine(data, line)); cause != "" {
+			reason, f = reason+" ("+cause+")", how
+		}
+		p.problems = append(p.problems, Problem{File: p.file, Line: line, Reason: reason, Fix: f})
 	}
+}
+
+var unknownAnchor = regexp.MustCompile(`unknown anchor '([^']*)' referenced`)
+
+// aliasLine is the line of the alias an "unknown anchor" error is about
+// (yaml.v3 gives none), 0 when it is not found.
+func aliasLine(msg string, data []byte) int {
+	sub := unknownAnchor.FindStringSubmatch(msg)
+	if sub == nil {
+		return 0
+	}
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "*"+sub[1]) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// sourceLine is line n (1-based) of data, "" when there is none.
+func sourceLine(data []byte, n int) string {
+	if n < 1 {
+		return ""
+	}
+	lines := strings.Split(string(data), "\n")
+	if n > len(lines) {
+		return ""
+	}
+	return lines[n-1]
+}
+
+// syntaxCause names what in text (the line yaml.v3 complained about, with
+// its message msg) most likely caused the error, and the fix; "" when it
+// is nothing it knows.
+func syntaxCause(msg, text string) (cause, fix string) {
+	switch {
+	case strings.Contains(msg, "found character that cannot start any token") && strings.Contains(text, "\t"):
+		return "the line holds a tab: YAML indents with spaces only", "replace the tab with spaces"
+	case strings.Contains(msg, "did not find expected alphabetic or numeric character") && strings.Contains(text, "*"),
+		strings.Contains(msg, "unknown anchor") && strings.Contains(text, "*"):
+		return "an unquoted * starts a YAML alias", `quote the value, e.g. "*.tmp"`
+	}
+	return "", ""
 }
 
 func isNull(n *yaml.Node) bool {

@@ -167,10 +167,33 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 			fmt.Fprintf(out, "--keep: the ZFS pools %s (images in %s) stay after Ctrl-C; remove them with:\n  zpool destroy %s && zpool destroy %s && rm -r %s\n",
 				strings.Join(names, " and "), env.Dir, names[0], names[1], env.Dir)
 		}
-		fmt.Fprintf(out, "--keep: server, UI and workers stay up; config %s. Press Ctrl-C to stop.\n", env.ConfigPath)
+		keepNote(out, env)
 		<-ctx.Done()
 	}
 	return res, nil
+}
+
+// keepNote says what --keep leaves up, where, and what to try with it.
+func keepNote(out io.Writer, env *Env) {
+	fmt.Fprintf(out, "\n--keep: until Ctrl-C this process keeps up\n")
+	fmt.Fprintf(out, "  the Temporal server  %s (in memory: its runs go when it stops)\n", env.Server.FrontendAddress())
+	if ui := env.Server.UIURL(); ui != "" {
+		fmt.Fprintf(out, "  the web UI           %s\n", ui)
+	}
+	fmt.Fprintf(out, "  workers nas-a, nas-b in this process (log: %s)\n", filepath.Join(env.Dir, "logs", "ferry.log"))
+	switch env.Backend {
+	case config.BackendBtrfs:
+		fmt.Fprintf(out, "and leaves in %s, also after Ctrl-C: the config %s and certificates (certs/); the btrfs images are unmounted and removed at Ctrl-C.\n",
+			env.Dir, env.ConfigPath)
+	case config.BackendZFS:
+		fmt.Fprintf(out, "and leaves in %s, also after Ctrl-C: the config %s, certificates (certs/) and the pools' images (above).\n",
+			env.Dir, env.ConfigPath)
+	default:
+		fmt.Fprintf(out, "and leaves in %s, also after Ctrl-C: the config %s, certificates (certs/), both hosts' storage (%s, %s); remove the directory when done.\n",
+			env.Dir, env.ConfigPath, env.Config.Hosts["nas-a"].Root, env.Config.Hosts["nas-b"].Root)
+	}
+	fmt.Fprintf(out, "try, from another shell:\n  ferry status --config %s\n  ferry run --config %s %s --wait\n", env.ConfigPath, env.ConfigPath, Job)
+	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
 }
 
 // Env is a running demo installation: server, workers, config and share.

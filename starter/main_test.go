@@ -171,7 +171,7 @@ func fakeReceive(ctx context.Context, job string) (activities.ReceiveResult, err
 
 // testConfig parses a config whose jobs section is jobsYAML (indented by
 // two spaces), between two dir hosts.
-func testConfig(t *testing.T, jobsYAML string) *config.Config {
+func testConfig(t testing.TB, jobsYAML string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	text := fmt.Sprintf(`tls: {ca: ca.pem}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,8 +42,15 @@ summary; it exits non-zero with the run's error when the run fails.
 Interrupting --wait stops following; the run goes on.`,
 		Example: `  ferry run --config ferry.yaml share01
   ferry run --config ferry.yaml share01 --wait`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				cfg, err := loadConfig(configPath)
+				if err != nil {
+					return err
+				}
+				return errors.New(whichJob(cfg, configPath))
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg, c, logger, err := configAndClient(ctx, configPath)
@@ -148,6 +156,32 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// whichJob is the answer to `ferry run` without a job: the config's jobs
+// and how to run one.
+func whichJob(cfg *config.Config, configPath string) string {
+	names := cfg.JobNames()
+	if len(names) == 0 {
+		return fmt.Sprintf("name the job to run; %s has no jobs yet (see docs/config.md)", configPath)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "name the job to run; %s has %s:\n", configPath, plural(len(names), "job", "jobs"))
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, n := range names {
+		job, _ := cfg.Job(n)
+		every := "manual"
+		switch {
+		case job.Every > 0:
+			every = "every " + strings.TrimSuffix(strings.TrimSuffix(job.Every.String(), "0s"), "0m")
+		case job.Cron != "":
+			every = "cron " + job.Cron
+		}
+		fmt.Fprintf(tw, "  %s\t%s -> %s\t%s\n", n, job.Source, job.Target, every)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(&b, "e.g. ferry run --config %s %s --wait", configPath, names[0])
+	return b.String()
 }
 
 func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Duration) {

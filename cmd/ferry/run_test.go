@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +46,40 @@ func TestRunSummaryCountsEveryAttempt(t *testing.T) {
 	want = "done in 42s: snapshot ferry_s_1, 1 step(s): 293.0 MiB stream, 301.0 MiB on the wire, all attempts counted: 1 restart from 0 (off mode)\n"
 	if b.String() != want {
 		t.Errorf("summary after a restart\n got %q\nwant %q", b.String(), want)
+	}
+}
+
+func TestRunWithoutAJobListsTheJobs(t *testing.T) {
+	dir := t.TempDir()
+	text := `tls: {ca: ca.pem}
+hosts:
+  nas-a: {data_address: 127.0.0.1:7400, backend: dir, root: ` + dir + `/a}
+  nas-b: {data_address: 127.0.0.1:7401, backend: dir, root: ` + dir + `/b}
+jobs:
+  share01: {source: nas-a:share01, target: nas-b:share01, every: 1h}
+  share02: {source: nas-a:share02, target: nas-b:share02}
+`
+	path := filepath.Join(dir, "ferry.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := newRunCmd()
+	cmd.SetArgs([]string{"--config", path})
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	err := cmd.Execute()
+	if err == nil {
+		t.Fatal("ferry run without a job succeeded")
+	}
+	for _, want := range []string{"name the job to run; " + path + " has 2 jobs:", "share01  nas-a:share01 -> nas-b:share01  every 1h", "share02  nas-a:share02 -> nas-b:share02  manual", "e.g. ferry run --config " + path + " share01 --wait"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%s", want, err)
+		}
+	}
+
+	cmd = newRunCmd()
+	cmd.SetArgs([]string{"--config", filepath.Join(dir, "nope.yaml")})
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "pass the config file with --config FILE") {
+		t.Errorf("missing config: %v", err)
 	}
 }

@@ -129,7 +129,7 @@ func configAndClient(ctx context.Context, path string) (*config.Config, client.C
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, nil, logger, err
 	}
@@ -138,6 +138,17 @@ func configAndClient(ctx context.Context, path string) (*config.Config, client.C
 		return nil, nil, logger, err
 	}
 	return cfg, c, logger, nil
+}
+
+// loadConfig loads the config at path; a missing file says how to name
+// the right one.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	var nf *config.NotFoundError
+	if errors.As(err, &nf) {
+		return nil, fmt.Errorf("%w: pass the config file with --config FILE (without it ferry reads ferry.yaml in the current directory); deploy/ferry.example.yaml is an example", err)
+	}
+	return cfg, err
 }
 
 // webUIURL is where the run's page is in the web UI of `ferry server`

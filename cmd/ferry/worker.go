@@ -9,7 +9,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/metrics"
 	"github.com/ferry-nas/ferry/worker"
 )
@@ -53,7 +52,7 @@ it runs, the worker stops and exits non-zero, for its supervisor to restart it.`
 				return err
 			}
 			defer log.Sync()
-			cfg, err := config.Load(configPath)
+			cfg, err := loadConfig(configPath)
 			if err != nil {
 				return err
 			}
