@@ -53,6 +53,7 @@ echo "$FERRY_HOOK $FERRY_JOB $FERRY_DATASET $FERRY_SNAPSHOT $made" >> %q
 	snaps, err := e.backend(source).ListSnapshots(e.ctx, srcDataset)
 	require.NoError(t, err)
 	require.Empty(t, snaps, "a snapshot was taken although the pre hook failed")
+	e.recordHistory(first, "hooks-pre-failed-v6.json")
 
 	require.NoError(t, os.Remove(refuse))
 	second := e.start()
@@ -70,4 +71,5 @@ echo "$FERRY_HOOK $FERRY_JOB $FERRY_DATASET $FERRY_SNAPSHOT $made" >> %q
 	}, lines)
 	require.NotEqual(t, firstSnap, res.Snapshot)
 	e.requireSameContent(res.Snapshot)
+	e.recordHistory(second, "hooks-around-snapshot-v6.json")
 }

@@ -91,6 +91,7 @@ echo frozen
 	require.Equal(t, "http://ui.test:8233/namespaces/"+tsrv.Namespace()+"/workflows/"+first.WorkflowID+"/"+first.RunID+"/history", failed.UILink)
 	require.False(t, failed.Repeat)
 	require.False(t, failed.Time.IsZero())
+	e.recordHistory(first, "notify-failed-pre-hook-v6.json")
 
 	require.NoError(t, os.Remove(refuse))
 	second := e.start()
@@ -101,6 +102,7 @@ echo frozen
 	require.Equal(t, second.RunID, recovered.RunID)
 	require.Equal(t, activities.ErrHookFailed, recovered.ErrorType, "the recovery names what the job recovered from")
 	require.Equal(t, &workflows.NotifyReport{Status: activities.NotifyRecovered}, res.Notify)
+	e.recordHistory(second, "notify-recovered-v6.json")
 	// The recovery was sent before the run ended: nothing else came.
 	require.Equal(t, int64(2), hook.posts.Load())
 	for _, l := range e.logs {

@@ -20,7 +20,8 @@ import (
 // target's replica kept as history), and -v4 a run refused at greet for a
 // modified replica (Conflict) and a run that left foreign items alone, -v5
 // a run whose prune step pruned both sides and a `ferry prune`
-// (PruneWorkflow); restore-*-v1 a `ferry restore` (RestoreWorkflow), one
+// (PruneWorkflow), -v6 hooks around the snapshot (a failed pre hook, both
+// hooks around a good snapshot) and notifications (failed, recovered); restore-*-v1 a `ferry restore` (RestoreWorkflow), one
 // whose receiving worker was killed mid-stream. A change to ReplicateWorkflow that is not deterministic
 // against them — one not guarded by workflow.GetVersion — fails here before
 // it can break runs in flight.
