@@ -154,6 +154,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	if !f.ResumableReceive {
 		b.log.Info("zfs: no resumable receive on this pool: an interrupted receive is discarded and its step restarts from byte 0")
 	}
+	b.log.Info("zfs: the job's cursor on this pool", zap.String("cursor", f.cursorMode()))
 	return nil
 }
 

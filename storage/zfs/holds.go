@@ -336,3 +336,14 @@ func (b *Backend) holdStep(ctx context.Context, op string, req storage.SendReque
 		undo()
 	}, nil
 }
+
+// cursorMode says what keeps a job's cursor on this pool, for the log.
+func (f Features) cursorMode() string {
+	switch {
+	case f.Bookmarks && f.Holds:
+		return "a held snapshot and a bookmark #ferry_cursor_<job>"
+	case f.Holds:
+		return "a held snapshot (no bookmarks on this pool)"
+	}
+	return "the user property ferry:mark:cursor.<job> alone (no holds on this pool: pool version below 18)"
+}
