@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"errors"
 
 	"github.com/ferry-nas/ferry/resume"
 )
@@ -21,6 +22,13 @@ const (
 	// ResumeOff restarts an interrupted step from byte 0.
 	ResumeOff ResumeMode = "off"
 )
+
+// ErrResumeRefused is in the chain of a send's error when the source cannot
+// continue a native resume token (zfs: the token's snapshot or incremental
+// base is gone or is another snapshot now, or the token is corrupt): no
+// retry helps; the target's partial must be aborted and the step sent
+// again from byte 0.
+var ErrResumeRefused = errors.New("the source cannot continue this resume token")
 
 // ResumeModes lists the valid modes, for messages.
 var ResumeModes = []ResumeMode{ResumeAuto, ResumeStaged, ResumeOff}

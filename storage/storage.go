@@ -73,6 +73,15 @@ type SendRequest struct {
 	// From is the incremental base's name on the source; empty for a full send.
 	From string
 	To   string
+	// ResumeToken, when set, is the target's native resume token (zfs
+	// receive_resume_token) of an interrupted receive of this step: the
+	// stream continues it (`zfs send -t`) instead of starting at byte 0.
+	ResumeToken string
+	// Decrypted allows sending an encrypted dataset decrypted (the job's
+	// stream.zfs_send_decrypted); without it an encrypted dataset is sent
+	// raw or refused.
+	Decrypted bool
+
 	// Restore allows sending a received snapshot (a replica going back to
 	// a new dataset). Only a restore sets it: replication sends from the
 	// host that took the snapshot, never onward from a replica (btrfs
@@ -112,6 +121,10 @@ type ReceiveRequest struct {
 	// ExpectedSize is the source's estimate of the stream's size in bytes
 	// (0: unknown), for choosing a mode and checking free space.
 	ExpectedSize int64
+	// ResumeToken, when set, says the stream is the source's continuation
+	// of the partial receive holding this native resume token (zfs send -t);
+	// the backend continues that partial instead of starting over.
+	ResumeToken string
 }
 
 // VerifyRequest is what the target checks a received snapshot against.
@@ -124,6 +137,13 @@ type VerifyRequest struct {
 	ParentSourceGUID string
 	// Digest, when the backend keeps one, must equal the received snapshot's.
 	Digest string
+}
+
+// FeatureReporter is a backend that detects what its host's storage and
+// tools can do (zfs: resumable receive, bookmarks, holds, raw send, pool
+// version); the greet step reports it. Names and values are the backend's.
+type FeatureReporter interface {
+	BackendFeatures() map[string]string
 }
 
 // Backend is one host's storage of one kind, rooted at its configured root.

@@ -105,6 +105,9 @@ type Features struct {
 	Holds bool `json:"holds"`
 	// RawSend: `zfs send -w` of encrypted datasets (encryption feature).
 	RawSend bool `json:"raw_send"`
+	// Encryption: the pool can hold encrypted datasets (feature@encryption),
+	// so a dataset's encryption property is read before it is sent.
+	Encryption bool `json:"encryption"`
 	// ReceiveNoMount: `zfs receive -u`.
 	ReceiveNoMount bool `json:"receive_no_mount"`
 	// SendEstimate: `zfs send -nvP` reports the stream's size.
@@ -124,6 +127,25 @@ func (f Features) String() string {
 	return fmt.Sprintf("pool version %s; resumable receive %s, bookmarks %s, holds %s, raw send %s, receive -u %s, send -nvP %s, written@ %s",
 		f.PoolVersion, on(f.ResumableReceive), on(f.Bookmarks), on(f.Holds), on(f.RawSend), on(f.ReceiveNoMount), on(f.SendEstimate), on(f.Written))
 }
+
+// Map is the features by name, for the greet result (values "yes"/"no",
+// and the pool version).
+func (f Features) Map() map[string]string {
+	on := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	return map[string]string{
+		"pool_version": f.PoolVersion, "resumable_receive": on(f.ResumableReceive), "bookmarks": on(f.Bookmarks),
+		"holds": on(f.Holds), "raw_send": on(f.RawSend), "encryption": on(f.Encryption), "receive_no_mount": on(f.ReceiveNoMount),
+		"send_estimate": on(f.SendEstimate), "written": on(f.Written),
+	}
+}
+
+// BackendFeatures implements storage.FeatureReporter.
+func (b *Backend) BackendFeatures() map[string]string { return b.feat.Map() }
 
 // Check implements storage.Backend: zfs and zpool are installed and answer,
 // the root dataset exists (it is never created), and the pool's features
@@ -185,6 +207,7 @@ func (b *Backend) detect(ctx context.Context) (Features, error) {
 	f.ResumableReceive = enabled["extensible_dataset"]
 	f.Bookmarks = enabled["bookmarks"]
 	f.RawSend = enabled["encryption"]
+	f.Encryption = enabled["encryption"]
 	f.Written = featurePool
 	if v := atoi(f.PoolVersion); featurePool || v >= 18 {
 		f.Holds = true

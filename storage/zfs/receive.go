@@ -31,6 +31,11 @@ type receiveRecord struct {
 	ParentGUID string `json:"parent_guid,omitempty"`
 	// Full is set when the receive was making the dataset itself.
 	Full bool `json:"full,omitempty"`
+	// Resumable: the receive ran with -s, so an interruption leaves resume
+	// state (a receive_resume_token) on the dataset; Started (Unix
+	// nanoseconds) says which record a token belongs to (the newest).
+	Resumable bool  `json:"resumable,omitempty"`
+	Started   int64 `json:"started,omitempty"`
 }
 
 func (b *Backend) recvProp(dataset, name string) string {
@@ -106,15 +111,40 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	if parent != nil {
 		parentID = parent.ident()
 	}
-	// No pool ferry drives keeps a partial it can continue (no resume
-	// tokens on zfs-fuse; see docs): there is never a held partial.
+	// No partial continues by offset here (streams are not deterministic);
+	// one continues natively, by its resume token (resume.go).
 	if _, err := storage.CheckResume(op, req, storage.OriginOf(req, parentID), s.Position(), nil); err != nil {
 		return storage.Snapshot{}, err
+	}
+	resuming := req.ResumeToken != ""
+	if b.feat.ResumableReceive {
+		recs, err := b.records(ctx, ds)
+		if err != nil {
+			return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name, "")
+		}
+		aborted := false
+		if resuming {
+			err = b.checkResumeToken(ctx, op, req, recs)
+		} else {
+			// Starting over: the resume state of ferry's earlier receive
+			// (which makes the dataset of a full stream exist) goes first.
+			aborted, err = b.abortResumable(ctx, op, ds, name, recs)
+		}
+		if err != nil {
+			return storage.Snapshot{}, err
+		}
+		if aborted {
+			if target, snaps, exists, err = b.find(ctx, op, ds, name); err != nil {
+				return storage.Snapshot{}, err
+			}
+		}
+	} else if resuming {
+		return storage.Snapshot{}, b.checkResumeToken(ctx, op, req, nil)
 	}
 	switch {
 	case target != nil && target.ferrys():
 		return storage.Snapshot{}, storage.ErrSnapshotExists(op, ds, name)
-	case req.Parent == "" && exists:
+	case req.Parent == "" && exists && !resuming:
 		var held []string
 		for _, s := range snaps {
 			held = append(held, s.name)
@@ -125,7 +155,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	case req.Parent != "" && parent == nil:
 		return storage.Snapshot{}, storage.BaseNotFound(notFound(op, ds, req.Parent), req.Parent)
 	}
-	if target != nil {
+	if target != nil && !resuming {
 		// Only an unrecorded leftover of ferry's own receive of this name is discarded.
 		if recs, _ := b.records(ctx, ds); recs == nil || recs[name].Name != name {
 			return storage.Snapshot{}, foreignSnapshot(op, ds, name)
@@ -148,23 +178,13 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		}
 	}
 
-	// Start over: discard what an earlier receive of this dataset left.
-	if err := b.discard(ctx, op, ds, name); err != nil {
-		return storage.Snapshot{}, err
-	}
-	if err := b.ensureParent(ctx, op, ds, name); err != nil {
-		return storage.Snapshot{}, err
-	}
-	rec := receiveRecord{Name: name, SourceGUID: req.SourceGUID, Parent: req.Parent, Full: req.Parent == ""}
-	if parent != nil {
-		rec.ParentGUID = parent.props[propReceivedGUID]
-	}
-	js, _ := json.Marshal(rec)
-	if _, err := run(ctx, b.zfs, nil, "set", b.recvProp(ds, name)+"="+string(js), b.root); err != nil {
-		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name, "")
+	if !resuming {
+		if err := b.startReceive(ctx, op, req, parent); err != nil {
+			return storage.Snapshot{}, err
+		}
 	}
 
-	received, err := b.runReceive(ctx, ds, name, s)
+	received, err := b.runReceive(ctx, ds, name, s, resuming || b.resumable(req))
 	if err == nil {
 		// zfs-fuse's receive can exit 0 on a stream cut short without making the snapshot.
 		if got, _, _, ferr := b.find(ctx, op, ds, name); ferr != nil {
@@ -198,6 +218,31 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		return storage.Snapshot{}, storage.Errorf(storage.KindTemporary, op, ds, name, "", "the received snapshot is not listed")
 	}
 	return got.toSnapshot(ds), nil
+}
+
+// startReceive starts over: it discards what an earlier receive of this
+// dataset left, creates the dataset's parents and writes the record that
+// makes the receive ferry's partial until it is committed.
+func (b *Backend) startReceive(ctx context.Context, op string, req storage.ReceiveRequest, parent *zsnap) error {
+	ds, name := req.Dataset, req.Name
+	if err := b.discard(ctx, op, ds, name); err != nil {
+		return err
+	}
+	if err := b.ensureParent(ctx, op, ds, name); err != nil {
+		return err
+	}
+	rec := receiveRecord{Name: name, SourceGUID: req.SourceGUID, Parent: req.Parent, Full: req.Parent == ""}
+	if b.resumable(req) {
+		rec.Resumable, rec.Started = true, time.Now().UnixNano()
+	}
+	if parent != nil {
+		rec.ParentGUID = parent.props[propReceivedGUID]
+	}
+	js, _ := json.Marshal(rec)
+	if _, err := run(ctx, b.zfs, nil, "set", b.recvProp(ds, name)+"="+string(js), b.root); err != nil {
+		return classify(err, storage.KindTemporary, op, ds, name, "")
+	}
+	return nil
 }
 
 func listOrNone(s []string) string {
@@ -245,11 +290,15 @@ func (b *Backend) ensureParent(ctx context.Context, op, ds, name string) error {
 	return nil
 }
 
-// runReceive feeds s to zfs receive, holding back its last bytes until the
-// stream ended cleanly. It returns how many bytes zfs receive was given.
-func (b *Backend) runReceive(ctx context.Context, ds, name string, s resume.Stream) (int64, error) {
+// runReceive feeds s to zfs receive (with -s: resumable), holding back its
+// last bytes until the stream ended cleanly. It returns how many bytes zfs
+// receive was given.
+func (b *Backend) runReceive(ctx context.Context, ds, name string, s resume.Stream, resumable bool) (int64, error) {
 	const op = "receive"
 	args := []string{"receive"}
+	if resumable {
+		args = append(args, "-s")
+	}
 	if b.feat.ReceiveNoMount {
 		args = append(args, "-u")
 	}
@@ -403,9 +452,28 @@ func (b *Backend) settle(ctx context.Context) {
 // An empty name removes only a %recv clone.
 func (b *Backend) discard(ctx context.Context, op, ds, name string) error {
 	fds := b.full(ds)
-	if _, err := run(ctx, b.zfs, nil, "list", "-H", "-o", "name", fds+"/%recv"); err == nil {
-		if _, err := run(ctx, b.zfs, nil, "destroy", fds+"/%recv"); err != nil {
+	keepRecv := false
+	if b.feat.ResumableReceive {
+		recs, err := b.records(ctx, ds)
+		if err != nil {
 			return classify(err, storage.KindTemporary, op, ds, name, "")
+		}
+		switch owner := tokenOwner(recs); {
+		case owner == name:
+			if _, err := b.abortResumable(ctx, op, ds, name, recs); err != nil {
+				return err
+			}
+		case owner != "":
+			// A %recv clone holds the resume state of ferry's receive
+			// of owner: it goes only with that partial.
+			keepRecv = true
+		}
+	}
+	if !keepRecv {
+		if _, err := run(ctx, b.zfs, nil, "list", "-H", "-o", "name", fds+"/%recv"); err == nil {
+			if _, err := run(ctx, b.zfs, nil, "destroy", fds+"/%recv"); err != nil {
+				return classify(err, storage.KindTemporary, op, ds, name, "")
+			}
 		}
 	}
 	if name == "" {
@@ -432,8 +500,10 @@ func (b *Backend) discard(ctx context.Context, op, ds, name string) error {
 }
 
 // Partials implements storage.Backend: interrupted receives (ferry's
-// records, and a %recv clone where zfs left one). No pool ferry drives here
-// keeps a resume token, so a partial is only ever discarded.
+// records, and a %recv clone where zfs left one). Where the pool keeps
+// resume state, the receive it belongs to carries the dataset's
+// receive_resume_token and is resumable (resume.go); elsewhere a partial is
+// only ever discarded.
 func (b *Backend) Partials(ctx context.Context, dataset string) ([]storage.Partial, error) {
 	const op = "list partials"
 	if err := checkNames(op, dataset); err != nil {
@@ -443,12 +513,30 @@ func (b *Backend) Partials(ctx context.Context, dataset string) ([]storage.Parti
 	if err != nil {
 		return nil, classify(err, storage.KindTemporary, op, dataset, "", "")
 	}
+	token, owner := "", tokenOwner(recs)
+	if owner != "" {
+		if token, err = b.resumeToken(ctx, b.full(dataset)); err != nil {
+			return nil, classify(err, storage.KindTemporary, op, dataset, "", "")
+		}
+	}
 	var out []storage.Partial
 	for _, name := range slices.Sorted(maps.Keys(recs)) {
 		rec := recs[name]
-		out = append(out, storage.Partial{Dataset: dataset, Name: name, ID: b.root + "#" + b.recvProp(dataset, name),
+		p := storage.Partial{Dataset: dataset, Name: name, ID: b.root + "#" + b.recvProp(dataset, name),
 			Reason:     "an interrupted zfs receive (this pool keeps no resume token: the step restarts from byte 0)",
-			SourceGUID: rec.SourceGUID, ParentGUID: rec.ParentGUID})
+			SourceGUID: rec.SourceGUID, ParentGUID: rec.ParentGUID}
+		switch {
+		case name == owner && token != "":
+			p.ResumeToken = token
+			p.Reason = "an interrupted zfs receive -s: resumable where it stopped (receive_resume_token " + short(token) + ")"
+		case b.feat.ResumableReceive:
+			p.Reason = "an interrupted zfs receive that left no resume token: the step restarts from byte 0"
+		}
+		out = append(out, p)
+	}
+	if token != "" {
+		// A %recv clone is then that receive's resume state, not a leftover.
+		return out, nil
 	}
 	if _, err := run(ctx, b.zfs, nil, "list", "-H", "-o", "name", b.full(dataset)+"/%recv"); err == nil {
 		out = append(out, storage.Partial{Dataset: dataset, ID: b.full(dataset) + "/%recv", Reason: "a %recv clone zfs receive left"})

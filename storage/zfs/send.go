@@ -27,8 +27,16 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 		return nil, b.notSendable(ctx, op, req.Dataset, req.To, snaps)
 	}
 	fds := b.full(req.Dataset)
+	if req.ResumeToken != "" {
+		// The token names the stream (snapshots, offset, raw or not).
+		return []string{"-t", req.ResumeToken}, nil
+	}
+	raw, err := b.rawFlags(ctx, op, req)
+	if err != nil {
+		return nil, err
+	}
 	if req.From == "" {
-		return []string{fds + "@" + req.To}, nil
+		return append(raw, fds+"@"+req.To), nil
 	}
 	for _, s := range snaps {
 		if s.name != req.From {
@@ -41,7 +49,7 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 			return nil, storage.Errorf(storage.KindInvalid, op, req.Dataset, req.To, "send from an older snapshot",
 				"incremental base %q is not older than %q", req.From, req.To)
 		}
-		return []string{"-i", fds + "@" + req.From, fds + "@" + req.To}, nil
+		return append(raw, "-i", fds+"@"+req.From, fds+"@"+req.To), nil
 	}
 	if bm, ok := b.cursorBookmark(ctx, req.Dataset, req.From, to.createtxg); ok {
 		return []string{"-i", bm, fds + "@" + req.To}, nil
@@ -50,7 +58,8 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 		"incremental base %s@%s not found", req.Dataset, req.From)
 }
 
-// Send implements storage.Backend: `zfs send [-i from] to` into w.
+// Send implements storage.Backend: `zfs send [-w] [-i from] to` into w, or
+// `zfs send -t <token>` continuing a partial receive.
 func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer) error {
 	const op = "send"
 	args, err := b.sendArgs(ctx, op, req)
@@ -67,6 +76,11 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	if err := cmd.Run(); err != nil {
 		ce := &cmdError{args: append([]string{b.zfs, "send"}, args...), err: err, stderr: trim(stderr.String()), ctxErr: ctx.Err()}
+		if req.ResumeToken != "" {
+			if why, ok := resumeRefusal(ce); ok {
+				return resumeRefused(op, req, why)
+			}
+		}
 		return classify(ce, storage.KindTemporary, op, req.Dataset, req.To, "")
 	}
 	return nil
@@ -83,6 +97,13 @@ func (b *Backend) EstimateSendSize(ctx context.Context, req storage.SendRequest)
 	}
 	if b.feat.SendEstimate {
 		out, err := run(ctx, b.zfs, nil, append([]string{"send", "-n", "-v", "-P"}, args...)...)
+		if req.ResumeToken != "" {
+			// The dry run is where a token the source can no longer
+			// continue shows, before any session is opened for it.
+			if why, ok := resumeRefusal(err); ok {
+				return 0, resumeRefused(op, req, why)
+			}
+		}
 		if err == nil {
 			if n, ok := parseSendSize(out); ok {
 				return n, nil
@@ -102,16 +123,33 @@ func (b *Backend) EstimateSendSize(ctx context.Context, req storage.SendRequest)
 }
 
 // parseSendSize reads the "size" line of `zfs send -nvP` (a tab-separated
-// "size\t<bytes>"), the total of the stream.
+// "size\t<bytes>"), the total of the stream; without one (`send -nvP -t`
+// prints only its "full" or "incremental" line, with what is left to
+// send), the last field of that line.
 func parseSendSize(out string) (int64, bool) {
+	var line1 int64 = -1
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) == 2 && f[0] == "size" {
 			n, err := strconv.ParseInt(f[1], 10, 64)
 			return n, err == nil
 		}
+		if len(f) >= 3 && (f[0] == "full" || f[0] == "incremental") {
+			if n, err := strconv.ParseInt(f[len(f)-1], 10, 64); err == nil {
+				line1 = n
+			}
+		}
 	}
-	return 0, false
+	return line1, line1 >= 0
+}
+
+// resumeRefused is the NotFound error of a resume token the source cannot
+// continue: it carries storage.ErrResumeRefused, so that the target aborts
+// its partial and the step starts from byte 0.
+func resumeRefused(op string, req storage.SendRequest, why string) error {
+	return storage.Errorf(storage.KindNotFound, op, req.Dataset, req.To,
+		"the target's partial receive is aborted (zfs receive -A) and the step sent again from byte 0",
+		"%w (zfs send -t %s): %s", storage.ErrResumeRefused, short(req.ResumeToken), why)
 }
 
 // tail keeps the last 4 KiB written to it (a command's stderr).
