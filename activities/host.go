@@ -106,8 +106,13 @@ func (h *Host) Inventory(ctx context.Context, in InventoryInput) (InventoryResul
 		log.Warn("found a "+string(a.Kind)+" item: ferry will not use or remove it", zap.String("path", a.ID), logging.Snapshot(a.Name),
 			zap.String("what", a.What), zap.String("fix", a.Fix()))
 	}
-	return InventoryResult{Host: h.Name, Backend: h.Backend.Kind(), Snapshots: snapshotsOf(snaps), Partials: partialsOf(partials),
-		Anomalies: anomaliesOf(anomalies)}, nil
+	res := InventoryResult{Host: h.Name, Backend: h.Backend.Kind(), Snapshots: snapshotsOf(snaps), Partials: partialsOf(partials),
+		Anomalies: anomaliesOf(anomalies)}
+	if fr, ok := h.Backend.(storage.FeatureReporter); ok {
+		res.Features = fr.BackendFeatures()
+		log.Info("backend features", zap.Any("features", res.Features))
+	}
+	return res, nil
 }
 
 // DiscardPartials removes partial receives from the target.
@@ -158,7 +163,8 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 		}
 	}
 	req := storage.SendRequest{Dataset: in.Dataset, From: in.From, To: in.To, Restore: in.Restore, Job: in.Job}
-	expected, err := h.Backend.EstimateSendSize(ctx, req)
+	req.ResumeToken, req.Decrypted = in.ResumeToken, in.SendDecrypted
+	expected, refused, err := h.estimateSend(ctx, &req, log)
 	if err != nil {
 		return OpenSendResult{}, h.fail(log, "estimate send size", err)
 	}
@@ -188,6 +194,7 @@ func (h *Host) OpenSend(ctx context.Context, in OpenSendInput) (OpenSendResult, 
 	return OpenSendResult{
 		Token: token, Address: h.DataAddress, ServerName: h.Name, Expected: expected,
 		SourceGUID: sourceGUID, SourceDatasetGUID: to.DatasetGUID, SourceDigest: to.Digest, Compress: in.Compress,
+		ResumeToken: req.ResumeToken, ResumeRefused: refused, RefusedToken: refusedToken(in.ResumeToken, refused),
 	}, nil
 }
 
@@ -232,6 +239,10 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 	log := h.log(ctx, in.Job, "stream").With(logging.Snapshot(in.Name))
 	ctx = storage.WithLogger(ctx, log) // the backend's lines about this receive carry its job and step
 	var res ReceiveResult
+	token, err := h.nativeResume(ctx, in, log)
+	if err != nil {
+		return res, err
+	}
 	from, resumeOK, err := h.resumePoint(ctx, in, log)
 	if err != nil {
 		return res, err
@@ -239,14 +250,14 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 	tally := newReceiveTally(ctx, h.heartbeatEvery().Seconds())
 	tally.begin(from, resumeOK, in.Mode, in.Session.Compress)
 	for restart := 0; ; restart++ {
-		if resumeOK && from.Offset > 0 {
+		if resumeOK && from.Offset > 0 || token != "" {
 			h.Metrics.Resumed(in.Job, in.Session.ServerName)
 		}
-		snap, moved, reconnects, err := h.receiveOnce(ctx, in, from, resumeOK, tally)
+		snap, moved, reconnects, err := h.receiveOnce(ctx, in, from, resumeOK, token, tally)
 		h.Metrics.ReceiveEnded(in.Job, in.Session.ServerName, err == nil)
 		res.Bytes += moved
 		res.Reconnects += reconnects
-		res.Resumed = res.Resumed || (resumeOK && from.Offset > 0)
+		res.Resumed = res.Resumed || (resumeOK && from.Offset > 0) || token != ""
 		if err == nil {
 			res.Snapshot = snapshotOf(snap)
 			tally.fill(&res)
@@ -291,7 +302,7 @@ func (h *Host) resumePoint(ctx context.Context, in ReceiveInput, log *zap.Logger
 	return resume.Position{}, false, nil
 }
 
-func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Position, resumeOK bool, tally *receiveTally) (storage.Snapshot, int64, int, error) {
+func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Position, resumeOK bool, token string, tally *receiveTally) (storage.Snapshot, int64, int, error) {
 	log := storage.Logger(ctx, h.Logger)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -325,6 +336,7 @@ func (h *Host) receiveOnce(ctx context.Context, in ReceiveInput, from resume.Pos
 		Parent: in.Parent, Resume: resumeOK,
 		Durable: func(p resume.Position) { durable.Store(p.Offset) },
 		Mode:    storage.ResumeMode(in.Mode), ExpectedSize: in.Session.Expected,
+		ResumeToken: token,
 	}, stream)
 	stop()
 	st := stream.Stats()

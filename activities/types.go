@@ -52,6 +52,10 @@ type InventoryResult struct {
 	// Anomalies are the modified snapshots and foreign items on the host
 	// (absent from histories recorded before they were reported).
 	Anomalies []Anomaly `json:",omitempty"`
+	// Features is what the host's backend detected it can do (zfs:
+	// pool_version, resumable_receive, bookmarks, holds, raw_send, ...);
+	// absent for backends that detect nothing and in older histories.
+	Features map[string]string `json:",omitempty"`
 }
 
 // OpenSendInput asks the source to authorise one stream for the target host.
@@ -70,6 +74,14 @@ type OpenSendInput struct {
 	// snapshot may then be sent, and the result's SourceGUID is the
 	// identity its stream carries.
 	Restore bool `json:",omitempty"`
+	// ResumeToken, when set, is the target's native resume token (zfs) of
+	// the step's partial receive: the session continues it (`zfs send -t`),
+	// or, when the source can no longer continue it, sends the step from
+	// byte 0 and says why (OpenSendResult.ResumeRefused).
+	ResumeToken string `json:",omitempty"`
+	// SendDecrypted allows sending an encrypted dataset decrypted (the
+	// job's stream.zfs_send_decrypted); otherwise it is sent raw or refused.
+	SendDecrypted bool `json:",omitempty"`
 }
 
 // OpenSendResult tells the target where and how to pull the stream.
@@ -88,6 +100,21 @@ type OpenSendResult struct {
 	// SourceDigest is the sent snapshot's digest, for verify.
 	SourceDigest string
 	Compress     bool
+	// ResumeToken is the native resume token the session's stream
+	// continues (empty: the stream starts at byte 0).
+	ResumeToken string `json:",omitempty"`
+	// ResumeRefused says why the source could not continue the token it
+	// was asked to (RefusedToken): the session sends the step from byte 0
+	// and the target aborts that partial.
+	ResumeRefused string `json:",omitempty"`
+	RefusedToken  string `json:",omitempty"`
+}
+
+// SessionLostDetails are the details of a SessionLost error a receive
+// raises because the target holds a partial this session cannot continue
+// natively: the new session continues ResumeToken ("" : from byte 0).
+type SessionLostDetails struct {
+	ResumeToken string `json:",omitempty"`
 }
 
 // ReceiveInput pulls one planned step from the source into the target.
@@ -102,6 +129,10 @@ type ReceiveInput struct {
 	// Mode is the job's stream.resume mode (auto, staged, off).
 	Mode    string
 	Session OpenSendResult
+	// NativeResume: the workflow reopens the session for a native resume
+	// token the target holds (SessionLostDetails); without it (older runs)
+	// such a partial is aborted and the step starts from byte 0.
+	NativeResume bool `json:",omitempty"`
 }
 
 // ReceiveProgress is the heartbeat of a running receive, also what

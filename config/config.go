@@ -188,6 +188,10 @@ type Stream struct {
 	BWLimit int64
 	// Resume is the stream.resume mode (storage.ResumeModes).
 	Resume storage.ResumeMode
+	// ZFSSendDecrypted (stream.zfs_send_decrypted, zfs jobs only) sends an
+	// encrypted source dataset decrypted; by default it is sent raw, or
+	// refused where the source cannot send raw.
+	ZFSSendDecrypted bool
 }
 
 // NotFoundError says the config file is not there; commands add how to

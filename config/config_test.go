@@ -129,7 +129,7 @@ jobs:
     source: "nas-a:data/my share"
     target: nas-b:data
     cron: "30 2 * * 1-5"
-    stream: {bwlimit: 1048576}
+    stream: {bwlimit: 1048576, zfs_send_decrypted: true}
 `)
 	assert.Equal(t, "temporal.example.com:7233", cfg.Temporal.Address)
 	assert.Equal(t, "backups", cfg.Temporal.Namespace)
@@ -157,6 +157,8 @@ jobs:
 	assert.Equal(t, "30 2 * * 1-5", cj.Cron)
 	assert.Equal(t, int64(1<<20), cj.Stream.BWLimit)
 	assert.Equal(t, CompressZstd, cj.Stream.Compress)
+	assert.True(t, cj.Stream.ZFSSendDecrypted, "stream.zfs_send_decrypted on a zfs job")
+	assert.False(t, daily.Stream.ZFSSendDecrypted, "encrypted datasets go raw by default")
 }
 
 func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {

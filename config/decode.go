@@ -85,6 +85,8 @@ type rawStream struct {
 	Compress string `yaml:"compress"`
 	BWLimit  string `yaml:"bwlimit"`
 	Resume   string `yaml:"resume"`
+	// ZFSSendDecrypted: zfs only (validate.go).
+	ZFSSendDecrypted string `yaml:"zfs_send_decrypted"`
 }
 
 // parser collects problems for one file.

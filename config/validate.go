@@ -315,6 +315,18 @@ func (p *parser) job(name string, rj *rawJob, hosts map[string]Host, hostNames [
 				j.Stream.BWLimit = n
 			}
 		}
+		if v := rs.ZFSSendDecrypted; v != "" {
+			k := key + ".stream.zfs_send_decrypted"
+			switch b := hosts[j.Source.Host].Backend; {
+			case v != "true" && v != "false":
+				p.add(k, "use true or false", "zfs_send_decrypted %q is not true or false", v)
+			case srcOK && b != BackendZFS:
+				p.add(k, "remove it: it only applies to jobs between zfs hosts",
+					"zfs_send_decrypted is set but source host %s uses backend %s, which has no encrypted datasets to send", j.Source.Host, b)
+			default:
+				j.Stream.ZFSSendDecrypted = v == "true"
+			}
+		}
 	}
 
 	if rt := rj.Timeouts; rt != nil {

@@ -28,13 +28,15 @@ func ScheduleID(job string) string { return SchedulePrefix + job }
 // InputFor maps a configured job to the input its replication runs start with.
 func InputFor(job config.Job) workflows.ReplicateInput {
 	return workflows.ReplicateInput{
-		Job:        job.Name,
-		Source:     workflows.Endpoint{Host: job.Source.Host, Dataset: job.Source.Dataset},
-		Target:     workflows.Endpoint{Host: job.Target.Host, Dataset: job.Target.Dataset},
-		Compress:   job.Stream.Compress == config.CompressZstd,
-		BWLimit:    job.Stream.BWLimit,
-		Resume:     string(job.Stream.Resume),
-		DeepVerify: job.Verify == config.VerifyDeep,
+		Job:      job.Name,
+		Source:   workflows.Endpoint{Host: job.Source.Host, Dataset: job.Source.Dataset},
+		Target:   workflows.Endpoint{Host: job.Target.Host, Dataset: job.Target.Dataset},
+		Compress: job.Stream.Compress == config.CompressZstd,
+		BWLimit:  job.Stream.BWLimit,
+		Resume:   string(job.Stream.Resume),
+		// Encrypted zfs datasets go raw unless the job says otherwise.
+		SendDecrypted: job.Stream.ZFSSendDecrypted,
+		DeepVerify:    job.Verify == config.VerifyDeep,
 		// Zero (timeouts not set in the config) takes the workflow's defaults.
 		HostTimeout:      job.Timeouts.Host,
 		StreamTimeout:    job.Timeouts.Stream,

@@ -63,6 +63,9 @@ type ReplicateInput struct {
 	Resume string `json:"resume,omitempty"`
 	// DeepVerify also compares content digests of both trees.
 	DeepVerify bool `json:"deep_verify,omitempty"`
+	// SendDecrypted allows sending an encrypted source dataset decrypted
+	// (stream.zfs_send_decrypted); otherwise it is sent raw or refused.
+	SendDecrypted bool `json:"send_decrypted,omitempty"`
 	// Timeouts; zero values take the defaults below.
 	HostTimeout      time.Duration `json:"host_timeout,omitempty"`
 	StreamTimeout    time.Duration `json:"stream_timeout,omitempty"`
@@ -258,6 +261,10 @@ const (
 	// changeRunMemo: a run's outcome is upserted into its memo (RunMemo)
 	// as it ends, so `ferry status` reads it from the visibility list.
 	changeRunMemo = "run-outcome-memo"
+	// changeNativeResume: a step resuming a partial receive with a native
+	// resume token (zfs) asks the source to continue it, and a receive's
+	// SessionLost naming a token reopens the session for it.
+	changeNativeResume = "zfs-native-resume-token"
 )
 
 // replication is one run's state; every method runs on the workflow goroutine.
@@ -271,6 +278,9 @@ type replication struct {
 	// restore: a RestoreWorkflow sending a replica back (OpenSend may send
 	// a received snapshot).
 	restore bool
+	// native: resume tokens flow from the plan and the target's receive to
+	// OpenSend (changeNativeResume).
+	native bool
 }
 
 // act is the nil receiver the workflow names activities by.
@@ -328,6 +338,13 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 		}
 	}
 	res.Plan, r.status.Plan, r.status.Steps = plan, &plan, len(plan.Steps)
+	if r.native = workflow.GetVersion(ctx, changeNativeResume, workflow.DefaultVersion, 1) >= 1; r.native {
+		r.logFeatures(ctx, srcInv, tgtInv)
+		if note := r.abortedTokensNote(ctx, plan); note != "" {
+			res.Note = joinNote(res.Note, note)
+			r.status.Note = res.Note
+		}
+	}
 
 	if len(plan.Discard) > 0 {
 		r.setPhase(ctx, PhaseDiscard, fmt.Sprintf("discard %d leftover partial receive(s) on %s", len(plan.Discard), r.in.Target))
@@ -347,6 +364,9 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 		if err != nil {
 			return res, err
 		}
+	}
+	if r.native {
+		res.Note = r.status.Note // with what the steps noted (a refused resume)
 	}
 
 	if len(plan.Steps) > 0 || plan.Base != "" {
@@ -390,7 +410,7 @@ func (r *replication) reached(plan Plan) string {
 func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, error) {
 	var moved int64
 	for verifyAttempt := 1; ; verifyAttempt++ {
-		sess, err := r.stream(ctx, step, &moved)
+		sess, err := r.stream(ctx, step, &moved, r.stepToken(step, verifyAttempt))
 		if err != nil {
 			return moved, err
 		}
@@ -417,20 +437,22 @@ func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, err
 // it returns the session the received stream came through. The receive
 // resumes whatever partial of the step the target holds (the planned one, or
 // the one a lost session left).
-func (r *replication) stream(ctx workflow.Context, step Step, moved *int64) (activities.OpenSendResult, error) {
+func (r *replication) stream(ctx workflow.Context, step Step, moved *int64, token string) (activities.OpenSendResult, error) {
 	r.setPhase(ctx, PhaseStream, r.stepText("stream", step))
 	for reopen := 0; ; reopen++ {
 		var sess activities.OpenSendResult
 		if err := r.call(ctx, r.in.Source.Host, "open send "+step.To, act.OpenSend,
 			activities.OpenSendInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, From: step.From, To: step.To,
-				TargetHost: r.in.Target.Host, Compress: r.in.Compress, BWLimit: r.in.BWLimit, TTL: sessionTTL, Restore: r.restore}, &sess); err != nil {
+				TargetHost: r.in.Target.Host, Compress: r.in.Compress, BWLimit: r.in.BWLimit, TTL: sessionTTL, Restore: r.restore,
+				ResumeToken: token, SendDecrypted: r.in.SendDecrypted}, &sess); err != nil {
 			return sess, err
 		}
+		r.noteRefusedResume(ctx, step, sess)
 		var rcv activities.ReceiveResult
 		waitHost := workflow.GetVersion(ctx, changeReceiveStartTimeout, workflow.DefaultVersion, 1) >= 1
 		err := workflow.ExecuteActivity(r.streamCtx(ctx, step, waitHost), act.Receive, activities.ReceiveInput{
 			Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To, SourceGUID: step.ToGUID,
-			Parent: step.TargetParent, Mode: r.in.Resume, Session: sess,
+			Parent: step.TargetParent, Mode: r.in.Resume, Session: sess, NativeResume: r.native,
 		}).Get(ctx, &rcv)
 		limit := r.in.StreamTimeout
 		if waitHost && isTimeout(err, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START) {
@@ -447,6 +469,9 @@ func (r *replication) stream(ctx workflow.Context, step Step, moved *int64) (act
 		}
 		r.status.LastError = err.Error()
 		workflow.GetLogger(ctx).Warn("send session lost, opening a new one", "job", r.in.Job, "snapshot", step.To, "error", err)
+		if r.native {
+			token = lostSessionToken(err)
+		}
 	}
 }
 

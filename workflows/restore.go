@@ -121,7 +121,7 @@ func RestoreWorkflow(ctx workflow.Context, in RestoreRequest) (res RestoreResult
 	}
 	res.ReplicaDigest = d.Digest
 
-	sess, err := r.stream(ctx, step, &res.Bytes)
+	sess, err := r.stream(ctx, step, &res.Bytes, "")
 	r.status.Bytes = res.Bytes
 	if err != nil {
 		return res, err

@@ -52,7 +52,7 @@ func (b *Backend) sendArgs(ctx context.Context, op string, req storage.SendReque
 		return append(raw, "-i", fds+"@"+req.From, fds+"@"+req.To), nil
 	}
 	if bm, ok := b.cursorBookmark(ctx, req.Dataset, req.From, to.createtxg); ok {
-		return []string{"-i", bm, fds + "@" + req.To}, nil
+		return append(raw, "-i", bm, fds+"@"+req.To), nil
 	}
 	return nil, storage.Errorf(storage.KindNotFound, op, req.Dataset, req.To, "send a full stream, or restore the base",
 		"incremental base %s@%s not found", req.Dataset, req.From)
@@ -66,7 +66,15 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 	if err != nil {
 		return err
 	}
-	release, err := b.holdStep(ctx, op, req, args)
+	held := args
+	if req.ResumeToken != "" {
+		// `send -t` names its snapshots only inside the token: hold the step's.
+		held = []string{b.full(req.Dataset) + "@" + req.To}
+		if req.From != "" {
+			held = append(held, b.full(req.Dataset)+"@"+req.From)
+		}
+	}
+	release, err := b.holdStep(ctx, op, req, held)
 	if err != nil {
 		return err
 	}

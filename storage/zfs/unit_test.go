@@ -40,6 +40,7 @@ send) cat "$td/` + sendUsage + `" >&2; exit 2 ;;
 "send -n -v -P -i tank/ferry/share@s1 tank/ferry/share@s2") cat "$td/openzfs-send-nvP-incremental.txt" ;;
 "send -n -v -P tank/ferry/share@s2") cat "$td/openzfs-send-nvP-full.txt" ;;
 "get -H -p -o value referenced tank/ferry/share@s2") echo 555 ;;
+"get -H -o value encryption tank/ferry/share") echo off ;;
 *) echo "fake zfs: unexpected: $*" >&2; exit 1 ;;
 esac
 `
@@ -70,7 +71,7 @@ func TestOpenZFSFeaturesAndEstimate(t *testing.T) {
 	if err := b.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := Features{PoolVersion: "-", ResumableReceive: true, Bookmarks: true, Holds: true, RawSend: true,
+	want := Features{PoolVersion: "-", ResumableReceive: true, Bookmarks: true, Holds: true, RawSend: true, Encryption: true,
 		ReceiveNoMount: true, SendEstimate: true, Written: true}
 	if got := b.Features(); got != want {
 		t.Fatalf("features %+v, want %+v", got, want)
