@@ -48,8 +48,8 @@ func refusedToken(token, refused string) string {
 // the receive starts over, and the backend aborts the partial.
 func (h *Host) nativeResume(ctx context.Context, in ReceiveInput, log *zap.Logger) (string, error) {
 	sess := in.Session
-	if sess.ResumeToken == "" && !in.NativeResume {
-		return "", nil
+	if sess.ResumeToken == "" && !in.NativeResume || storage.ResumeMode(in.Mode) == storage.ResumeOff {
+		return "", nil // stream.resume: off starts over; the backend aborts the partial
 	}
 	partials, err := h.Backend.Partials(ctx, in.Dataset)
 	if err != nil {

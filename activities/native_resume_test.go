@@ -124,3 +124,11 @@ func TestInventoryCarriesBackendFeatures(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, res.Features)
 }
+
+func TestNativeResumeOffStartsOver(t *testing.T) {
+	h := &Host{Name: "nas-b", Backend: &tokenBackend{held: "1-a"}}
+	tok, err := h.nativeResume(context.Background(), ReceiveInput{Dataset: "r", Name: "s2", SourceGUID: "g2", NativeResume: true,
+		Mode: string(storage.ResumeOff)}, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	require.Empty(t, tok, "stream.resume: off never continues a partial")
+}

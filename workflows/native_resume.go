@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/storage"
 )
 
 // Native resume tokens (zfs receive_resume_token), changeNativeResume: the
@@ -22,7 +23,7 @@ import (
 // stepToken is the resume token the step's first send continues: the
 // planned partial's; a step redone after verify starts over.
 func (r *replication) stepToken(step Step, verifyAttempt int) string {
-	if !r.native || step.Resume == nil || verifyAttempt > 1 {
+	if !r.native || step.Resume == nil || verifyAttempt > 1 || r.in.Resume == string(storage.ResumeOff) {
 		return ""
 	}
 	return step.Resume.ResumeToken
