@@ -103,7 +103,10 @@ func (h *Host) RunHook(ctx context.Context, in RunHookInput) (RunHookResult, err
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = hookWaitDelay
 
-	log.Info("running hook", zap.Strings("command", hook.Command), zap.Duration("timeout", hook.Timeout))
+	// The program only: arguments may hold credentials, and the error
+	// below ends up in the run's history, readable by anyone with
+	// Temporal access.
+	log.Info("running hook", zap.String("program", hook.Command[0]), zap.Int("args", len(hook.Command)-1), zap.Duration("timeout", hook.Timeout))
 	began := time.Now()
 	err := cmd.Run()
 	last := lastLines(out.String(), hookOutputLines)
@@ -126,7 +129,7 @@ func (h *Host) RunHook(ctx context.Context, in RunHookInput) (RunHookResult, err
 	default:
 		why = "could not run: " + err.Error()
 	}
-	msg := fmt.Sprintf("%s hook %q (%s) on %s %s", in.Phase, in.Hook, strings.Join(hook.Command, " "), h.Name, why)
+	msg := fmt.Sprintf("%s hook %q (%s) on %s %s", in.Phase, in.Hook, hook.Command[0], h.Name, why)
 	if last != "" {
 		msg += "; its last output:\n" + last
 	} else {

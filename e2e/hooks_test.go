@@ -49,7 +49,7 @@ echo "$FERRY_HOOK $FERRY_JOB $FERRY_DATASET $FERRY_SNAPSHOT $made" >> %q
 	require.ErrorAs(t, err, &ae, "the run whose pre hook failed did not fail")
 	require.Equal(t, activities.ErrHookFailed, ae.Type())
 	require.Contains(t, ae.Message(), "job "+e.job+": ")
-	require.Contains(t, ae.Message(), `pre_snapshot hook "flush" (`+pre+" "+snapLink+") on "+source+" failed: exit status 4; its last output:\ncannot flush: queue busy")
+	require.Contains(t, ae.Message(), `pre_snapshot hook "flush" (`+pre+") on "+source+" failed: exit status 4; its last output:\ncannot flush: queue busy")
 	snaps, err := e.backend(source).ListSnapshots(e.ctx, srcDataset)
 	require.NoError(t, err)
 	require.Empty(t, snaps, "a snapshot was taken although the pre hook failed")
