@@ -134,8 +134,14 @@ func (p *Progress) applyReceive(pa *workflowpb.PendingActivityInfo, t time.Time)
 	switch {
 	case pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_SCHEDULED && p.Attempt > 1:
 		p.Waiting = true
-		if !hbAt.IsZero() {
+		// The server forgets the heartbeat's time with the attempt; the
+		// attempt ended a heartbeat timeout after it, so the silence is
+		// at least this long.
+		switch ended := pa.GetLastAttemptCompleteTime(); {
+		case !hbAt.IsZero():
 			p.Silent = t.Sub(hbAt)
+		case ended != nil:
+			p.Silent, p.SilentAtLeast = t.Sub(ended.AsTime()), true
 		}
 		return
 	case !current:

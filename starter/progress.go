@@ -55,6 +55,9 @@ type Progress struct {
 	// only when that is over twice the worker's heartbeat interval: the
 	// worker is probably down. JSON: silent_seconds.
 	Silent time.Duration `json:"-"`
+	// SilentAtLeast: the last heartbeat's time is gone (the attempt that
+	// sent it ended); Silent is the time since that attempt ended.
+	SilentAtLeast bool `json:"silent_at_least,omitempty"`
 	// Waiting: the receive's next attempt waits for a target worker to
 	// pick it up (the one before failed).
 	Waiting bool `json:"waiting,omitempty"`
@@ -102,6 +105,22 @@ func (p Progress) MarshalJSON() ([]byte, error) {
 		ETASeconds    int64 `json:"eta_seconds"`
 		SilentSeconds int64 `json:"silent_seconds,omitempty"`
 	}{plain(p), int64(p.ETA / time.Second), int64(p.Silent / time.Second)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (p *Progress) UnmarshalJSON(data []byte) error {
+	type plain Progress
+	var v struct {
+		plain
+		ETASeconds    int64 `json:"eta_seconds"`
+		SilentSeconds int64 `json:"silent_seconds"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	*p = Progress(v.plain)
+	p.ETA, p.Silent = time.Duration(v.ETASeconds)*time.Second, time.Duration(v.SilentSeconds)*time.Second
+	return nil
 }
 
 // Running reports whether the run had not finished when it was inspected.
@@ -170,7 +189,11 @@ func (p Progress) silence() string {
 	if host == "" {
 		host = "the receiving worker"
 	}
-	s := fmt.Sprintf("no progress from %s for %s — worker down?", host, FormatDuration(p.Silent.Round(time.Second)))
+	atLeast := ""
+	if p.SilentAtLeast {
+		atLeast = "at least "
+	}
+	s := fmt.Sprintf("no progress from %s for %s%s — worker down?", host, atLeast, FormatDuration(p.Silent.Round(time.Second)))
 	if p.Silent <= 0 {
 		s = fmt.Sprintf("waiting for %s to take the receive up again — worker down?", host)
 	}

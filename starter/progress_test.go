@@ -2,6 +2,7 @@ package starter
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"testing"
 	"time"
@@ -77,6 +78,13 @@ func TestProgressThroughAReceiverKill(t *testing.T) {
 	p.applyReceive(pending(t, enumspb.PENDING_ACTIVITY_STATE_SCHEDULED, 2, hb, t0, t0.Add(-time.Minute), true), t0.Add(30*time.Second))
 	assert.True(t, p.Waiting)
 	assert.Equal(t, "stream step 1/1 ferry_s_1  80.0 MiB / 293.0 MiB stream (27%)  no progress from nas-b for 30s — worker down? (attempt 2 waits for it)", p.String())
+	// The server dropped the heartbeat's time with the attempt: the time
+	// since that attempt ended is a lower bound.
+	pa := pending(t, enumspb.PENDING_ACTIVITY_STATE_SCHEDULED, 2, hb, t0, t0.Add(-time.Minute), true)
+	pa.LastHeartbeatTime, pa.LastAttemptCompleteTime = nil, timestamppb.New(t0.Add(5*time.Second))
+	p = base()
+	p.applyReceive(pa, t0.Add(17*time.Second))
+	assert.Equal(t, "stream step 1/1 ferry_s_1  80.0 MiB / 293.0 MiB stream (27%)  no progress from nas-b for at least 12s — worker down? (attempt 2 waits for it)", p.String())
 
 	// The restarted worker took attempt 2 up but has not reported yet: the
 	// old attempt's rate is not shown as this one's.
@@ -102,8 +110,11 @@ func TestProgressThroughAReceiverKill(t *testing.T) {
 	p.applyReceive(pending(t, enumspb.PENDING_ACTIVITY_STATE_STARTED, 2, r, t0.Add(45*time.Second), t0.Add(40*time.Second), true), t0.Add(46*time.Second))
 	assert.Contains(t, p.String(), "(restarted from 0: off mode after the receiver restarted, 86.0 MiB on the wire over 2 attempts)")
 
-	js, err := p.MarshalJSON()
+	js, err := json.Marshal(p)
 	require.NoError(t, err)
+	var back Progress
+	require.NoError(t, json.Unmarshal(js, &back))
+	assert.Equal(t, p.String(), back.String(), "read back from JSON")
 	for _, field := range []string{`"stream_bytes":5242880`, `"wire_sent":90177536`, `"stream_sent":89128960`, `"restarts":1`, `"restart":"off mode"`, `"receiver_lost":true`} {
 		assert.Contains(t, string(js), field)
 	}
