@@ -74,11 +74,18 @@ func (r *replication) abortedTokensNote(ctx workflow.Context, plan Plan) string 
 		strings.Join(names, ", "), r.in.Target)
 }
 
-// logFeatures logs what each side's backend detected (greet).
-func (r *replication) logFeatures(ctx workflow.Context, src, tgt activities.InventoryResult) {
+// logFeatures logs what each side's backend detected (greet) and returns
+// it by host, for the run's result.
+func (r *replication) logFeatures(ctx workflow.Context, src, tgt activities.InventoryResult) map[string]map[string]string {
+	var out map[string]map[string]string
 	for _, inv := range []activities.InventoryResult{src, tgt} {
 		if len(inv.Features) > 0 {
 			workflow.GetLogger(ctx).Info("backend features", "job", r.in.Job, "host", inv.Host, "backend", inv.Backend, "features", inv.Features)
+			if out == nil {
+				out = map[string]map[string]string{}
+			}
+			out[inv.Host] = inv.Features
 		}
 	}
+	return out
 }

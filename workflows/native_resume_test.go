@@ -55,6 +55,8 @@ func (s *replicateSuite) TestNativeResumeTokenContinuesThePartial() {
 	s.Empty(res.Plan.Discard)
 	s.Equal(0, res.Discarded)
 	s.Empty(res.Note)
+	s.Equal(map[string]map[string]string{"nas-a": {"resumable_receive": "yes", "pool_version": "-"}, "nas-b": {"resumable_receive": "yes"}},
+		res.Features, "greet's features in the result")
 }
 
 func (s *replicateSuite) TestNativeResumeStaleTokenRestartsFromByteZero() {

@@ -122,6 +122,9 @@ type ReplicateResult struct {
 	// Foreign lists what greet found in ferry's area that ferry did not
 	// make ("host: path (what it is)"); it is left alone.
 	Foreign []string `json:"foreign,omitempty"`
+	// Features is what each host's backend detected, by host (greet's
+	// InventoryResult.Features; zfs only, changeNativeResume).
+	Features map[string]map[string]string `json:"features,omitempty"`
 	// Prune is what retention did on each side (absent without a grid).
 	Prune *PruneReport `json:"prune,omitempty"`
 	// Notify is the recovery notification this run sent (absent when it
@@ -339,7 +342,7 @@ func (r *replication) run(ctx workflow.Context) (ReplicateResult, error) {
 	}
 	res.Plan, r.status.Plan, r.status.Steps = plan, &plan, len(plan.Steps)
 	if r.native = workflow.GetVersion(ctx, changeNativeResume, workflow.DefaultVersion, 1) >= 1; r.native {
-		r.logFeatures(ctx, srcInv, tgtInv)
+		res.Features = r.logFeatures(ctx, srcInv, tgtInv)
 		if note := r.abortedTokensNote(ctx, plan); note != "" {
 			res.Note = joinNote(res.Note, note)
 			r.status.Note = res.Note

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -210,6 +212,14 @@ func printRunSummary(out io.Writer, res workflows.ReplicateResult, took time.Dur
 	}
 	for _, f := range res.Foreign {
 		fmt.Fprintf(out, "left alone, not made by ferry: %s\n", f)
+	}
+	for _, host := range slices.Sorted(maps.Keys(res.Features)) {
+		f := res.Features[host]
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(f)) {
+			kv = append(kv, k+" "+f[k])
+		}
+		fmt.Fprintf(out, "features of %s: %s\n", host, strings.Join(kv, ", "))
 	}
 }
 

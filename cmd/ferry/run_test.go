@@ -83,3 +83,15 @@ jobs:
 		t.Errorf("missing config: %v", err)
 	}
 }
+
+func TestRunSummaryNamesBackendFeatures(t *testing.T) {
+	res := workflows.ReplicateResult{Snapshot: "ferry_s_1", Features: map[string]map[string]string{
+		"nas-b": {"resumable_receive": "no", "pool_version": "23"}, "nas-a": {"raw_send": "yes"}}}
+	var b strings.Builder
+	printRunSummary(&b, res, time.Second)
+	want := "done in 1s: snapshot ferry_s_1, the target already had everything (nothing sent)\n" +
+		"features of nas-a: raw_send yes\nfeatures of nas-b: pool_version 23, resumable_receive no\n"
+	if b.String() != want {
+		t.Errorf("summary\n got %q\nwant %q", b.String(), want)
+	}
+}
