@@ -807,6 +807,7 @@ func testHostile(t *testing.T, h *Harness) {
 			before := footprint(t, h, Target)
 			_, err := h.Target.Receive(ctx, storage.ReceiveRequest{Dataset: TargetDataset, Name: hs.Name}, Stream(t, hs.Stream, resume.Position{}))
 			kindIs(t, err, storage.KindInvalid)
+			t.Logf("refused: %v", err)
 			canary.Check(t)
 			if listed(t, h.Target, TargetDataset, hs.Name) {
 				t.Fatal("a hostile stream produced a snapshot")

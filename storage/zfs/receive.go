@@ -179,6 +179,11 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	}
 
 	if !resuming {
+		// The stream's header before anything on the target changes (a
+		// resumed stream continues one whose header was checked).
+		if s, err = readHead(op, req, parent, s); err != nil {
+			return storage.Snapshot{}, err
+		}
 		if err := b.startReceive(ctx, op, req, parent); err != nil {
 			return storage.Snapshot{}, err
 		}

@@ -59,6 +59,7 @@ func harness(t *testing.T) storagetest.Harness {
 		LinearReceives:     true,
 		NoXattrs:           !storagetest.XattrsSupported(src.live("")),
 		NoSpaceFileUnknown: true,
+		HostileStreams:     func(t testing.TB, _ string) []storagetest.HostileStream { return hostileStreams(t, src) },
 		SmallTarget: func(t testing.TB) storagetest.SmallTarget {
 			small := newSide(t, 64<<20)
 			zfsRun(t, "create", "-p", small.b.full("replicas"))
