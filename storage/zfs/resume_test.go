@@ -3,6 +3,7 @@ package zfs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -201,6 +202,10 @@ func token(t *testing.T) string {
 
 const recvProp = "ferry:recv:share:40s2"
 
+// s2Head starts a fresh stream of s2 (guid 202) on s1 (guid 201): the
+// receive checks it before zfs receive runs (streamhead.go).
+var s2Head = beginRecord(binary.LittleEndian, substream, 201, 202)
+
 // TestOpenZFSResumeToken: an incremental receive runs with -s; cut off, it
 // leaves resume state, which Partials reports as ferry's resumable partial
 // carrying the token (the %recv clone is that partial, not a leftover);
@@ -213,7 +218,7 @@ func TestOpenZFSResumeToken(t *testing.T) {
 	req := storage.ReceiveRequest{Dataset: "share", Name: "s2", SourceGUID: "202-20", Parent: "s1", SourceDatasetGUID: "111"}
 
 	st.touch("interrupt")
-	_, err := b.Receive(ctx, req, &cutStream{r: strings.NewReader(strings.Repeat("x", 100<<10))})
+	_, err := b.Receive(ctx, req, &cutStream{r: strings.NewReader(s2Head + strings.Repeat("x", 100<<10))})
 	if storage.KindOf(err) != storage.KindTemporary {
 		t.Fatalf("cut receive: %v (kind %v), want Temporary (the partial is kept)", err, storage.KindOf(err))
 	}
@@ -301,7 +306,7 @@ func TestOpenZFSDiscardAndStartOver(t *testing.T) {
 	ctx := context.Background()
 	req := storage.ReceiveRequest{Dataset: "share", Name: "s2", SourceGUID: "202-20", Parent: "s1"}
 	st.touch("interrupt")
-	if _, err := b.Receive(ctx, req, &cutStream{r: strings.NewReader("partial")}); err == nil {
+	if _, err := b.Receive(ctx, req, &cutStream{r: strings.NewReader(s2Head + "partial")}); err == nil {
 		t.Fatal("cut receive succeeded")
 	}
 	ps, _ := b.Partials(ctx, "share")
@@ -328,11 +333,11 @@ func TestOpenZFSDiscardAndStartOver(t *testing.T) {
 
 	// Interrupted again, then received without resume: aborted first.
 	st.touch("interrupt")
-	if _, err := b.Receive(ctx, req, &cutStream{r: strings.NewReader("partial")}); err == nil {
+	if _, err := b.Receive(ctx, req, &cutStream{r: strings.NewReader(s2Head + "partial")}); err == nil {
 		t.Fatal("cut receive succeeded")
 	}
 	st.calls()
-	if _, err := b.Receive(ctx, req, stream("STREAM from byte 0")); err != nil {
+	if _, err := b.Receive(ctx, req, stream(s2Head+"STREAM from byte 0")); err != nil {
 		t.Fatal(err)
 	}
 	calls := strings.Join(st.calls(), "\n")
