@@ -57,7 +57,7 @@ func TestZFSCatchUpChain(t *testing.T) {
 		require.Equal(t, want[i+1], s.To, "step %d's snapshot", i)
 	}
 	require.Contains(t, out.Out, "snapshot "+res.Snapshot)
-	require.Contains(t, out.Out, "in 3 step(s)")
+	require.Contains(t, out.Out, "3 step(s)")
 
 	// Every snapshot on the target, in the source's order, same content.
 	replica := e.cfg.Hosts[target].Root + "/" + tgtDataset
