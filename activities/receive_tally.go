@@ -35,6 +35,8 @@ type receiveTally struct {
 	interval                 float64
 	// earlier is the last heartbeat of the attempt before, if any.
 	earlier *ReceiveProgress
+	// end is the stream offset the last pass ended at.
+	end int64
 }
 
 // newReceiveTally reads the previous attempt's last heartbeat, if any.
@@ -103,6 +105,7 @@ func (t *receiveTally) restartAfterMismatch() {
 func (t *receiveTally) passDone(stream, wire int64, reconnects int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.end = t.start + stream
 	t.streamBefore += stream
 	t.wireBefore += wire
 	t.reconnectsBefore += reconnects
@@ -128,6 +131,6 @@ func (t *receiveTally) progress(pos, expected, durable int64, rate, wireRate flo
 func (t *receiveTally) fill(res *ReceiveResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	res.StreamSent, res.WireSent, res.TotalReconnects = t.streamBefore, t.wireBefore, t.reconnectsBefore
+	res.StreamSent, res.StreamSize, res.WireSent, res.TotalReconnects = t.streamBefore, t.end, t.wireBefore, t.reconnectsBefore
 	res.Attempts, res.Resumes, res.Restarts, res.Restart = t.attempt, t.resumes, t.restarts, t.restart
 }

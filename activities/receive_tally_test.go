@@ -19,7 +19,7 @@ func TestReceiveTallyCarriesEarlierAttempts(t *testing.T) {
 	tl.passDone(293*mib-84*mib, 210*mib, 1)
 	var res ReceiveResult
 	tl.fill(&res)
-	if res.StreamSent != 293*mib || res.WireSent != 85*mib+210*mib || res.Resumes != 1 || res.Restarts != 0 || res.TotalReconnects != 3 || res.Attempts != 2 {
+	if res.StreamSent != 293*mib || res.StreamSize != 293*mib || res.WireSent != 85*mib+210*mib || res.Resumes != 1 || res.Restarts != 0 || res.TotalReconnects != 3 || res.Attempts != 2 {
 		t.Errorf("after a resume: %+v", res)
 	}
 	hb := tl.progress(100*mib, 293*mib, 96*mib, 1, 1, 0, 0)

@@ -189,7 +189,10 @@ type ReceiveResult struct {
 	// stream and wire bytes, attempts, resumes and restarts after an
 	// attempt was cut short, with the last restart's reason. Zero in
 	// results recorded before they existed.
-	StreamSent      int64  `json:",omitempty"`
+	StreamSent int64 `json:",omitempty"`
+	// StreamSize is the stream's length: the offset the completing attempt
+	// ended at (a resumed prefix included).
+	StreamSize      int64  `json:",omitempty"`
 	WireSent        int64  `json:",omitempty"`
 	Attempts        int32  `json:",omitempty"`
 	Resumes         int    `json:",omitempty"`

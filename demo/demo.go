@@ -424,7 +424,11 @@ func (e *Env) Replicate(ctx context.Context, out io.Writer) (workflows.Replicate
 		return r, 0, err
 	}
 	took := time.Since(start)
-	fmt.Fprintf(out, "  done: %s, %d step(s), %s moved in %s\n", r.Snapshot, len(r.Plan.Steps), starter.FormatBytes(r.Bytes), took.Round(10*time.Millisecond))
+	moved := starter.FormatBytes(r.Bytes) + " on the wire"
+	if r.Received.StreamSize > 0 {
+		moved = starter.FormatBytes(r.Received.StreamSize) + " stream, " + moved
+	}
+	fmt.Fprintf(out, "  done: %s, %d step(s), %s in %s\n", r.Snapshot, len(r.Plan.Steps), moved, took.Round(10*time.Millisecond))
 	return r, took, nil
 }
 

@@ -180,6 +180,13 @@ func unreachable(err error) bool {
 	return false
 }
 
+// refused reports whether err says the frontend could not be connected to
+// at all (not merely slow to answer).
+func refused(err error) bool {
+	var un *serviceerror.Unavailable
+	return errors.As(err, &un) || status.Code(err) == codes.Unavailable
+}
+
 // Unreachable reports whether err says Temporal's frontend could not be
 // reached; commands word such errors with the address they dialled.
 func Unreachable(err error) bool { return unreachable(err) }
@@ -187,7 +194,9 @@ func Unreachable(err error) bool { return unreachable(err) }
 // unreachableText is the error's gist and how long it has lasted.
 func unreachableText(err error, since time.Duration) string {
 	msg := err.Error()
-	if st, ok := status.FromError(err); ok && st.Message() != "" {
+	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+		msg = fmt.Sprintf("no answer within %s", inspectTimeout)
+	} else if st, ok := status.FromError(err); ok && st.Message() != "" {
 		msg = st.Message()
 	} else if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 200 {
 		msg = msg[i+2:]

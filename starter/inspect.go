@@ -72,7 +72,10 @@ func Inspect(ctx context.Context, c client.Client, workflowID, runID string) (Pr
 		if ctx.Err() != nil {
 			return p, ctx.Err()
 		}
-		if unreachable(err) {
+		// A query that times out waits on a worker (one killed while it
+		// held the workflow's sticky queue, or none polling): that is not
+		// Temporal being unreachable; a refused connection is.
+		if refused(err) {
 			return p, fmt.Errorf("query workflow %s: %w", p.WorkflowID, err)
 		}
 		p.Unanswered = true

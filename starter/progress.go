@@ -211,7 +211,13 @@ func (p Progress) attempts() string {
 	if p.Attempt > 1 {
 		after = fmt.Sprintf(" after attempt %d failed", p.Attempt-1)
 		if p.ReceiverLost {
-			after = " after the receiver restarted"
+			// Its heartbeat timed out: the worker died or restarted, or its
+			// heartbeats could not reach Temporal.
+			host := p.TargetHost
+			if host == "" {
+				host = "the receiving worker"
+			}
+			after = " after " + host + " stopped reporting"
 		}
 	}
 	switch {
@@ -221,7 +227,7 @@ func (p Progress) attempts() string {
 	case p.ResumedAt > 0:
 		parts = append(parts, fmt.Sprintf("resumed at %s%s", FormatBytes(p.ResumedAt), after))
 	case p.Restart != "" && p.Attempt > 1:
-		parts = append(parts, "restarted from 0: "+p.Restart+after)
+		parts = append(parts, "restarted from 0"+after+": "+p.Restart)
 	case p.Attempt > 1 && !p.ReceiverLost && p.LastFailure != "":
 		parts = append(parts, fmt.Sprintf("attempt %d, after: %s", p.Attempt, p.LastFailure))
 	}

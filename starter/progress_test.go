@@ -99,7 +99,7 @@ func TestProgressThroughAReceiverKill(t *testing.T) {
 	p = base()
 	p.applyReceive(pending(t, enumspb.PENDING_ACTIVITY_STATE_STARTED, 2, r, t0.Add(45*time.Second), t0.Add(40*time.Second), true), t0.Add(46*time.Second))
 	assert.Equal(t, "stream step 1/1 ferry_s_1  100.0 MiB / 293.0 MiB stream (34%)  20.0 MiB/s wire  ETA 10s"+
-		"  (resumed at 26% after the receiver restarted, 3 reconnects, 102.0 MiB on the wire over 2 attempts)", p.String())
+		"  (resumed at 26% after nas-b stopped reporting, 3 reconnects, 102.0 MiB on the wire over 2 attempts)", p.String())
 	assert.EqualValues(t, 79*mib, p.ResumedAt)
 	assert.EqualValues(t, 101*mib, p.StreamSent)
 
@@ -108,7 +108,7 @@ func TestProgressThroughAReceiverKill(t *testing.T) {
 		StreamSent: 85 * mib, WireSent: 86 * mib, Attempt: 2, Restarts: 1, Restart: activities.RestartModeOff, Interval: 2}
 	p = base()
 	p.applyReceive(pending(t, enumspb.PENDING_ACTIVITY_STATE_STARTED, 2, r, t0.Add(45*time.Second), t0.Add(40*time.Second), true), t0.Add(46*time.Second))
-	assert.Contains(t, p.String(), "(restarted from 0: off mode after the receiver restarted, 86.0 MiB on the wire over 2 attempts)")
+	assert.Contains(t, p.String(), "(restarted from 0 after nas-b stopped reporting: off mode, 86.0 MiB on the wire over 2 attempts)")
 
 	js, err := json.Marshal(p)
 	require.NoError(t, err)

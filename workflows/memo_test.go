@@ -12,7 +12,7 @@ import (
 func (s *replicateSuite) TestResultCountsEveryAttemptAndRecordsItsMemo() {
 	s.happyPath()
 	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).Return(activities.ReceiveResult{Snapshot: received,
-		Bytes: 213 << 20, WireSent: 301 << 20, StreamSent: 293 << 20, Attempts: 2, Resumes: 1, Reconnects: 1, TotalReconnects: 3}, nil).Once()
+		Bytes: 213 << 20, WireSent: 301 << 20, StreamSent: 293 << 20, StreamSize: 293 << 20, Attempts: 2, Resumes: 1, Reconnects: 1, TotalReconnects: 3}, nil).Once()
 	s.expectVerifyOK()
 	var memo map[string]any
 	s.env.OnUpsertMemo(mock.Anything).Run(func(args mock.Arguments) { memo = args.Get(0).(map[string]any) }).Return(nil).Once()
@@ -20,7 +20,7 @@ func (s *replicateSuite) TestResultCountsEveryAttemptAndRecordsItsMemo() {
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
 	res := s.result()
 	s.EqualValues(301<<20, res.Bytes, "wire bytes of both attempts, not the last one's 213 MiB")
-	s.Equal(Received{StreamBytes: 293 << 20, Resumes: 1, Reconnects: 3}, res.Received)
+	s.Equal(Received{StreamSize: 293 << 20, StreamBytes: 293 << 20, Resumes: 1, Reconnects: 3}, res.Received)
 
 	s.Require().NotNil(memo[MemoRun], "the run's outcome is not in its memo")
 	m, ok := memo[MemoRun].(RunMemo)

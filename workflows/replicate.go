@@ -135,7 +135,10 @@ type ReplicateResult struct {
 // Received sums what the receive activities of a run reported over all
 // their attempts (activities.ReceiveResult).
 type Received struct {
-	// StreamBytes of the steps' streams moved, every attempt together.
+	// StreamSize is the length of the steps' streams; StreamBytes what of
+	// them was moved, every attempt together (more than StreamSize when an
+	// attempt was cut short and its bytes were sent again).
+	StreamSize  int64 `json:"stream_size,omitempty"`
 	StreamBytes int64 `json:"stream_bytes,omitempty"`
 	// Resumes: attempts that continued the partial an attempt before them
 	// left. Restarts: attempts that started over from byte 0 after one
@@ -147,6 +150,7 @@ type Received struct {
 }
 
 func (r *Received) add(rcv activities.ReceiveResult) {
+	r.StreamSize += rcv.StreamSize
 	r.StreamBytes += rcv.StreamSent
 	r.Resumes += rcv.Resumes
 	r.Restarts += rcv.Restarts

@@ -134,7 +134,16 @@ Interrupting --wait stops following; the run goes on.`,
 // every attempt together, and what interrupted the receives.
 func bytesMoved(wire int64, r workflows.Received) string {
 	s := starter.FormatBytes(wire) + " on the wire"
-	if r.StreamBytes > 0 {
+	if r.Resumes+r.Restarts > 0 {
+		// An attempt cut short counts up to its last heartbeat.
+		s = "at least " + s
+	}
+	switch {
+	case r.StreamSize > 0 && r.StreamBytes > r.StreamSize:
+		s = fmt.Sprintf("%s stream (%s of it sent over all attempts), %s", starter.FormatBytes(r.StreamSize), starter.FormatBytes(r.StreamBytes), s)
+	case r.StreamSize > 0:
+		s = starter.FormatBytes(r.StreamSize) + " stream, " + s
+	case r.StreamBytes > 0:
 		s = starter.FormatBytes(r.StreamBytes) + " stream, " + s
 	}
 	var parts []string

@@ -33,17 +33,17 @@ func TestRunSummarySaysWhatWasResumed(t *testing.T) {
 
 func TestRunSummaryCountsEveryAttempt(t *testing.T) {
 	res := workflows.ReplicateResult{Snapshot: "ferry_s_1", Bytes: 301 << 20, Plan: workflows.Plan{Steps: []workflows.Step{{To: "ferry_s_1"}}},
-		Received: workflows.Received{StreamBytes: 293 << 20, Resumes: 1, Reconnects: 3}}
+		Received: workflows.Received{StreamSize: 293 << 20, StreamBytes: 293 << 20, Resumes: 1, Reconnects: 3}}
 	var b strings.Builder
 	printRunSummary(&b, res, 42*time.Second)
-	want := "done in 42s: snapshot ferry_s_1, 1 step(s): 293.0 MiB stream, 301.0 MiB on the wire, all attempts counted: 1 resume after an interruption, 3 reconnects\n"
+	want := "done in 42s: snapshot ferry_s_1, 1 step(s): 293.0 MiB stream, at least 301.0 MiB on the wire, all attempts counted: 1 resume after an interruption, 3 reconnects\n"
 	if b.String() != want {
 		t.Errorf("summary\n got %q\nwant %q", b.String(), want)
 	}
-	res.Received = workflows.Received{StreamBytes: 293 << 20, Restarts: 1, Restart: "off mode"}
+	res.Received = workflows.Received{StreamSize: 293 << 20, StreamBytes: 373 << 20, Restarts: 1, Restart: "off mode"}
 	b.Reset()
 	printRunSummary(&b, res, 42*time.Second)
-	want = "done in 42s: snapshot ferry_s_1, 1 step(s): 293.0 MiB stream, 301.0 MiB on the wire, all attempts counted: 1 restart from 0 (off mode)\n"
+	want = "done in 42s: snapshot ferry_s_1, 1 step(s): 293.0 MiB stream (373.0 MiB of it sent over all attempts), at least 301.0 MiB on the wire, all attempts counted: 1 restart from 0 (off mode)\n"
 	if b.String() != want {
 		t.Errorf("summary after a restart\n got %q\nwant %q", b.String(), want)
 	}
