@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-nas/ferry/starter"
+	"github.com/ferry-nas/ferry/workflows"
 )
 
 func init() { rootCmd.AddCommand(newStatusCmd()) }
@@ -190,10 +191,33 @@ func success(r *starter.RunSummary, now time.Time) string {
 		s += " " + r.Snapshot
 	}
 	if r.Steps > 0 {
-		s += " (" + bytesMoved(r.Bytes, r.Received) + ")"
+		s += " (" + bytesShort(r.Bytes, r.Received) + ")"
 	}
 	if r.Prune != nil {
 		s += " " + r.Prune.String()
+	}
+	return s
+}
+
+// bytesShort is bytesMoved for the table: the stream's size, the wire
+// bytes (every attempt) and what interrupted the receives, tersely.
+func bytesShort(wire int64, r workflows.Received) string {
+	s := starter.FormatBytes(wire) + " wire"
+	stream := r.StreamSize
+	if stream == 0 { // a run from before the size was recorded
+		stream = r.StreamBytes
+	}
+	if stream > 0 {
+		s = starter.FormatBytes(stream) + " stream, " + s
+	}
+	if r.Resumes > 0 {
+		s += ", " + plural(r.Resumes, "resume", "resumes")
+	}
+	if r.Restarts > 0 {
+		s += ", " + plural(r.Restarts, "restart", "restarts") + " from 0"
+	}
+	if r.Reconnects > 0 {
+		s += ", " + plural(r.Reconnects, "reconnect", "reconnects")
 	}
 	return s
 }
