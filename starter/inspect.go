@@ -54,12 +54,14 @@ func Inspect(ctx context.Context, c client.Client, workflowID, runID string) (Pr
 	if !p.Running() {
 		return p, nil
 	}
+	t := now()
 	for _, pa := range desc.GetPendingActivities() {
 		if pa.GetActivityType().GetName() == ReceiveActivity {
-			p.applyReceive(pa, now())
+			p.applyReceive(pa, t)
 			break
 		}
 	}
+	p.applyPickup(desc.GetPendingActivities(), t)
 
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
@@ -168,12 +170,35 @@ func (p *Progress) applyReceive(pa *workflowpb.PendingActivityInfo, t time.Time)
 	}
 }
 
+// pickupWait is how long an activity may wait for a worker of its host
+// before the progress line says none picked it up.
+const pickupWait = 10 * time.Second
+
+// applyPickup notes the activity that has waited longest (over pickupWait)
+// for a worker of its host to pick it up: that host's worker is down or
+// not connected. A retried receive is worded by applyReceive instead.
+func (p *Progress) applyPickup(pending []*workflowpb.PendingActivityInfo, t time.Time) {
+	for _, pa := range pending {
+		if pa.GetState() != enumspb.PENDING_ACTIVITY_STATE_SCHEDULED || pa.GetScheduledTime() == nil ||
+			(pa.GetActivityType().GetName() == ReceiveActivity && pa.GetAttempt() > 1) {
+			continue
+		}
+		waited := t.Sub(pa.GetScheduledTime().AsTime())
+		host, ok := strings.CutPrefix(pa.GetActivityOptions().GetTaskQueue().GetName(), "ferry-host-")
+		if !ok || waited <= pickupWait || waited <= p.PickupWait {
+			continue
+		}
+		p.PickupHost, p.PickupActivity, p.PickupWait = host, pa.GetActivityType().GetName(), waited
+	}
+}
+
 // clearReceive forgets the receive's figures (another phase runs).
 func (p *Progress) clearReceive() {
 	keep := Progress{
 		WorkflowID: p.WorkflowID, RunID: p.RunID, Status: p.Status, StartTime: p.StartTime,
 		Phase: p.Phase, Snapshot: p.Snapshot, TargetHost: p.TargetHost, Step: p.Step, Steps: p.Steps,
 		DoneBytes: p.DoneBytes, LastError: p.LastError, Unanswered: p.Unanswered,
+		PickupHost: p.PickupHost, PickupActivity: p.PickupActivity, PickupWait: p.PickupWait,
 		Resuming: p.Resuming, ResumedBytes: p.ResumedBytes, Note: p.Note,
 	}
 	*p = keep

@@ -61,6 +61,12 @@ type Progress struct {
 	// Waiting: the receive's next attempt waits for a target worker to
 	// pick it up (the one before failed).
 	Waiting bool `json:"waiting,omitempty"`
+	// PickupHost and PickupActivity name an activity that has waited
+	// PickupWait (over 10 s) for a worker of that host to pick it up.
+	// JSON: pickup_wait_seconds.
+	PickupHost     string        `json:"pickup_host,omitempty"`
+	PickupActivity string        `json:"pickup_activity,omitempty"`
+	PickupWait     time.Duration `json:"-"`
 	// Attempt of the current receive (above 1 after a retry) and the last
 	// failure it is retrying from.
 	Attempt     int32  `json:"attempt,omitempty"`
@@ -104,7 +110,8 @@ func (p Progress) MarshalJSON() ([]byte, error) {
 		plain
 		ETASeconds    int64 `json:"eta_seconds"`
 		SilentSeconds int64 `json:"silent_seconds,omitempty"`
-	}{plain(p), int64(p.ETA / time.Second), int64(p.Silent / time.Second)})
+		PickupSeconds int64 `json:"pickup_wait_seconds,omitempty"`
+	}{plain(p), int64(p.ETA / time.Second), int64(p.Silent / time.Second), int64(p.PickupWait / time.Second)})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -114,12 +121,14 @@ func (p *Progress) UnmarshalJSON(data []byte) error {
 		plain
 		ETASeconds    int64 `json:"eta_seconds"`
 		SilentSeconds int64 `json:"silent_seconds"`
+		PickupSeconds int64 `json:"pickup_wait_seconds"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
 		return err
 	}
 	*p = Progress(v.plain)
 	p.ETA, p.Silent = time.Duration(v.ETASeconds)*time.Second, time.Duration(v.SilentSeconds)*time.Second
+	p.PickupWait = time.Duration(v.PickupSeconds) * time.Second
 	return nil
 }
 
@@ -131,6 +140,7 @@ func (p Progress) Running() bool { return p.Status == "Running" }
 func (p Progress) same(q Progress) bool {
 	p.LastHeartbeat, q.LastHeartbeat = time.Time{}, time.Time{}
 	p.Silent, q.Silent = p.Silent.Round(5*time.Second), q.Silent.Round(5*time.Second)
+	p.PickupWait, q.PickupWait = p.PickupWait.Round(5*time.Second), q.PickupWait.Round(5*time.Second)
 	return p == q
 }
 
@@ -163,6 +173,9 @@ func (p Progress) String() string {
 	}
 	if p.Silent > 0 || p.Waiting {
 		b.WriteString("  " + p.silence())
+	}
+	if p.PickupHost != "" {
+		fmt.Fprintf(&b, "  no worker of %s has picked up %s for %s — worker down?", p.PickupHost, p.PickupActivity, FormatDuration(p.PickupWait.Round(time.Second)))
 	}
 	if s := p.attempts(); s != "" {
 		b.WriteString("  (" + s + ")")

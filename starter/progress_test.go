@@ -9,9 +9,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	activitypb "go.temporal.io/api/activity/v1"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	failurepb "go.temporal.io/api/failure/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -162,4 +164,21 @@ func TestFollowReportsTemporalUnreachable(t *testing.T) {
 	}
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
+}
+
+// An activity no worker of its host picks up says so (not only a receive).
+func TestProgressNamesAHostThatPicksNothingUp(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 21, 0, 0, 0, time.UTC)
+	pa := &workflowpb.PendingActivityInfo{
+		ActivityType:    &commonpb.ActivityType{Name: "Inventory"},
+		State:           enumspb.PENDING_ACTIVITY_STATE_SCHEDULED,
+		Attempt:         1,
+		ScheduledTime:   timestamppb.New(t0),
+		ActivityOptions: &activitypb.ActivityOptions{TaskQueue: &taskqueuepb.TaskQueue{Name: workflows.HostTaskQueue("nas-b")}},
+	}
+	p := Progress{Status: "Running", Phase: workflows.PhaseGreet, Snapshot: "ferry_s_1"}
+	p.applyPickup([]*workflowpb.PendingActivityInfo{pa}, t0.Add(5*time.Second))
+	assert.Equal(t, "greet ferry_s_1", p.String(), "a few seconds are no news")
+	p.applyPickup([]*workflowpb.PendingActivityInfo{pa}, t0.Add(25*time.Second))
+	assert.Equal(t, "greet ferry_s_1  no worker of nas-b has picked up Inventory for 25s — worker down?", p.String())
 }
