@@ -262,7 +262,7 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 			res.Snapshot = snapshotOf(snap)
 			tally.fill(&res)
 			log.Info("received", zap.String("guid", snap.GUID), zap.Int64("bytes", res.Bytes), zap.Bool("resumed", res.Resumed),
-				zap.Int64("stream_bytes_all_attempts", res.StreamSent), zap.Int64("wire_bytes_all_attempts", res.WireSent), zap.Int32("attempt", res.Attempts))
+				zap.Int64("stream_bytes_all_attempts", res.StreamSent), zap.Int64("wire_bytes_all_attempts", res.WireSent))
 			return res, nil
 		}
 		if errors.Is(err, transfer.ErrResumeMismatch) && resumeOK && restart == 0 {

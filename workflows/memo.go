@@ -33,8 +33,12 @@ func NewRunMemo(res ReplicateResult, err error) RunMemo {
 	if err != nil {
 		m.Error = err.Error()
 		var ae *temporal.ApplicationError
-		if errors.As(err, &ae) {
+		switch {
+		case errors.As(err, &ae):
 			m.ErrorType, m.Error = ae.Type(), ae.Message()
+		case temporal.IsCanceledError(err):
+			// As the client names a cancelled run (starter.RunError).
+			m.ErrorType, m.Error = "Canceled", "the run was cancelled"
 		}
 	}
 	return m
