@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ferry-nas/ferry/starter"
 	"github.com/ferry-nas/ferry/workflows"
@@ -135,14 +136,11 @@ query per running run.`,
 	return cmd
 }
 
-// isTerminal reports whether out is a terminal (a character device).
+// isTerminal reports whether out is a terminal (not a file, a pipe or
+// /dev/null).
 func isTerminal(out io.Writer) bool {
 	f, ok := out.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func printStatus(out io.Writer, sts []starter.JobStatus, now time.Time) {

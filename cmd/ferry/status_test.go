@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,5 +30,24 @@ func TestStatusTableNamesStreamAndWireBytes(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "MiB/s") {
 		t.Errorf("a stale rate is shown:\n%s", b.String())
+	}
+}
+
+func TestWatchRedrawsOnlyOnATerminal(t *testing.T) {
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for name, out := range map[string]io.Writer{"/dev/null": devNull, "a pipe": w, "a buffer": &strings.Builder{}} {
+		if isTerminal(out) {
+			t.Errorf("%s is taken for a terminal: --watch would write screen codes into it", name)
+		}
 	}
 }
