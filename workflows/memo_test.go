@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"testing"
+
 	"github.com/stretchr/testify/mock"
 
 	"github.com/ferry-nas/ferry/activities"
@@ -42,4 +44,16 @@ func (s *replicateSuite) TestFailedRunRecordsItsErrorInItsMemo() {
 	s.Require().True(ok, "memo %v", memo)
 	s.Equal(activities.ErrNoSpace, m.ErrorType)
 	s.Contains(m.Error, "injected NoSpace")
+}
+
+func TestReceivedInWordsForTheUI(t *testing.T) {
+	before := Received{StreamSize: 10 << 20, StreamBytes: 10 << 20}
+	after := Received{StreamSize: 310 << 20, StreamBytes: 350 << 20, Resumes: 1, Restarts: 1, Restart: "off mode", Reconnects: 3}
+	want := "; 300.0 MiB stream (340.0 MiB sent over all attempts), 1 resume(s) after an interruption, 1 restart(s) from 0 (off mode), 3 reconnect(s)"
+	if got := after.since(before).text(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := (Received{}).text(); got != "" {
+		t.Errorf("a result recorded before the counts: %q", got)
+	}
 }

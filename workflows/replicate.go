@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/internal/units"
 	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/visibility"
 )
@@ -160,6 +161,39 @@ func (r *Received) add(rcv activities.ReceiveResult) {
 	r.Reconnects += max(rcv.TotalReconnects, rcv.Reconnects)
 }
 
+// since is what r counted after before (r's counts only grow).
+func (r Received) since(before Received) Received {
+	d := Received{StreamSize: r.StreamSize - before.StreamSize, StreamBytes: r.StreamBytes - before.StreamBytes,
+		Resumes: r.Resumes - before.Resumes, Restarts: r.Restarts - before.Restarts, Reconnects: r.Reconnects - before.Reconnects}
+	if d.Restarts > 0 {
+		d.Restart = r.Restart
+	}
+	return d
+}
+
+// text is r in words for the web UI's current details ("" when the
+// receives counted nothing, as results recorded before they did): "; 300.1
+// MiB stream, 1 resume after an interruption".
+func (r Received) text() string {
+	if r.StreamSize <= 0 {
+		return ""
+	}
+	s := "; " + units.Bytes(r.StreamSize) + " stream"
+	if r.StreamBytes > r.StreamSize {
+		s += " (" + units.Bytes(r.StreamBytes) + " sent over all attempts)"
+	}
+	if r.Resumes > 0 {
+		s += fmt.Sprintf(", %d resume(s) after an interruption", r.Resumes)
+	}
+	if r.Restarts > 0 {
+		s += fmt.Sprintf(", %d restart(s) from 0 (%s)", r.Restarts, r.Restart)
+	}
+	if r.Reconnects > 0 {
+		s += fmt.Sprintf(", %d reconnect(s)", r.Reconnects)
+	}
+	return s
+}
+
 // Status is the answer to QueryStatus. Bytes (wire) and Received count
 // the receives finished so far.
 type Status struct {
@@ -196,7 +230,7 @@ func ReplicateWorkflow(ctx workflow.Context, in ReplicateInput) (result Replicat
 	defer func() {
 		defer func() { recordOutcome(ctx, r.in.Job, err) }()
 		if err == nil {
-			r.setPhase(ctx, PhaseDone, "replicated "+r.status.Snapshot)
+			r.setPhase(ctx, PhaseDone, "replicated "+r.status.Snapshot+result.Received.text())
 			r.notifyRecovered(ctx, &result)
 			r.memo(ctx, result, nil)
 			return
@@ -417,12 +451,14 @@ func (r *replication) reached(plan Plan) string {
 func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, error) {
 	var moved int64
 	for verifyAttempt := 1; ; verifyAttempt++ {
+		before := r.status.Received
 		sess, err := r.stream(ctx, step, &moved, r.stepToken(step, verifyAttempt))
 		if err != nil {
 			return moved, err
 		}
 
-		r.setPhase(ctx, PhaseVerify, r.stepText("verify", step))
+		// The web UI's current details say what the step's receive took.
+		r.setPhase(ctx, PhaseVerify, r.stepText("verify", step)+r.status.Received.since(before).text())
 		err = r.verify(ctx, step, sess.SourceDigest)
 		if err == nil {
 			return moved, nil
