@@ -103,22 +103,7 @@ func TestBtrfsFullIncrementalCatchUp(t *testing.T) {
 	// Catch-up: the target is down while a run snapshots the share.
 	e.kill(target)
 	changeShare(t, e.share, "first-missed")
-	missed := e.start()
-	var p starter.Progress
-	e.waitFor(30*time.Second, "the run with the target down to make its snapshot", func() (bool, error) {
-		var err error
-		p, err = starter.Inspect(e.ctx, tc, missed.WorkflowID, missed.RunID)
-		if err != nil || !p.Running() {
-			return false, fmt.Errorf("run %s: %v (status %s)", missed.WorkflowID, err, p.Status)
-		}
-		return p.Phase == workflows.PhaseGreet, nil
-	})
-	srcSnaps, err := e.backend(source).ListSnapshots(e.ctx, srcDataset)
-	require.NoError(t, err)
-	require.Contains(t, snapshotNames(srcSnaps), p.Snapshot, "the run in the greet step has not made its snapshot")
-	// Terminated, not cancelled: compensation would wait for the target.
-	require.NoError(t, tc.TerminateWorkflow(e.ctx, missed.WorkflowID, missed.RunID, "e2e: the target is down; the next run catches up"))
-	t.Logf("run %s made %s on %s and was terminated waiting for %s", missed.WorkflowID, p.Snapshot, source, target)
+	missed := e.snapshotWithTargetDown()
 
 	changeShare(t, e.share, "second-missed")
 	e.restart(target)
@@ -130,16 +115,16 @@ func TestBtrfsFullIncrementalCatchUp(t *testing.T) {
 	require.Len(t, steps, 2)
 	require.Equal(t, incr.Snapshot, catchUp.Plan.Base)
 	require.Equal(t, incr.Snapshot, steps[0].From)
-	require.Equal(t, p.Snapshot, steps[0].To, "the first step sends the missed run's snapshot")
-	require.Equal(t, p.Snapshot, steps[1].From)
+	require.Equal(t, missed, steps[0].To, "the first step sends the missed run's snapshot")
+	require.Equal(t, missed, steps[1].From)
 	require.Equal(t, catchUp.Snapshot, steps[1].To)
 	require.Contains(t, out.Out, "snapshot "+catchUp.Snapshot)
-	e.requireSameContent(p.Snapshot)
+	e.requireSameContent(missed)
 	e.requireSameContent(catchUp.Snapshot)
 	e.requireReceivedSubvolume(catchUp.Snapshot)
 	e.requireNoPartials()
 	// The catch-up chain's two receives leave latest at the run's snapshot.
-	e.requireReplicaView(full.Snapshot, incr.Snapshot, p.Snapshot, catchUp.Snapshot)
+	e.requireReplicaView(full.Snapshot, incr.Snapshot, missed, catchUp.Snapshot)
 }
 
 // TestBtrfsReceiverKilledResumeOff is the field report's scenario: a

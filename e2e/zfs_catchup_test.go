@@ -19,7 +19,6 @@ import (
 	"github.com/ferry-nas/ferry/activities"
 	"github.com/ferry-nas/ferry/internal/zfspool"
 	"github.com/ferry-nas/ferry/starter"
-	"github.com/ferry-nas/ferry/workflows"
 )
 
 // TestZFSCatchUpChain: on zfs, a full run, then two runs that each made
@@ -107,30 +106,6 @@ func (e *env) requireZFSReplicaPlace(out string, want []string) {
 func withFlags(cmd string, flags ...string) []string {
 	f := strings.Fields(cmd)[1:]
 	return append(append([]string{f[0]}, flags...), f[1:]...)
-}
-
-// snapshotWithTargetDown starts a run while the target worker is down,
-// waits until it made its snapshot and waits in the greet step, terminates
-// it (cancelling would wait for the target in compensation) and returns the
-// snapshot's name.
-func (e *env) snapshotWithTargetDown() string {
-	e.t.Helper()
-	run := e.start()
-	var p starter.Progress
-	e.waitFor(30*time.Second, "the run with the target down to make its snapshot", func() (bool, error) {
-		var err error
-		p, err = starter.Inspect(e.ctx, tc, run.WorkflowID, run.RunID)
-		if err != nil || !p.Running() {
-			return false, fmt.Errorf("run %s: %v (status %s)", run.WorkflowID, err, p.Status)
-		}
-		return p.Phase == workflows.PhaseGreet, nil
-	})
-	snaps, err := e.backend(source).ListSnapshots(e.ctx, srcDataset)
-	require.NoError(e.t, err)
-	require.Contains(e.t, snapshotNames(snaps), p.Snapshot, "the run in the greet step has not made its snapshot")
-	require.NoError(e.t, tc.TerminateWorkflow(e.ctx, run.WorkflowID, run.RunID, "e2e: the target is down; a later run catches up"))
-	e.t.Logf("run %s made %s on %s and was terminated waiting for %s", run.WorkflowID, p.Snapshot, source, target)
-	return p.Snapshot
 }
 
 // requireNoZFSLeftovers checks the target's pool for what a failed or
