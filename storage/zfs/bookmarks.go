@@ -11,9 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ferry-nas/ferry/storage"
 )
@@ -81,11 +79,9 @@ func (b *Backend) updateBookmark(ctx context.Context, dataset, mark, snapshot st
 
 // zbookmark is a cursor bookmark whose snapshot is gone.
 type zbookmark struct {
-	name      string // the ZFS name, dataset#tag
-	rec       bookmarkRecord
-	guid      uint64
-	createtxg uint64
-	creation  time.Time
+	name string // the ZFS name, dataset#tag
+	rec  bookmarkRecord
+	zident
 }
 
 // orphanBookmarks returns the cursor bookmarks of dataset that stand for a
@@ -108,21 +104,12 @@ func (b *Backend) orphanBookmarks(ctx context.Context, dataset string, snaps []z
 			continue
 		}
 		bm := zbookmark{name: bookmarkOf(fds, mark), rec: rec}
-		rows, err := b.getProps(ctx, nil, []string{"guid", "createtxg", "creation"}, bm.name)
+		rows, err := b.getProps(ctx, nil, zidentProps, bm.name)
 		if err != nil {
 			continue // no bookmark: nothing to send from
 		}
 		for _, r := range rows {
-			switch r.prop {
-			case "guid":
-				bm.guid, _ = strconv.ParseUint(r.value, 10, 64)
-			case "createtxg":
-				bm.createtxg, _ = strconv.ParseUint(r.value, 10, 64)
-			case "creation":
-				if sec, err := strconv.ParseInt(r.value, 10, 64); err == nil {
-					bm.creation = time.Unix(sec, 0).UTC()
-				}
-			}
+			bm.set(r.prop, r.value)
 		}
 		if bm.guid != 0 && bm.createtxg != 0 {
 			out[rec.Snapshot] = bm

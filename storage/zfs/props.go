@@ -143,12 +143,38 @@ func (b *Backend) localUserProps(ctx context.Context, target, prefix string) (ma
 
 // zsnap is one snapshot of a dataset as zfs reports it.
 type zsnap struct {
-	name      string
+	name string
+	zident
+	// props are ferry's user properties set on the snapshot itself.
+	props map[string]string
+}
+
+// zident is what zfs says of a snapshot's or bookmark's identity and
+// place in order: guid, createtxg and creation.
+type zident struct {
 	guid      uint64
 	createtxg uint64
 	creation  time.Time
-	// props are ferry's user properties set on the snapshot itself.
-	props map[string]string
+}
+
+// zidentProps are the properties zident.set reads.
+var zidentProps = []string{"guid", "createtxg", "creation"}
+
+// set records prop's value when it is one of zidentProps, and says so.
+func (z *zident) set(prop, value string) bool {
+	switch prop {
+	case "guid":
+		z.guid, _ = strconv.ParseUint(value, 10, 64)
+	case "createtxg":
+		z.createtxg, _ = strconv.ParseUint(value, 10, 64)
+	case "creation":
+		if sec, err := strconv.ParseInt(value, 10, 64); err == nil {
+			z.creation = time.Unix(sec, 0).UTC()
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 func (s zsnap) ferrys() bool { return s.props[propSnapshot] != "" }
@@ -183,19 +209,8 @@ func (b *Backend) snapshots(ctx context.Context, fds string) (snaps []zsnap, exi
 			byName[snap] = s
 			order = append(order, snap)
 		}
-		switch r.prop {
-		case "guid":
-			s.guid, _ = strconv.ParseUint(r.value, 10, 64)
-		case "createtxg":
-			s.createtxg, _ = strconv.ParseUint(r.value, 10, 64)
-		case "creation":
-			if sec, err := strconv.ParseInt(r.value, 10, 64); err == nil {
-				s.creation = time.Unix(sec, 0).UTC()
-			}
-		default:
-			if strings.HasPrefix(r.prop, "ferry:") && r.source == "local" {
-				s.props[r.prop] = r.value
-			}
+		if !s.set(r.prop, r.value) && strings.HasPrefix(r.prop, "ferry:") && r.source == "local" {
+			s.props[r.prop] = r.value
 		}
 	}
 	for _, n := range order {

@@ -26,7 +26,7 @@ func beginRecord(order binary.ByteOrder, hdrType, from, to uint64) string {
 // checked against the receive (no root: the record is built here, in the
 // layout zfs-fuse's streams were seen to have, docs/storage-zfs.md).
 func TestStreamHeadChecks(t *testing.T) {
-	s1 := &zsnap{name: "s1", guid: 201}
+	s1 := &zsnap{name: "s1", zident: zident{guid: 201}}
 	full := storage.ReceiveRequest{Dataset: "share", Name: "s1", SourceGUID: "201-5"}
 	incr := storage.ReceiveRequest{Dataset: "share", Name: "s2", SourceGUID: "202-20", Parent: "s1"}
 	for _, c := range []struct {
