@@ -8,7 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
+
+	"github.com/ferry-nas/ferry/internal/zfsimage"
 )
 
 // The zfs demo gives each host its own pool on a sparse file in the demo
@@ -55,19 +56,8 @@ func makeZFSPool(ctx context.Context, dir, host string, size int64) (zfsPool, er
 		Image: filepath.Join(dir, host+".zfs.img"),
 		Mount: filepath.Join(dir, host),
 	}
-	f, err := os.Create(p.Image)
-	if err != nil {
+	if err := zfsimage.Create(ctx, p.Name, p.Image, p.Mount, size); err != nil {
 		return p, err
-	}
-	err = f.Truncate(size)
-	f.Close()
-	if err != nil {
-		os.Remove(p.Image)
-		return p, err
-	}
-	if out, err := exec.CommandContext(ctx, "zpool", "create", "-f", "-m", p.Mount, p.Name, p.Image).CombinedOutput(); err != nil {
-		os.Remove(p.Image)
-		return p, fmt.Errorf("zpool create %s: %v: %s", p.Name, err, strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.CommandContext(ctx, "zfs", "create", p.Root()).CombinedOutput(); err != nil {
 		return p, errors.Join(fmt.Errorf("zfs create %s: %v: %s", p.Root(), err, strings.TrimSpace(string(out))), p.destroy())
@@ -75,21 +65,10 @@ func makeZFSPool(ctx context.Context, dir, host string, size int64) (zfsPool, er
 	return p, nil
 }
 
-// destroy destroys the pool and removes its image, retrying while zfs-fuse
-// still holds a just-unmounted dataset busy.
+// destroy destroys the pool (zfsimage.Destroy) and removes its image.
 func (p zfsPool) destroy() error {
-	var out []byte
-	var err error
-	for range 40 {
-		out, err = exec.Command("zpool", "destroy", "-f", p.Name).CombinedOutput()
-		if err == nil || strings.Contains(string(out), "no such pool") {
-			err = nil
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	if err != nil {
-		return fmt.Errorf("zpool destroy %s: %v: %s (destroy it by hand, then remove %s)", p.Name, err, strings.TrimSpace(string(out)), p.Image)
+	if err := zfsimage.Destroy(p.Name); err != nil {
+		return fmt.Errorf("%w (destroy it by hand, then remove %s)", err, p.Image)
 	}
 	if err := os.Remove(p.Image); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -5,6 +5,7 @@
 package zfspool
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferry-nas/ferry/internal/prereq"
+	"github.com/ferry-nas/ferry/internal/zfsimage"
 )
 
 // Prefix starts the name of every test pool.
@@ -100,41 +102,17 @@ func New(t testing.TB, size int64) Pool {
 	_, _ = rand.Read(rnd[:])
 	name := fmt.Sprintf("%s%dx%s", Prefix, os.Getpid(), hex.EncodeToString(rnd[:]))
 	img := filepath.Join(os.TempDir(), name+".img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = f.Truncate(size)
-	f.Close()
-	if err != nil {
-		os.Remove(img)
-		t.Fatal(err)
-	}
 	mount := filepath.Join(t.TempDir(), "mnt")
 	t.Cleanup(func() {
-		if err := destroy(name); err != nil {
+		if err := zfsimage.Destroy(name); err != nil {
 			t.Errorf("%v", err)
 		}
 		os.Remove(img)
 	})
-	if out, err := exec.Command("zpool", "create", "-f", "-m", mount, name, img).CombinedOutput(); err != nil {
-		t.Fatalf("zpool create %s: %v: %s", name, err, out)
+	if err := zfsimage.Create(context.Background(), name, img, mount, size); err != nil {
+		t.Fatal(err)
 	}
 	return Pool{Name: name, Mount: mount}
-}
-
-// destroy destroys a pool, retrying while zfs-fuse still holds a
-// just-unmounted dataset busy. A pool that is not there is fine.
-func destroy(name string) error {
-	var out []byte
-	var err error
-	for range 40 {
-		if out, err = exec.Command("zpool", "destroy", "-f", name).CombinedOutput(); err == nil || strings.Contains(string(out), "no such pool") {
-			return nil
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	return fmt.Errorf("zpool destroy %s: %v: %s", name, err, out)
 }
 
 // ReapStale destroys test pools whose process is gone, and their images.
@@ -153,7 +131,7 @@ func ReapStale(t testing.TB) {
 		if err != nil || n == os.Getpid() || syscall.Kill(n, 0) == nil {
 			continue
 		}
-		if err := destroy(name); err != nil {
+		if err := zfsimage.Destroy(name); err != nil {
 			t.Logf("reaping stale pool: %v", err)
 			continue
 		}
