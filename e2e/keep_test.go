@@ -83,7 +83,8 @@ func requireKeptPartialResumed(t *testing.T, e *env, size func(starter.Started) 
 	// run --wait names the step being streamed (the first run's snapshot,
 	// resumed), never the second run's own for step 1, and says what it resumed.
 	require.NotContains(t, cli.Out, "stream step 1/2 "+res.Snapshot)
-	require.Contains(t, cli.Out, " in 2 step(s) (resumed "+starter.FormatBytes(left[0].Resume.Offset)+" kept by an earlier run)")
+	require.Contains(t, cli.Out, ", 2 step(s): ")
+	require.Contains(t, cli.Out, " on the wire (resumed "+starter.FormatBytes(left[0].Resume.Offset)+" kept by an earlier run)")
 	total := e.relay.Upstream.Load()
 	t.Logf("share %d bytes; %d through the relay in total (%.2fx), %d by the second run; plan %+v",
 		e.shareSize, total, float64(total)/float64(e.shareSize), total-atFail, res.Plan)
