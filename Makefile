@@ -33,13 +33,23 @@ lint:
 	@# Reports without writing: the tree stays as it was.
 	@$(GO) mod tidy -diff >/dev/null || { echo "go mod tidy would change go.mod/go.sum (diff below): run it and commit the result"; $(GO) mod tidy -diff; exit 1; }
 
-# Data-plane throughput and peak memory on a 1 GiB stream over loopback TLS,
-# the latency of a no-change incremental run (median of 10), and `ferry
-# status` over 200 jobs (ms/status).
+# docs/BENCHMARKS.md, generated (never edit it by hand): every row
+# benchmark (BenchmarkRow*, -benchtime 1x, each measuring ferry and its
+# ceilings side by side at least 3 times) appends its figures to
+# $(BENCH_OUT); the hot-path benchmarks (BenchmarkHot*) print theirs; then
+# benchdoc writes the report. -p 1 keeps packages from measuring at once.
+# Rows that need root (loop devices, btrfs, zfs) are recorded as skipped,
+# with the reason, when not run as root.
+BENCH_OUT ?= $(CURDIR)/bin/bench-rows.jsonl
+BENCH_GO  ?= $(CURDIR)/bin/bench-hot.txt
+HOT_PKGS  ?= ./transfer/ ./storage/btrfs/ ./storage/dir/
+ROW_PKGS  ?= ./transfer/ ./starter/ ./e2e/
 bench:
-	$(GO) test ./transfer/ -run '^$$' -bench 'BenchmarkTransfer1GiB' -benchtime 3x -count 1
-	$(GO) test ./demo/ -run '^$$' -bench 'BenchmarkNoChangeIncremental' -benchtime 10x -count 1
-	$(GO) test ./starter/ -run '^$$' -bench 'BenchmarkStatus200Jobs' -benchtime 3x -count 1
+	@mkdir -p bin && rm -f $(BENCH_OUT) $(BENCH_GO)
+	$(GO) test -p 1 $(HOT_PKGS) -run '^$$' -bench '^BenchmarkHot' -benchtime 1s -count 1 | tee $(BENCH_GO)
+	FERRY_BENCH_OUT=$(BENCH_OUT) $(GO) test -p 1 $(ROW_PKGS) -run '^$$' -bench '^BenchmarkRow' -benchtime 1x -count 1 -timeout 40m
+	$(GO) run ./internal/benchrec/cmd/benchdoc -rows $(BENCH_OUT) -gobench $(BENCH_GO) -out docs/BENCHMARKS.md
+	@echo "make bench: wrote docs/BENCHMARKS.md"
 
 # btrfs throughput, root only (not part of `make test`): a 1 GiB full
 # replication of incompressible data through ferry in resume off and staged
