@@ -236,6 +236,7 @@ type dataFramer struct {
 	raw    []byte
 	packed []byte
 	enc    *zstd.Encoder
+	twin   bool // shares enc with the framer it was made from, which closes it
 }
 
 func newDataFramer(compress bool) (*dataFramer, error) {
@@ -254,6 +255,17 @@ func newDataFramer(compress bool) (*dataFramer, error) {
 		d.packed = make([]byte, headerSize, headerSize+enc.MaxEncodedSize(MaxPayload))
 	}
 	return d, nil
+}
+
+// newTwin returns a framer with its own buffers sharing d's encoder, so
+// that one frame can be filled while the other is still being written; both
+// must be sealed from one goroutine.
+func (d *dataFramer) newTwin() *dataFramer {
+	t := &dataFramer{raw: make([]byte, headerSize+MaxPayload), enc: d.enc, twin: true}
+	if d.enc != nil {
+		t.packed = make([]byte, headerSize, cap(d.packed))
+	}
+	return t
 }
 
 // Payload is where the caller puts up to MaxPayload bytes of stream.
@@ -277,7 +289,7 @@ func (d *dataFramer) Seal(n int) []byte {
 }
 
 func (d *dataFramer) close() {
-	if d.enc != nil {
+	if d.enc != nil && !d.twin {
 		d.enc.Close()
 		d.enc = nil
 	}

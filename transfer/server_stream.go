@@ -177,13 +177,22 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 		log.Info("streaming", zap.Bool("compress", compress))
 	}
 
+	// Two framers in turn: frame k+1 is read and sealed while frame k's
+	// SHA-256 is still being computed by the hash pipe.
+	framers := [2]*dataFramer{framer, framer.newTwin()}
+	hp := newHashPipe(h)
+	defer hp.stop()
 	var seq int64
 	for {
+		framer := framers[seq%2]
+		hp.wait(1) // this framer's previous payload is hashed
+		buf := framer.Payload()
 		n, rerr := io.ReadFull(src, buf[:sess.lim.chunk()])
 		if n > 0 {
-			h.Write(buf[:n])
+			hp.write(buf[:n])
 			frame := framer.Seal(n)
 			if s.corrupt != nil {
+				hp.wait(0) // hash what the source read, not the damage
 				s.corrupt(sess.spec.Job, seq, frame[headerSize:])
 			}
 			if err := sess.lim.wait(c.ctx, len(frame)); err != nil {
@@ -212,7 +221,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 	}
 
 	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
+	hp.sum(sum[:0])
 	trailer := trailerPayload(off, sum)
 	if err := c.writeControl(frameTrailer, trailer); err != nil {
 		log.Info("connection lost before the trailer", zap.Int64("offset", off), zap.Error(err))
