@@ -52,6 +52,11 @@ it runs, the worker stops and exits non-zero, for its supervisor to restart it.`
 				return err
 			}
 			defer log.Sync()
+			stopProfile, err := startCPUProfile(log, host)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			cfg, err := loadConfig(configPath)
 			if err != nil {
 				return err

@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ferry-nas/ferry/internal/benchrec"
+)
+
+// benchRuns is how many times each dir row is measured, tools interleaved.
+const benchRuns = 3
+
+// The "dir" table's tree: large and small files of incompressible data.
+const (
+	dirBigFiles   = 8
+	dirBigSize    = 96 << 20
+	dirSmallFiles = 4096
+	dirSmallSize  = 64 << 10
+	dirSmallDirs  = 32
+	dirTreeSize   = dirBigFiles*dirBigSize + dirSmallFiles*dirSmallSize
+)
+
+// The many-small-files table's tree.
+const (
+	manyFiles = 100_000
+	manyDirs  = 100
+	manySize  = 1 << 10
+)
+
+const (
+	tblDir  = "dir"
+	tblMany = "dir, 100,000 files of 1 KiB in 100 directories"
+
+	toolFerry      = "ferry"
+	toolTar        = "tar -cf - | tar -xf -"
+	toolRsyncEmpty = "rsync -a (empty target)"
+	toolRsyncUp    = "rsync -a (up-to-date target)"
+	toolRsync      = "rsync -a"
+	toolCpal       = "cp -al"
+)
+
+// BenchmarkRowDir measures ferry on the dir backend (embedded server, both
+// workers as processes, the data plane over loopback TLS straight to the
+// source's data server, compress none) against the tools an administrator
+// would use for the same copy on the same filesystem: a full replication of
+// a 1 GiB tree against `tar -cf - | tar -xf -` and `rsync -a` into an empty
+// directory, and an incremental one against `rsync -a` onto the previous
+// copy. ferry's figure is the wall time from the trigger to the run's result
+// (snapshot, greet, stream, commit with its syncs, quick verify); every
+// other tool's is its wall time plus a syncfs of the target, so all end
+// durable. The source is in the page cache for every tool. Each ferry run is
+// checked: the target's content digest equals the source's.
+func BenchmarkRowDir(b *testing.B) {
+	cases := map[string][]string{
+		"full":        {toolFerry, toolTar, toolRsyncEmpty},
+		"incremental": {toolFerry, toolRsyncUp},
+	}
+	if _, err := exec.LookPath("rsync"); err != nil {
+		benchrec.Skip(b, tblDir, "rsync not installed: apt-get install rsync", cases)
+	}
+	vals := map[string]map[string][]float64{"full": {}, "incremental": {}}
+	for run := range benchRuns {
+		b.Run(fmt.Sprintf("run%d", run+1), func(b *testing.B) {
+			e := newEnv(b, envOptions{ShareSize: dirTreeSize, Direct: true, WriteShare: writeDirTree, Timeout: 10 * time.Minute})
+			e.apply()
+			// Full: ferry, tar and rsync into empty directories, the
+			// order turning run by run.
+			tarDst, rsyncDst := filepath.Join(e.dir, "tar"), filepath.Join(e.dir, "rsync")
+			full := []func(){
+				func() { vals["full"][toolFerry] = append(vals["full"][toolFerry], e.timedFerryRun(true).Seconds()) },
+				func() { vals["full"][toolTar] = append(vals["full"][toolTar], timedTar(b, e.share, tarDst).Seconds()) },
+				func() {
+					vals["full"][toolRsyncEmpty] = append(vals["full"][toolRsyncEmpty], timedRsync(b, e.share, rsyncDst).Seconds())
+				},
+			}
+			for i := range full {
+				full[(i+run)%len(full)]()
+			}
+			require.NoError(b, removeAll(tarDst))
+			// Incremental: about 12 % of the bytes changed.
+			changeDirTree(b, e.share)
+			inc := []func(){
+				func() {
+					vals["incremental"][toolFerry] = append(vals["incremental"][toolFerry], e.timedFerryRun(false).Seconds())
+				},
+				func() {
+					vals["incremental"][toolRsyncUp] = append(vals["incremental"][toolRsyncUp], timedRsync(b, e.share, rsyncDst).Seconds())
+				},
+			}
+			for i := range inc {
+				inc[(i+run)%len(inc)]()
+			}
+			e.stopForProfiles()
+		})
+	}
+	shape := fmt.Sprintf("%d files of %d MiB and %d of %d KiB in %d directories (%.2f GiB, incompressible)",
+		dirBigFiles, dirBigSize>>20, dirSmallFiles, dirSmallSize>>10, dirSmallDirs, float64(dirTreeSize)/(1<<30))
+	toMBps := func(secs []float64) []float64 {
+		out := make([]float64, len(secs))
+		for i, s := range secs {
+			out[i] = float64(dirTreeSize) / 1e6 / s
+		}
+		return out
+	}
+	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolFerry, Unit: benchrec.MBps,
+		Values: toMBps(vals["full"][toolFerry]), Compare: []benchrec.Compare{{Tool: toolRsyncEmpty, Min: 1.0}, {Tool: toolTar}},
+		Note: shape + "; tree size over the wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); the others' times include a syncfs of the target"})
+	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolTar, Unit: benchrec.MBps, Values: toMBps(vals["full"][toolTar])})
+	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolRsyncEmpty, Unit: benchrec.MBps, Values: toMBps(vals["full"][toolRsyncEmpty])})
+	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "incremental", Tool: toolFerry, Unit: benchrec.Seconds,
+		Values: vals["incremental"][toolFerry], Compare: []benchrec.Compare{{Tool: toolRsyncUp}},
+		Note: fmt.Sprintf("1 of the %d large files rewritten and 10 %% of the small ones (%.0f MiB), the rest unchanged", dirBigFiles, float64(dirBigSize+dirSmallFiles/10*dirSmallSize)/(1<<20))})
+	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "incremental", Tool: toolRsyncUp, Unit: benchrec.Seconds, Values: vals["incremental"][toolRsyncUp]})
+}
+
+// BenchmarkRowDirManyFiles measures ferry on a share of 100,000 files of
+// 1 KiB in 100 directories, as BenchmarkRowDir does, against `rsync -a` of
+// the same tree (into an empty directory, then onto its own copy) and
+// `cp -al` (a hard-link copy of the tree: what a dir snapshot of an
+// unchanged tree cannot beat). It records the workers' peak resident set
+// (VmHWM) over the three replications of each run.
+func BenchmarkRowDirManyFiles(b *testing.B) {
+	cases := map[string][]string{
+		"full":             {toolFerry, toolRsync},
+		"no change":        {toolFerry, toolRsync, toolCpal},
+		"one file changed": {toolFerry, toolRsync, toolCpal},
+		"worker peak RSS":  {"ferry source worker", "ferry target worker"},
+	}
+	if _, err := exec.LookPath("rsync"); err != nil {
+		benchrec.Skip(b, tblMany, "rsync not installed: apt-get install rsync", cases)
+	}
+	vals := map[string]map[string][]float64{}
+	for c := range cases {
+		vals[c] = map[string][]float64{}
+	}
+	add := func(c, tool string, d time.Duration) { vals[c][tool] = append(vals[c][tool], d.Seconds()) }
+	for run := range benchRuns {
+		b.Run(fmt.Sprintf("run%d", run+1), func(b *testing.B) {
+			e := newEnv(b, envOptions{ShareSize: manyFiles * manySize, Direct: true, WriteShare: writeManyFiles, Timeout: 10 * time.Minute})
+			e.apply()
+			rsyncDst := filepath.Join(e.dir, "rsync")
+			cpal := func(c string) {
+				dst := filepath.Join(e.dir, "cpal")
+				add(c, toolCpal, timedCmd(b, dst, "cp", "-al", e.share, dst))
+				require.NoError(b, removeAll(dst))
+			}
+			steps := map[string][]func(){
+				"full": {
+					func() { add("full", toolFerry, e.timedFerryRun(true)) },
+					func() { add("full", toolRsync, timedRsync(b, e.share, rsyncDst)) },
+				},
+				"no change": {
+					func() { add("no change", toolFerry, e.timedFerryRun(false)) },
+					func() { add("no change", toolRsync, timedRsync(b, e.share, rsyncDst)) },
+					func() { cpal("no change") },
+				},
+				"one file changed": {
+					func() { add("one file changed", toolFerry, e.timedFerryRun(false)) },
+					func() { add("one file changed", toolRsync, timedRsync(b, e.share, rsyncDst)) },
+					func() { cpal("one file changed") },
+				},
+			}
+			for _, c := range []string{"full", "no change", "one file changed"} {
+				if c == "one file changed" {
+					p := filepath.Join(e.share, fmt.Sprintf("d%03d", manyDirs/2), fmt.Sprintf("f%06d", manyFiles/2))
+					require.NoError(b, os.WriteFile(p, randomBytes(manySize), 0o644))
+				}
+				for i := range steps[c] {
+					steps[c][(i+run)%len(steps[c])]()
+				}
+			}
+			rss := vals["worker peak RSS"]
+			rss["ferry source worker"] = append(rss["ferry source worker"], e.workerPeakRSS(source))
+			rss["ferry target worker"] = append(rss["ferry target worker"], e.workerPeakRSS(target))
+			e.stopForProfiles()
+		})
+	}
+	for _, c := range []string{"full", "no change", "one file changed"} {
+		r := benchrec.Row{Table: tblMany, Case: c, Tool: toolFerry, Unit: benchrec.Seconds, Values: vals[c][toolFerry],
+			Compare: []benchrec.Compare{{Tool: toolRsync}}}
+		switch c {
+		case "full":
+			r.Note = "wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); rsync's and cp's include a syncfs of the target"
+		case "no change":
+			r.Compare = append(r.Compare, benchrec.Compare{Tool: toolCpal})
+			r.Limit = benchrec.AtMost(3)
+			r.Note = "the run right after the full one: a snapshot of the unchanged tree, nothing on the wire but the stream's records"
+		default:
+			r.Compare = append(r.Compare, benchrec.Compare{Tool: toolCpal})
+			r.Limit = benchrec.AtMost(3)
+			r.Note = "one 1 KiB file rewritten since the previous run"
+		}
+		benchrec.Record(b, r)
+		benchrec.Record(b, benchrec.Row{Table: tblMany, Case: c, Tool: toolRsync, Unit: benchrec.Seconds, Values: vals[c][toolRsync]})
+		if c != "full" {
+			benchrec.Record(b, benchrec.Row{Table: tblMany, Case: c, Tool: toolCpal, Unit: benchrec.Seconds, Values: vals[c][toolCpal],
+				Note: "a hard-link copy of the live tree: the floor of a dir snapshot"})
+		}
+	}
+	for _, side := range []string{"source", "target"} {
+		benchrec.Record(b, benchrec.Row{Table: tblMany, Case: "worker peak RSS", Tool: "ferry " + side + " worker", Unit: benchrec.MiB,
+			Values: vals["worker peak RSS"]["ferry "+side+" worker"],
+			Note:   "VmHWM of the worker process over the full, no-change and one-change runs of one run"})
+	}
+}
+
+// timedFerryRun triggers the job, waits for its result and returns the wall
+// time; it then checks that it was a full (or incremental) replication and
+// that the target's copy has the source's content digest.
+func (e *env) timedFerryRun(full bool) time.Duration {
+	e.t.Helper()
+	began := time.Now()
+	st := e.start()
+	res := e.mustSucceed(st)
+	took := time.Since(began)
+	require.Len(e.t, res.Plan.Steps, 1)
+	require.Equal(e.t, full, res.Plan.Steps[0].From == "", "full replication: want %v, plan %+v", full, res.Plan)
+	e.requireSameContent(res.Snapshot)
+	e.t.Logf("ferry (full %v): %v", full, took.Round(time.Millisecond))
+	return took
+}
+
+// workerPeakRSS is host's worker's peak resident set (VmHWM) in MiB.
+func (e *env) workerPeakRSS(host string) float64 {
+	e.t.Helper()
+	e.mu.Lock()
+	p := e.workers[host]
+	e.mu.Unlock()
+	require.NotNil(e.t, p, "no %s worker", host)
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	require.NoError(e.t, err)
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			require.NoError(e.t, err, "VmHWM %q", v)
+			return kb / 1024
+		}
+	}
+	e.t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	return 0
+}
+
+// stopForProfiles stops both workers gracefully (SIGTERM) when
+// $FERRY_CPUPROFILE is set, so that they write their CPU profiles
+// (docs/testing.md); the teardown's SIGKILL would lose them.
+func (e *env) stopForProfiles() {
+	if os.Getenv("FERRY_CPUPROFILE") == "" {
+		return
+	}
+	for _, h := range []string{source, target} {
+		e.mu.Lock()
+		p := e.workers[h]
+		delete(e.workers, h)
+		e.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		require.NoError(e.t, p.cmd.Process.Signal(syscall.SIGTERM))
+		select {
+		case <-p.exited:
+		case <-time.After(time.Minute):
+			e.t.Errorf("worker %s did not stop within a minute of SIGTERM", h)
+		}
+	}
+}
+
+// timedTar copies src into the new directory dst with `tar -cf - | tar -xf -`
+// and a syncfs of dst, and returns the wall time.
+func timedTar(b *testing.B, src, dst string) time.Duration {
+	require.NoError(b, os.Mkdir(dst, 0o755))
+	began := time.Now()
+	out, err := exec.Command("sh", "-c", `tar -cf - -C "$1" . | tar -xf - -C "$2"`, "tar", src, dst).CombinedOutput()
+	require.NoError(b, err, "tar: %s", out)
+	require.NoError(b, syncFS(dst))
+	took := time.Since(began)
+	b.Logf("tar: %v", took.Round(time.Millisecond))
+	return took
+}
+
+// timedRsync runs `rsync -a src/ dst/` (dst empty or absent, or an earlier
+// copy) and a syncfs of dst, and returns the wall time.
+func timedRsync(b *testing.B, src, dst string) time.Duration {
+	return timedCmd(b, dst, "rsync", "-a", src+"/", dst+"/")
+}
+
+// timedCmd runs the command, then a syncfs of dst, and returns the wall time.
+func timedCmd(b *testing.B, dst string, name string, args ...string) time.Duration {
+	began := time.Now()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	require.NoError(b, err, "%s: %s", name, out)
+	require.NoError(b, syncFS(dst))
+	took := time.Since(began)
+	b.Logf("%s: %v", name, took.Round(time.Millisecond))
+	return took
+}
+
+// writeDirTree writes the "dir" table's tree: a few large files and many
+// small ones in directories (size is fixed by the constants).
+func writeDirTree(dir string, _ int64) error {
+	for i := range dirBigFiles {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("big-%02d.bin", i)), randomBytes(dirBigSize), 0o644); err != nil {
+			return err
+		}
+	}
+	for i := range dirSmallFiles {
+		d := filepath.Join(dir, fmt.Sprintf("small-%02d", i%dirSmallDirs))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%05d.bin", i)), randomBytes(dirSmallSize), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// changeDirTree rewrites the first large file and every tenth small one.
+func changeDirTree(b *testing.B, dir string) {
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "big-00.bin"), randomBytes(dirBigSize), 0o644))
+	for i := 0; i < dirSmallFiles; i += 10 {
+		p := filepath.Join(dir, fmt.Sprintf("small-%02d", i%dirSmallDirs), fmt.Sprintf("f%05d.bin", i))
+		require.NoError(b, os.WriteFile(p, randomBytes(dirSmallSize), 0o644))
+	}
+}
+
+// writeManyFiles writes manyFiles files of manySize random bytes spread
+// over manyDirs directories.
+func writeManyFiles(dir string, _ int64) error {
+	buf := randomBytes(manyFiles * manySize)
+	for d := range manyDirs {
+		if err := os.Mkdir(filepath.Join(dir, fmt.Sprintf("d%03d", d)), 0o755); err != nil {
+			return err
+		}
+	}
+	for i := range manyFiles {
+		p := filepath.Join(dir, fmt.Sprintf("d%03d", i*manyDirs/manyFiles), fmt.Sprintf("f%06d", i))
+		if err := os.WriteFile(p, buf[i*manySize:(i+1)*manySize], 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomBytes(n int) []byte {
+	buf := make([]byte, n)
+	rand.Read(buf)
+	return buf
+}
