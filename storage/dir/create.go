@@ -212,22 +212,11 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 		if err := s.out.add(&e); err != nil {
 			return err
 		}
-		names, err := readDirNames(src)
-		if err != nil {
+		// An entry deleted while we looked is skipped.
+		if err := walkDir(src, true, func(_ *openDir, n string, cfi fs.FileInfo) error {
+			return s.entry(join(rel, n), cfi)
+		}); err != nil {
 			return err
-		}
-		for _, n := range names {
-			crel := join(rel, n)
-			cfi, err := os.Lstat(filepath.Join(src, n))
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // deleted while we looked
-			}
-			if err != nil {
-				return err
-			}
-			if err := s.entry(crel, cfi); err != nil {
-				return err
-			}
 		}
 		// The directory gets its metadata once its children are in (its
 		// default ACL would otherwise be inherited by their copies).
@@ -296,21 +285,6 @@ func (s *snapshotter) skipPrev(rel string) *Entry {
 	return nil
 }
 
-// sameXattrs reports whether a and b have the same carried xattrs, and
-// their digest.
-func sameXattrs(a, b string) (string, bool, error) {
-	xa, err := storage.ReadXattrs(a)
-	if err != nil {
-		return "", false, err
-	}
-	xb, err := storage.ReadXattrs(b)
-	if err != nil {
-		return "", false, err
-	}
-	d := storage.XattrsDigest(xa)
-	return d, d == storage.XattrsDigest(xb), nil
-}
-
 // copyXattrs gives dst exactly the carried xattrs of src (removing any it
 // inherited from a default ACL above it) and returns their digest.
 func (s *snapshotter) copyXattrs(rel, src, dst string) (string, error) {
@@ -339,16 +313,19 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 		defer func() { c := *e; s.links[id] = &c }()
 	}
 	// Unchanged since the previous snapshot: share its (read-only) copy,
-	// when that copy has the live file's xattrs (a snapshot made before
-	// ferry kept them has none).
+	// when the manifest says that copy has the live file's xattrs (a
+	// snapshot made before ferry kept them records none, and its copies
+	// have none). The copy itself is not read: a copy altered since is
+	// refused when it is sent (its xattrs are checked against the
+	// manifest) and by Verify.
 	if p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
 		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.Ctime == st.ctime && p.UID == st.uid && p.GID == st.gid {
 		prevCopy := filepath.Join(s.prevTree, filepath.FromSlash(rel))
-		x, same, err := sameXattrs(src, prevCopy)
+		xs, err := storage.ReadXattrs(src)
 		if err != nil {
 			return err
 		}
-		if same && x == p.Xattrs {
+		if storage.XattrsDigest(xs) == p.Xattrs {
 			if err := os.Link(prevCopy, dst); err == nil {
 				e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
 				s.m.Linked++

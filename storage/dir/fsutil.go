@@ -46,7 +46,14 @@ type devIno struct{ dev, ino uint64 }
 
 func statInfo(fi fs.FileInfo) statOf {
 	st := statOf{mode: storage.UnixMode(fi.Mode()), size: fi.Size(), fileType: fi.Mode().Type(), mtime: fi.ModTime().UnixNano()}
-	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+	switch s := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		st.dev, st.ino = uint64(s.Dev), s.Ino
+		st.uid, st.gid = int(s.Uid), int(s.Gid)
+		st.ctime = s.Ctim.Nano()
+		st.atime = s.Atim.Nano()
+		st.nlink = uint64(s.Nlink)
+	case *unix.Stat_t: // statFI: the walks' fstatat
 		st.dev, st.ino = uint64(s.Dev), s.Ino
 		st.uid, st.gid = int(s.Uid), int(s.Gid)
 		st.ctime = s.Ctim.Nano()
@@ -55,6 +62,9 @@ func statInfo(fi fs.FileInfo) statOf {
 	}
 	return st
 }
+
+// sameInode reports whether two stats are of the same inode.
+func sameInode(a, b statOf) bool { return a.dev == b.dev && a.ino == b.ino }
 
 // setTimes sets atime and mtime of p without following a final symlink.
 func setTimes(p string, atime, mtime int64) error {

@@ -104,21 +104,9 @@ func walkTree(root string, fn func(rel string, fi fs.FileInfo) error) error {
 		if !fi.IsDir() {
 			return nil
 		}
-		abs := filepath.Join(root, filepath.FromSlash(rel))
-		names, err := readDirNames(abs)
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			cfi, err := os.Lstat(filepath.Join(abs, n))
-			if err != nil {
-				return err
-			}
-			if err := visit(join(rel, n), cfi); err != nil {
-				return err
-			}
-		}
-		return nil
+		return walkDir(filepath.Join(root, filepath.FromSlash(rel)), false, func(_ *openDir, n string, cfi fs.FileInfo) error {
+			return visit(join(rel, n), cfi)
+		})
 	}
 	fi, err := os.Lstat(root)
 	if err != nil {

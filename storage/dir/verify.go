@@ -9,8 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"syscall"
 
 	"github.com/ferry-nas/ferry/storage"
 )
@@ -51,7 +51,7 @@ func (w *treeWalker) walk() error {
 	if err != nil {
 		return err
 	}
-	if err := w.entry(".", fi); err != nil {
+	if err := w.entry(".", fi, nil); err != nil {
 		return err
 	}
 	if w.stored != nil {
@@ -97,7 +97,8 @@ func seek(m *manifestReader, rel string, skipped func(*Entry) error) (*Entry, er
 
 func missing(e *Entry) error { return fmt.Errorf("%q is missing: %w", e.Path, errTampered) }
 
-func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
+// entry records rel; dir is its parent directory, open (nil for the root).
+func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 	abs := filepath.Join(w.root, filepath.FromSlash(rel))
 	st := statInfo(fi)
 	e := Entry{Path: rel, Mode: st.mode, Mtime: st.mtime, UID: st.uid, GID: st.gid}
@@ -153,18 +154,10 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 		if err := w.emit(&e); err != nil {
 			return err
 		}
-		names, err := readDirNames(abs)
-		if err != nil {
+		if err := walkDir(abs, false, func(d *openDir, n string, cfi fs.FileInfo) error {
+			return w.entry(join(rel, n), cfi, d)
+		}); err != nil {
 			return err
-		}
-		for _, n := range names {
-			cfi, err := os.Lstat(filepath.Join(abs, n))
-			if err != nil {
-				return err
-			}
-			if err := w.entry(join(rel, n), cfi); err != nil {
-				return err
-			}
 		}
 		if w.strip && st.mode != e.Mode&^0o222 && rel != "." { // the root: after its rename
 			return os.Chmod(abs, storage.FileMode(e.Mode&^0o222))
@@ -195,7 +188,7 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 		}
 		// A hard link to the base's copy keeps the base's true mode and hash.
 		if p != nil && p.Type == typeFile {
-			if pfi, err := os.Lstat(filepath.Join(w.parentTree, filepath.FromSlash(rel))); err == nil && os.SameFile(pfi, fi) {
+			if pfi, err := os.Lstat(filepath.Join(w.parentTree, filepath.FromSlash(rel))); err == nil && sameInode(statInfo(pfi), st) {
 				if st.mode != p.Mode&^0o222 {
 					return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("base snapshot file %q has mode %o, its manifest says %o: %w", rel, st.mode, p.Mode&^0o222, errTampered)}
 				}
@@ -203,7 +196,7 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo) error {
 				return w.emit(&e)
 			}
 		}
-		f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		f, err := dir.openFile(path.Base(rel))
 		if err != nil {
 			return err
 		}
