@@ -52,18 +52,14 @@ bench:
 	$(GO) run ./internal/benchrec/cmd/benchdoc -rows $(BENCH_OUT) -gobench $(BENCH_GO) -out docs/BENCHMARKS.md
 	@echo "make bench: wrote docs/BENCHMARKS.md"
 
-# btrfs throughput, root only (not part of `make test`): a 1 GiB full
-# replication of incompressible data through ferry in resume off and staged
-# mode, and a plain `btrfs send | btrfs receive`, between two loop-mounted
-# btrfs images. FERRY_REQUIRE makes a missing prerequisite fail, not skip.
-bench-btrfs:
-	FERRY_REQUIRE=btrfs $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkBtrfsThroughput' -benchtime 1x -count 1 -timeout 30m
-
-# zfs throughput, root and zfs-fuse (or OpenZFS) only (not part of `make
-# test`): a 1 GiB full replication of incompressible data through ferry
-# beside a plain `zfs send | zfs receive` between two pools on sparse files.
-bench-zfs:
-	FERRY_REQUIRE=zfs $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkZFSThroughput' -benchtime 1x -count 1 -timeout 40m
+# Only the btrfs (or zfs) rows of make bench, into a scratch report
+# (bin/bench-btrfs.md, bin/bench-zfs.md; docs/BENCHMARKS.md is untouched):
+# root only (loop devices; zfs: zfs-fuse or OpenZFS running).
+bench-btrfs bench-zfs: bench-%:
+	@mkdir -p bin && rm -f bin/bench-$*.jsonl
+	FERRY_BENCH_OUT=$(CURDIR)/bin/bench-$*.jsonl $(GO) test ./e2e/ -run '^$$' -bench '^BenchmarkRow$(if $(filter btrfs,$*),Btrfs,ZFS)$$' -benchtime 1x -count 1 -timeout 30m -v
+	$(GO) run ./internal/benchrec/cmd/benchdoc -rows bin/bench-$*.jsonl -out bin/bench-$*.md -command "make bench-$*"
+	@echo "make bench-$*: wrote bin/bench-$*.md"
 
 # Coverage-guided fuzzing of the frame decoder (the seed corpus runs in `make test`).
 FUZZTIME ?= 60s

@@ -14,153 +14,244 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferry-nas/ferry/config"
+	"github.com/ferry-nas/ferry/internal/benchrec"
+	"github.com/ferry-nas/ferry/internal/prereq"
 	"github.com/ferry-nas/ferry/storage"
 )
 
-// benchShare is the benchmark's share: 1 GiB of incompressible data.
-const benchShare = 1 << 30
+// The btrfs table: ferry (resume off and staged) next to `btrfs send |
+// btrfs receive` (the ceiling) and btrbk's path, the same pipe through ssh
+// to 127.0.0.1, between two loop-mounted btrfs images.
+const (
+	btrfsTable     = "btrfs"
+	btrfsFullCase  = "full, 2 GiB (large and small files)"
+	btrfsIncrCase  = "incremental, 10% changed"
+	toolFerryOff   = "ferry off"
+	toolFerryStage = "ferry staged"
+	toolBtrfsPipe  = "btrfs send | btrfs receive"
+	toolBtrfsSSH   = "btrfs send | ssh 127.0.0.1 btrfs receive"
+	// benchRuns is how many times each row is measured, tools interleaved.
+	benchRuns = 3
+)
 
-// BenchmarkBtrfsThroughput compares, on one pair of loop-mounted btrfs
-// images, a full replication of a 1 GiB share of incompressible data
-// through ferry (embedded server, both workers as processes, the data
+// btrfsBenchShare: 2 GiB of incompressible data, 1920 MiB in 64 MiB files
+// and 128 MiB in 16 KiB files (8192 of them in 64 directories).
+const (
+	btrfsBenchShare = 2 << 30
+	bigFile         = 64 << 20
+	smallFile       = 16 << 10
+	smallFiles      = 8192
+)
+
+// BenchmarkRowBtrfs measures, between two loop-mounted btrfs images, a full
+// replication of a 2 GiB share and an incremental one of 10% of it (the
+// same files rewritten before each run) through ferry with stream.resume
+// off and staged (embedded server, both workers as processes, the data
 // plane over loopback TLS straight to the source's data server, compress
-// none, no rate limit) with stream.resume off and staged, and a plain
-// `btrfs send <snapshot> | btrfs receive <dir>` of the same data between
-// the same filesystems. ferry's figure is the wall time from the trigger
-// to the run's result (the receive is committed with syncfs); the pipe's
-// is the pipe's wall time plus a syncfs of the target, so both end durable
-// (the metric pipe-nosync-MB/s leaves the sync out). MB/s is the share's
-// size (1 GiB = 1073.7 MB) over that time. Both filesystems are synced
-// before each measurement; the source's data is in the page cache for
-// all three.
+// none), a plain `btrfs send | btrfs receive`, and the same pipe through
+// ssh to 127.0.0.1 (a throwaway sshd). Runs are interleaved tool by tool;
+// before each timed copy both filesystems are synced and the page cache is
+// dropped, so every tool reads its source from disk. ferry's time runs from
+// the trigger to the run's result (the receive committed with syncfs); the
+// pipes' include a syncfs of the target, so every copy ends durable. Every
+// timed copy's content digest is checked against the source's.
 //
-// Root only; one iteration: `make bench-btrfs` (-benchtime 1x).
-func BenchmarkBtrfsThroughput(b *testing.B) {
-	needBtrfs(b)
+// Root only: `make bench` (or -bench BenchmarkRowBtrfs -benchtime 1x).
+func BenchmarkRowBtrfs(b *testing.B) {
+	tools := []string{toolFerryOff, toolFerryStage, toolBtrfsPipe, toolBtrfsSSH}
+	cases := map[string][]string{btrfsFullCase: tools, btrfsIncrCase: tools}
+	if testing.Short() {
+		benchrec.Skip(b, btrfsTable, "skipped with -short: run make bench without -short", cases)
+	}
+	if err := prereq.All(prereq.Root, prereq.Commands("btrfs", "mkfs.btrfs", "losetup"), prereq.Filesystem("btrfs"), prereq.LoopDevices)(); err != nil {
+		benchrec.Skip(b, btrfsTable, fmt.Sprintf("btrfs rows need root, btrfs-progs and loop devices (%v): run make bench as root with btrfs-progs installed (apt-get install btrfs-progs)", err), cases)
+	}
+	if err := prereq.Commands(sshdPath, "ssh", "ssh-keygen")(); err != nil {
+		benchrec.Skip(b, btrfsTable, fmt.Sprintf("the ssh row needs openssh (%v): apt-get install openssh-server openssh-client", err), cases)
+	}
 	e := newBtrfsEnv(b, envOptions{
-		ShareSize:  benchShare,
+		ShareSize:  btrfsBenchShare,
 		Resume:     string(storage.ResumeOff),
 		Direct:     true,
-		WriteShare: writeIncompressible,
-		Timeout:    20 * time.Minute,
-		// The target holds one 1 GiB copy at a time (each is destroyed
-		// after it is measured), plus the staged spool.
-		Images: map[string]int64{source: 3 << 30, target: 4 << 30},
+		WriteShare: writeMixedShare,
+		Timeout:    30 * time.Minute,
+		// The target holds the incremental base, one 2 GiB copy at a
+		// time (each is removed after it is measured) and the staged spool.
+		Images: map[string]int64{source: 5 << 30, target: 8 << 30},
 	})
 	e.apply()
-	var snapshot string
-	for _, mode := range []string{string(storage.ResumeOff), string(storage.ResumeStaged)} {
-		b.Run(mode, func(b *testing.B) {
-			defer e.as(b)()
-			if mode != string(storage.ResumeOff) {
-				e.setResume(mode)
-			}
-			e.syncBoth()
-			b.ResetTimer()
-			began := time.Now()
-			st := e.start()
-			res := e.mustSucceed(st)
-			took := time.Since(began)
-			b.StopTimer()
-			require.Len(b, res.Plan.Steps, 1)
-			require.Empty(b, res.Plan.Steps[0].From, "not a full replication")
-			require.True(b, hasEntry(e.workerLogs(target, "received"), map[string]any{"snapshot": res.Snapshot, "mode": mode}),
-				"%s was not received in %s mode", res.Snapshot, mode)
-			report(b, took, res.Bytes)
-			// Where the time went, from the workers' logs: the stream
-			// (receive start to the source's "transfer complete") and what
-			// followed it on the target (staged: applying the spool) up to
-			// the commit.
-			rcvAt := e.logTime(target, "receive", res.Snapshot)
-			sentAt := e.logTime(source, "transfer complete", "")
-			doneAt := e.logTime(target, "received", res.Snapshot)
-			b.ReportMetric(sentAt.Sub(rcvAt).Seconds(), "stream-s")
-			b.ReportMetric(doneAt.Sub(sentAt).Seconds(), "apply-s")
-			if snapshot == "" {
-				snapshot = res.Snapshot
-			}
-			e.requireSameContent(res.Snapshot)
-			// Make room for the next copy.
-			require.NoError(b, e.backend(target).DestroySnapshot(e.ctx, tgtDataset, res.Snapshot))
-			btrfs(b, "subvolume", "sync", e.roots[target])
-		})
+	sb := &sendBench{e: e, ssh: startSSHD(b), digests: map[string]string{}}
+	full := map[string][]float64{}
+	for range benchRuns {
+		full[toolFerryOff] = append(full[toolFerryOff], sb.ferry(storage.ResumeOff, ""))
+		full[toolFerryStage] = append(full[toolFerryStage], sb.ferry(storage.ResumeStaged, ""))
+		full[toolBtrfsPipe] = append(full[toolBtrfsPipe], sb.pipe(false, "", sb.last))
+		full[toolBtrfsSSH] = append(full[toolBtrfsSSH], sb.pipe(true, "", sb.last))
 	}
-	b.Run("pipe", func(b *testing.B) {
-		defer e.as(b)()
-		require.NotEmpty(b, snapshot, "no ferry run made the snapshot to send")
-		src := filepath.Join(e.roots[source], ".ferry", "snapshots", srcDataset, snapshot, snapshot)
-		dst := filepath.Join(e.roots[target], "pipe")
-		require.NoError(b, os.Mkdir(dst, 0o755))
-		e.syncBoth()
-		b.ResetTimer()
-		began := time.Now()
-		sendReceive(b, src, dst)
-		piped := time.Since(began)
-		require.NoError(b, syncFS(dst))
-		took := time.Since(began)
-		b.StopTimer()
-		report(b, took, 0)
-		b.ReportMetric(float64(benchShare)/1e6/piped.Seconds(), "pipe-nosync-MB/s")
-		got, err := storage.TreeDigest(filepath.Join(dst, snapshot), nil)
-		require.NoError(b, err)
-		want, err := e.backend(source).ContentDigest(e.ctx, srcDataset, snapshot)
-		require.NoError(b, err)
-		require.Equal(b, want, got, "the piped copy differs from the source")
-	})
+	// The incremental base: the last full copy, kept on the target.
+	base := sb.ferryKeep(storage.ResumeOff)
+	incr := map[string][]float64{}
+	for range benchRuns {
+		rewriteTenth(b, e.share)
+		incr[toolFerryOff] = append(incr[toolFerryOff], sb.ferry(storage.ResumeOff, base))
+		incr[toolFerryStage] = append(incr[toolFerryStage], sb.ferry(storage.ResumeStaged, base))
+		incr[toolBtrfsPipe] = append(incr[toolBtrfsPipe], sb.pipe(false, base, sb.last))
+		incr[toolBtrfsSSH] = append(incr[toolBtrfsSSH], sb.pipe(true, base, sb.last))
+	}
+	const cached = "page cache dropped before each run"
+	for _, c := range []struct {
+		name string
+		vals map[string][]float64
+	}{{btrfsFullCase, full}, {btrfsIncrCase, incr}} {
+		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryOff, Unit: benchrec.MBps, Values: c.vals[toolFerryOff],
+			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.90}, {Tool: toolBtrfsSSH, Min: 1.2}},
+			Note:    "trigger to result (receive committed with syncfs), data plane over loopback TLS; " + cached})
+		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryStage, Unit: benchrec.MBps, Values: c.vals[toolFerryStage],
+			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.60}},
+			Note:    "as ferry off, the stream spooled (checkpointed) on the target and applied from the spool; " + cached})
+		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolBtrfsPipe, Unit: benchrec.MBps, Values: c.vals[toolBtrfsPipe],
+			Note: "the ceiling: one pipe between the two processes, plus syncfs of the target; " + cached})
+		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolBtrfsSSH, Unit: benchrec.MBps, Values: c.vals[toolBtrfsSSH],
+			Note: "btrbk's path: ssh to 127.0.0.1 with its default cipher, plus syncfs of the target; " + cached})
+	}
 }
 
-// report adds the benchmark's figures: MB/s of share data over the wall
-// time, and the bytes ferry moved over the wire (0: not known).
-func report(b *testing.B, took time.Duration, wireBytes int64) {
-	b.ReportMetric(float64(benchShare)/1e6/took.Seconds(), "MB/s")
-	b.ReportMetric(took.Seconds(), "s")
-	if wireBytes > 0 {
-		b.ReportMetric(float64(wireBytes)/1e6, "wire-MB")
-	}
-	b.Logf("%s: 1 GiB of share data in %v = %.1f MB/s", b.Name(), took.Round(time.Millisecond), float64(benchShare)/1e6/took.Seconds())
+// sendBench runs the timed copies of a snapshot benchmark on one env.
+type sendBench struct {
+	e   *env
+	ssh *sshd
+	// last is the source snapshot the last ferry run made (the pipes send it).
+	last string
+	// digests caches the source snapshots' content digests.
+	digests map[string]string
+	pipes   int
 }
 
-// sendReceive runs `btrfs send src | btrfs receive dst`: one pipe between
-// the two processes.
-func sendReceive(b *testing.B, src, dst string) {
-	send := exec.Command("btrfs", "send", "-q", src)
+// ferry triggers one run in mode, checks it is a full replication (base
+// "") or an incremental from base, verifies the copy and removes it from
+// the target; it returns the share's MB/s over the run's wall time.
+func (sb *sendBench) ferry(mode storage.ResumeMode, base string) float64 {
+	e := sb.e
+	took, res := sb.ferryRun(mode, base)
+	require.NoError(e.t, e.backend(target).DestroySnapshot(e.ctx, tgtDataset, res))
+	btrfs(e.t, "subvolume", "sync", e.roots[target])
+	return mbps(e.shareSizeFor(base), took)
+}
+
+// ferryKeep makes a full copy that stays on the target (the incremental
+// base) and returns its name.
+func (sb *sendBench) ferryKeep(mode storage.ResumeMode) string {
+	_, res := sb.ferryRun(mode, "")
+	return res
+}
+
+func (sb *sendBench) ferryRun(mode storage.ResumeMode, base string) (time.Duration, string) {
+	e := sb.e
+	e.t.Helper()
+	e.setResume(string(mode))
+	if base != "" && sb.last != "" && sb.last != base {
+		// Only base and the new snapshot on the source: the run sends one
+		// step from base, not a catch-up chain through the last run's.
+		require.NoError(e.t, e.backend(source).DestroySnapshot(e.ctx, srcDataset, sb.last))
+	}
+	sb.quiesce()
+	began := time.Now()
+	res := e.mustSucceed(e.start())
+	took := time.Since(began)
+	require.Len(e.t, res.Plan.Steps, 1)
+	require.Equal(e.t, base, res.Plan.Steps[0].From, "the step's base")
+	require.True(e.t, hasEntry(e.workerLogs(target, "received"), map[string]any{"snapshot": res.Snapshot, "mode": string(mode)}),
+		"%s was not received in %s mode", res.Snapshot, mode)
+	got, err := e.backend(target).ContentDigest(e.ctx, tgtDataset, res.Snapshot)
+	require.NoError(e.t, err, "target content digest")
+	require.Equal(e.t, sb.sourceDigest(res.Snapshot), got, "ferry %s: content of %s, source vs target", mode, res.Snapshot)
+	e.t.Logf("ferry %s %s: %v, %.1f MB/s", mode, res.Snapshot, took.Round(time.Millisecond), mbps(e.shareSizeFor(base), took))
+	sb.last = res.Snapshot
+	return took, res.Snapshot
+}
+
+// pipe sends snapshot (incremental from base when set) with `btrfs send |
+// btrfs receive`, through ssh when overSSH, into a fresh directory of the
+// target, syncs it, verifies the copy and removes it; it returns MB/s.
+func (sb *sendBench) pipe(overSSH bool, base, snapshot string) float64 {
+	e := sb.e
+	e.t.Helper()
+	snapPath := func(name string) string {
+		return filepath.Join(e.roots[source], ".ferry", "snapshots", srcDataset, name, name)
+	}
+	sb.pipes++
+	dst := filepath.Join(e.roots[target], fmt.Sprintf("pipe-%d", sb.pipes))
+	require.NoError(e.t, os.Mkdir(dst, 0o755))
+	send := []string{"send", "-q"}
+	if base != "" {
+		send = append(send, "-p", snapPath(base))
+	}
+	send = append(send, snapPath(snapshot))
 	recv := exec.Command("btrfs", "receive", "-q", dst)
+	if overSSH {
+		recv = sb.ssh.command("btrfs receive -q " + dst)
+	}
+	sb.quiesce()
+	began := time.Now()
+	pipeCommands(e.t, exec.Command("btrfs", send...), recv)
+	require.NoError(e.t, syncFS(dst))
+	took := time.Since(began)
+	got, err := storage.TreeDigest(filepath.Join(dst, snapshot), nil)
+	require.NoError(e.t, err)
+	require.Equal(e.t, sb.sourceDigest(snapshot), got, "the piped copy differs from the source")
+	btrfs(e.t, "subvolume", "delete", filepath.Join(dst, snapshot))
+	require.NoError(e.t, os.Remove(dst))
+	btrfs(e.t, "subvolume", "sync", e.roots[target])
+	e.t.Logf("pipe (ssh %v) %s: %v, %.1f MB/s", overSSH, snapshot, took.Round(time.Millisecond), mbps(e.shareSizeFor(base), took))
+	return mbps(e.shareSizeFor(base), took)
+}
+
+func (sb *sendBench) sourceDigest(snapshot string) string {
+	if d, ok := sb.digests[snapshot]; ok {
+		return d
+	}
+	d, err := sb.e.backend(source).ContentDigest(sb.e.ctx, srcDataset, snapshot)
+	require.NoError(sb.e.t, err, "source content digest")
+	sb.digests[snapshot] = d
+	return d
+}
+
+// quiesce commits both filesystems and drops the page cache, so that no
+// earlier writeback is measured and every tool reads its source from disk.
+func (sb *sendBench) quiesce() {
+	e := sb.e
+	e.t.Helper()
+	for _, h := range []string{source, target} {
+		require.NoError(e.t, syncFS(e.roots[h]))
+	}
+	require.NoError(e.t, os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0), "drop the page cache")
+}
+
+// shareSizeFor is the data a step moves: the whole share for a full
+// replication, the rewritten tenth for an incremental one.
+func (e *env) shareSizeFor(base string) int64 {
+	if base == "" {
+		return e.shareSize
+	}
+	return tenthSize
+}
+
+func mbps(size int64, took time.Duration) float64 { return float64(size) / 1e6 / took.Seconds() }
+
+// pipeCommands runs `send | recv`: one pipe between the two processes.
+func pipeCommands(t testing.TB, send, recv *exec.Cmd) {
+	t.Helper()
 	var sendErr, recvErr strings.Builder
 	send.Stderr, recv.Stderr = &sendErr, &recvErr
 	pr, pw, err := os.Pipe()
-	require.NoError(b, err)
+	require.NoError(t, err)
 	send.Stdout, recv.Stdin = pw, pr
-	require.NoError(b, send.Start())
-	require.NoError(b, recv.Start())
+	require.NoError(t, send.Start())
+	require.NoError(t, recv.Start())
 	pw.Close()
 	pr.Close()
-	require.NoError(b, send.Wait(), "btrfs send: %s", sendErr.String())
-	require.NoError(b, recv.Wait(), "btrfs receive: %s", recvErr.String())
-}
-
-// logTime is the time of host's last log line with msg (and, when
-// snapshot is set, that snapshot).
-func (e *env) logTime(host, msg, snapshot string) time.Time {
-	e.t.Helper()
-	var at time.Time
-	for _, l := range e.workerLogs(host, msg) {
-		if l["msg"] != msg || (snapshot != "" && l["snapshot"] != snapshot) {
-			continue
-		}
-		ts, _ := l["ts"].(string)
-		t, err := time.Parse(time.RFC3339Nano, ts)
-		require.NoError(e.t, err, "log time %q", ts)
-		at = t
-	}
-	require.False(e.t, at.IsZero(), "no %q in %s's log", msg, host)
-	return at
-}
-
-// as makes tb the env's test for a sub-benchmark, and returns the undo.
-func (e *env) as(tb testing.TB) func() {
-	prev := e.t
-	e.t = tb
-	return func() { e.t = prev }
+	require.NoError(t, send.Wait(), "%s: %s", send.Args, sendErr.String())
+	require.NoError(t, recv.Wait(), "%s: %s", recv.Args, recvErr.String())
 }
 
 // setResume rewrites the job's stream.resume and applies the config again.
@@ -179,15 +270,6 @@ func (e *env) setResume(mode string) {
 	e.apply()
 }
 
-// syncBoth commits both hosts' filesystems, so that no earlier writeback
-// is measured.
-func (e *env) syncBoth() {
-	e.t.Helper()
-	for _, h := range []string{source, target} {
-		require.NoError(e.t, syncFS(e.roots[h]))
-	}
-}
-
 func syncFS(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
@@ -197,12 +279,56 @@ func syncFS(p string) error {
 	return unix.Syncfs(int(f.Fd()))
 }
 
+// tenthSize is what rewriteTenth rewrites: 3 of the 30 large files and
+// every tenth small file, 10% of the share.
+const tenthSize = 3*bigFile + (smallFiles+9)/10*smallFile
+
+// writeMixedShare fills dir with size bytes of random data: size-128 MiB in
+// 64 MiB files, 128 MiB in 16 KiB files spread over 64 directories.
+func writeMixedShare(dir string, size int64) error {
+	small := int64(smallFiles * smallFile)
+	if err := writeIncompressible(dir, size-small); err != nil {
+		return err
+	}
+	buf := make([]byte, smallFile)
+	for i := range smallFiles {
+		p := smallPath(dir, i)
+		if i%(smallFiles/64) == 0 {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+		}
+		rand.Read(buf)
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func smallPath(dir string, i int) string {
+	return filepath.Join(dir, "small", fmt.Sprintf("d%02d", i/(smallFiles/64)), fmt.Sprintf("f%04d.bin", i))
+}
+
+// rewriteTenth overwrites the same tenth of the share (3 large files and
+// every tenth small file) with new random data, so each incremental from
+// the kept base moves tenthSize bytes of data.
+func rewriteTenth(t testing.TB, share string) {
+	t.Helper()
+	for i := range 3 {
+		writeRandomFile(t, filepath.Join(share, fmt.Sprintf("random-%02d.bin", i*10)), bigFile)
+	}
+	for i := 0; i < smallFiles; i += 10 {
+		writeRandomFile(t, smallPath(share, i), smallFile)
+	}
+}
+
 // writeIncompressible fills dir with size bytes of random data in 64 MiB
 // files.
 func writeIncompressible(dir string, size int64) error {
 	buf := make([]byte, 1<<20)
 	for i := 0; size > 0; i++ {
-		n := min(size, 64<<20)
+		n := min(size, bigFile)
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("random-%02d.bin", i)))
 		if err != nil {
 			return err

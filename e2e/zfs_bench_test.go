@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -8,68 +9,97 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ferry-nas/ferry/internal/benchrec"
+	"github.com/ferry-nas/ferry/internal/prereq"
 	"github.com/ferry-nas/ferry/internal/zfspool"
 	"github.com/ferry-nas/ferry/storage"
 )
 
-// BenchmarkZFSThroughput compares, between two pools on sparse files, a
-// full replication of a 1 GiB share of incompressible data through ferry
-// (embedded server, both workers as processes, the data plane over
-// loopback TLS straight to the source's data server, compress none, no
-// rate limit, stream.resume off) with a plain `zfs send <snapshot> | zfs
-// receive <dataset>` of the same snapshot between the same pools. ferry's
-// figure is the wall time from the trigger to the run's result; the
-// pipe's is the pipe's wall time (zfs receive returns once the snapshot is
-// committed). MB/s is the share's size over that time.
+const (
+	zfsTable    = "zfs"
+	zfsFullCase = "full, 512 MiB"
+	toolZFSPipe = "zfs send | zfs receive"
+	// zfsBenchShare is small: zfs-fuse moves well under 100 MB/s here.
+	zfsBenchShare = 512 << 20
+)
+
+// BenchmarkRowZFS measures, between two pools on sparse files (zfs-fuse
+// here), a full replication of a 512 MiB share of incompressible data
+// through ferry (stream.resume off, the data plane over loopback TLS
+// straight to the source's data server, compress none) next to a plain
+// `zfs send <snapshot> | zfs receive <dataset>` of the same snapshot,
+// interleaved run by run. Both filesystems are synced and the page cache
+// dropped before each copy. ferry's time runs from the trigger to the run's
+// result; the pipe's until zfs receive returns (the snapshot committed).
+// Every copy's content digest is checked against the source's.
 //
-// Root, the zfs tools and the ZFS service (zfs-fuse) only; one iteration:
-// `make bench-zfs`.
-func BenchmarkZFSThroughput(b *testing.B) {
+// Root, the zfs tools and a running ZFS (zfs-fuse or the OpenZFS module).
+func BenchmarkRowZFS(b *testing.B) {
+	cases := map[string][]string{zfsFullCase: {toolFerryOff, toolZFSPipe}}
+	if testing.Short() {
+		benchrec.Skip(b, zfsTable, "skipped with -short: run make bench without -short", cases)
+	}
+	if err := prereq.All(prereq.Root, prereq.Commands("zfs", "zpool"), func() error {
+		if out, err := exec.Command("zpool", "list", "-H").CombinedOutput(); err != nil {
+			return fmt.Errorf("zpool list: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})(); err != nil {
+		benchrec.Skip(b, zfsTable, fmt.Sprintf("zfs rows need root and a running ZFS (%v): run make bench as root with zfs-fuse running (apt-get install zfs-fuse) or the OpenZFS module loaded", err), cases)
+	}
 	e := newZFSEnv(b, envOptions{
-		ShareSize:  benchShare,
+		ShareSize:  zfsBenchShare,
 		Resume:     string(storage.ResumeOff),
 		Direct:     true,
 		WriteShare: writeIncompressible,
-		Timeout:    30 * time.Minute,
-		Images:     map[string]int64{source: 2 << 30, target: 3 << 30},
+		Timeout:    20 * time.Minute,
+		Images:     map[string]int64{source: 1 << 30, target: 2 << 30},
 	})
 	e.apply()
-	var snapshot string
-	b.Run("ferry", func(b *testing.B) {
-		defer e.as(b)()
-		b.ResetTimer()
+	pool := e.cfg.Hosts[target].Root
+	var ferryVals, pipeVals []float64
+	for i := range benchRuns {
+		zfsQuiesce(b, e)
 		began := time.Now()
 		res := e.mustSucceed(e.start())
 		took := time.Since(began)
-		b.StopTimer()
 		require.Len(b, res.Plan.Steps, 1)
 		require.Empty(b, res.Plan.Steps[0].From, "not a full replication")
-		report(b, took, res.Bytes)
-		snapshot = res.Snapshot
 		e.requireSameContent(res.Snapshot)
-	})
-	b.Run("pipe", func(b *testing.B) {
-		defer e.as(b)()
-		require.NotEmpty(b, snapshot, "no ferry run made the snapshot to send")
-		src := e.cfg.Hosts[source].Root + "/" + srcDataset + "@" + snapshot
-		dst := e.cfg.Hosts[target].Root + "/pipe"
-		b.ResetTimer()
-		began := time.Now()
-		zfsPipe(b, src, dst+"@"+snapshot)
-		took := time.Since(began)
-		b.StopTimer()
-		report(b, took, 0)
-		// The piped copy is the same snapshot: zfs keeps its guid.
-		guid := func(s string) string {
-			return strings.TrimSpace(zfspool.Zfs(b, "get", "-H", "-p", "-o", "value", "guid", s))
-		}
-		require.Equal(b, guid(src), guid(dst+"@"+snapshot), "the piped snapshot is another one")
-	})
+		ferryVals = append(ferryVals, mbps(zfsBenchShare, took))
+		b.Logf("ferry %s: %v", res.Snapshot, took.Round(time.Millisecond))
+		// The next run is a full replication again.
+		zfspool.Zfs(b, "destroy", "-r", pool+"/"+tgtDataset)
+
+		src := e.cfg.Hosts[source].Root + "/" + srcDataset + "@" + res.Snapshot
+		dst := fmt.Sprintf("%s/pipe-%d", pool, i)
+		zfsQuiesce(b, e)
+		began = time.Now()
+		out, err := exec.Command("sh", "-c", `zfs send "$1" | zfs receive "$2"`, "sh", src, dst+"@"+res.Snapshot).CombinedOutput()
+		took = time.Since(began)
+		require.NoError(b, err, "zfs send | zfs receive: %s", out)
+		mp := strings.TrimSpace(zfspool.Zfs(b, "get", "-H", "-o", "value", "mountpoint", dst))
+		got, err := storage.TreeDigest(mp+"/.zfs/snapshot/"+res.Snapshot, nil)
+		require.NoError(b, err)
+		want, err := e.backend(source).ContentDigest(e.ctx, srcDataset, res.Snapshot)
+		require.NoError(b, err)
+		require.Equal(b, want, got, "the piped copy differs from the source")
+		pipeVals = append(pipeVals, mbps(zfsBenchShare, took))
+		b.Logf("pipe %s: %v", res.Snapshot, took.Round(time.Millisecond))
+		zfspool.Zfs(b, "destroy", "-r", dst)
+	}
+	benchrec.Record(b, benchrec.Row{Table: zfsTable, Case: zfsFullCase, Tool: toolFerryOff, Unit: benchrec.MBps, Values: ferryVals,
+		Compare: []benchrec.Compare{{Tool: toolZFSPipe, Min: 0.90}},
+		Note:    "trigger to result, data plane over loopback TLS, zfs-fuse; page cache dropped before each run"})
+	benchrec.Record(b, benchrec.Row{Table: zfsTable, Case: zfsFullCase, Tool: toolZFSPipe, Unit: benchrec.MBps, Values: pipeVals,
+		Note: "the ceiling: one pipe, until zfs receive returns; page cache dropped before each run"})
 }
 
-// zfsPipe runs `zfs send src | zfs receive dst`: one pipe between the two processes.
-func zfsPipe(b *testing.B, src, dst string) {
-	cmd := exec.Command("sh", "-c", `zfs send "$1" | zfs receive "$2"`, "sh", src, dst)
-	out, err := cmd.CombinedOutput()
-	require.NoError(b, err, "zfs send | zfs receive: %s", out)
+// zfsQuiesce syncs and drops the page cache before a timed copy.
+func zfsQuiesce(t testing.TB, e *env) {
+	t.Helper()
+	for _, h := range []string{source, target} {
+		require.NoError(t, syncFS(e.roots[h]))
+	}
+	require.NoError(t, exec.Command("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches").Run(), "drop the page cache")
 }
