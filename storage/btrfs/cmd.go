@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -130,6 +131,23 @@ func (b *Backend) start(ctx context.Context, setup func(*exec.Cmd) error, args .
 		return nil, &cmdError{args: args, err: err}
 	}
 	return p, nil
+}
+
+// startReceive starts `btrfs args...` reading its stdin from a 1 MiB pipe
+// (storage.Pipe), so that it reads large chunks of the stream; the caller
+// writes the stream to stdin and closes it.
+func (b *Backend) startReceive(ctx context.Context, args ...string) (*os.File, *proc, error) {
+	pr, stdin, err := storage.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := b.start(ctx, func(c *exec.Cmd) error { c.Stdin, c.Stdout = pr, io.Discard; return nil }, args...)
+	pr.Close() // the child holds its own copy
+	if err != nil {
+		stdin.Close()
+		return nil, nil, err
+	}
+	return stdin, p, nil
 }
 
 // kill ends the process group at once (the caller still waits).

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"strconv"
 	"time"
 
@@ -463,13 +462,7 @@ func (rx *receiver) direct() (storage.Snapshot, error) {
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
-	var stdin io.WriteCloser
-	p, err := b.start(rx.ctx, func(c *exec.Cmd) error {
-		c.Stdout = io.Discard
-		var err error
-		stdin, err = c.StdinPipe()
-		return err
-	}, "receive", "--chroot", "-e", stage)
+	stdin, p, err := b.startReceive(rx.ctx, "receive", "--chroot", "-e", stage)
 	if err != nil {
 		return storage.Snapshot{}, err
 	}

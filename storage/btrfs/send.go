@@ -77,12 +77,15 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 // pipeSend runs btrfs with args and hands its stdout to consume; when
 // consume fails the process is killed.
 func (b *Backend) pipeSend(ctx context.Context, args []string, consume func(io.Reader) error) error {
-	var stdout io.ReadCloser
-	p, err := b.start(ctx, func(c *exec.Cmd) error {
-		var err error
-		stdout, err = c.StdoutPipe()
+	// A 1 MiB pipe: btrfs send writes and the data plane reads in large
+	// chunks instead of switching every 64 KiB.
+	stdout, pw, err := storage.Pipe()
+	if err != nil {
 		return err
-	}, args...)
+	}
+	defer stdout.Close()
+	p, err := b.start(ctx, func(c *exec.Cmd) error { c.Stdout = pw; return nil }, args...)
+	pw.Close() // the child holds its own copy
 	if err != nil {
 		return err
 	}

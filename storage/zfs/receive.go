@@ -311,11 +311,16 @@ func (b *Backend) runReceive(ctx context.Context, ds, name string, s resume.Stre
 	cmd := exec.CommandContext(ctx, b.zfs, args...)
 	var stderr tail
 	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
+	// A 1 MiB pipe: zfs receive reads the stream in large chunks.
+	pr, stdin, err := storage.Pipe()
 	if err != nil {
 		return 0, storage.Wrap(err, storage.KindTemporary, op, ds, name)
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stdin = pr
+	err = cmd.Start()
+	pr.Close() // the child holds its own copy
+	if err != nil {
+		stdin.Close()
 		return 0, classify(err, storage.KindUnsupported, op, ds, name, "install zfs on the target")
 	}
 	written, streamErr, writeErr := feed(stdin, s)

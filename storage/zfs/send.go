@@ -81,8 +81,8 @@ func (b *Backend) Send(ctx context.Context, req storage.SendRequest, w io.Writer
 	defer release()
 	var stderr tail
 	cmd := exec.CommandContext(ctx, b.zfs, append([]string{"send"}, args...)...)
-	cmd.Stdout, cmd.Stderr = w, &stderr
-	if err := cmd.Run(); err != nil {
+	cmd.Stderr = &stderr
+	if err := runInto(cmd, w); err != nil {
 		ce := &cmdError{args: append([]string{b.zfs, "send"}, args...), err: err, stderr: trim(stderr.String()), ctxErr: ctx.Err()}
 		if req.ResumeToken != "" {
 			if why, ok := resumeRefusal(ce); ok {
@@ -172,3 +172,29 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) String() string { return string(t.buf) }
+
+// runInto runs cmd with its stdout copied into w through a 1 MiB pipe
+// (storage.Pipe) in 1 MiB reads, rather than exec's 64 KiB pipe and 32 KiB
+// copies; when w fails the process is killed.
+func runInto(cmd *exec.Cmd, w io.Writer) error {
+	pr, pw, err := storage.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	cmd.Stdout = pw
+	err = cmd.Start()
+	pw.Close() // the child holds its own copy
+	if err != nil {
+		return err
+	}
+	_, cerr := io.CopyBuffer(w, pr, make([]byte, 1<<20))
+	if cerr != nil {
+		_ = cmd.Process.Kill()
+	}
+	werr := cmd.Wait()
+	if cerr != nil {
+		return cerr
+	}
+	return werr
+}
