@@ -80,7 +80,7 @@ func BenchmarkRowBtrfs(b *testing.B) {
 		Images: map[string]int64{source: 5 << 30, target: 8 << 30},
 	})
 	e.apply()
-	sb := &sendBench{e: e, ssh: startSSHD(b), digests: map[string]string{}}
+	sb := &sendBench{e: e, ssh: startSSHD(b)}
 	full := map[string][]float64{}
 	for range benchRuns {
 		full[toolFerryOff] = append(full[toolFerryOff], sb.ferry(storage.ResumeOff, ""))
@@ -93,6 +93,7 @@ func BenchmarkRowBtrfs(b *testing.B) {
 	incr := map[string][]float64{}
 	for range benchRuns {
 		rewriteTenth(b, e.share)
+		sb.changed()
 		incr[toolFerryOff] = append(incr[toolFerryOff], sb.ferry(storage.ResumeOff, base))
 		incr[toolFerryStage] = append(incr[toolFerryStage], sb.ferry(storage.ResumeStaged, base))
 		incr[toolBtrfsPipe] = append(incr[toolBtrfsPipe], sb.pipe(false, base, sb.last))
@@ -122,8 +123,10 @@ type sendBench struct {
 	ssh *sshd
 	// last is the source snapshot the last ferry run made (the pipes send it).
 	last string
-	// digests caches the source snapshots' content digests.
-	digests map[string]string
+	// share is the share's content digest (empty: not known since it
+	// changed); checked: it was once compared with a snapshot's.
+	share   string
+	checked bool
 	pipes   int
 }
 
@@ -206,15 +209,27 @@ func (sb *sendBench) pipe(overSSH bool, base, snapshot string) float64 {
 	return mbps(e.shareSizeFor(base), took)
 }
 
+// sourceDigest is the content digest of a source snapshot: that of the
+// share as it is now (nothing writes the share between its change and the
+// runs that copy it), checked once against the snapshot itself.
 func (sb *sendBench) sourceDigest(snapshot string) string {
-	if d, ok := sb.digests[snapshot]; ok {
-		return d
+	e := sb.e
+	if sb.share == "" {
+		d, err := storage.TreeDigest(e.share, nil)
+		require.NoError(e.t, err, "share content digest")
+		sb.share = d
 	}
-	d, err := sb.e.backend(source).ContentDigest(sb.e.ctx, srcDataset, snapshot)
-	require.NoError(sb.e.t, err, "source content digest")
-	sb.digests[snapshot] = d
-	return d
+	if !sb.checked {
+		d, err := e.backend(source).ContentDigest(e.ctx, srcDataset, snapshot)
+		require.NoError(e.t, err, "source content digest")
+		require.Equal(e.t, d, sb.share, "snapshot %s differs from the share it was taken of", snapshot)
+		sb.checked = true
+	}
+	return sb.share
 }
+
+// changed forgets the share's digest after the share was written.
+func (sb *sendBench) changed() { sb.share = "" }
 
 // quiesce commits both filesystems and drops the page cache, so that no
 // earlier writeback is measured and every tool reads its source from disk.
