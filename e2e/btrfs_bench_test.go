@@ -30,8 +30,6 @@ const (
 	toolFerryStage = "ferry staged"
 	toolBtrfsPipe  = "btrfs send | btrfs receive"
 	toolBtrfsSSH   = "btrfs send | ssh 127.0.0.1 btrfs receive"
-	// benchRuns is how many times each row is measured, tools interleaved.
-	benchRuns = 3
 )
 
 // btrfsBenchShare: 2 GiB of incompressible data, 1920 MiB in 64 MiB files
