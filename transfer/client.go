@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -137,9 +139,17 @@ type Stream struct {
 	cancel context.CancelFunc
 	stop   func() bool
 
-	rr *resume.Reader
 	fr *frameReader
 	dr deadlineReader
+
+	// hmu guards the digest and offset against Position and Close from
+	// other goroutines (the activity's heartbeat reads Position).
+	hmu sync.Mutex
+	h   hash.Hash // SHA-256 of the bytes Read delivered, fed by hp
+	hp  *hashPipe
+	// slotTicket is, per frame-reader slot, the hash ticket of the last
+	// bytes delivered from it: the slot is reused only once they are hashed.
+	slotTicket [2]int64
 
 	mu     sync.Mutex // guards raw, tc, closed against Close
 	raw    net.Conn
@@ -147,7 +157,7 @@ type Stream struct {
 	closed bool
 
 	pending   []byte
-	offset    int64 // offset of the next byte Read delivers
+	offset    int64 // offset of the next byte Read delivers (written under hmu)
 	err       error // sticky: io.EOF or the final error
 	connected bool  // a connection was accepted at least once
 	failures  int   // consecutive failed attempts without data
@@ -186,10 +196,11 @@ func (c *Client) Open(ctx context.Context, req FetchRequest) (*Stream, error) {
 		flow:   c.cfg.Metrics.Flow(metrics.Received, req.Job, req.ServerName),
 	}
 	s.reconnectCtr = c.cfg.Metrics.Reconnects(req.Job, req.ServerName)
-	s.rr, err = resume.NewReader(payloadReader{s}, req.From)
+	s.h, err = req.From.Hasher()
 	if err != nil {
 		return nil, fmt.Errorf("transfer: %w", err)
 	}
+	s.hp = newHashPipe(s.h)
 	s.dr.idle = c.cfg.IdleTimeout
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.stop = context.AfterFunc(s.ctx, s.abortConn)
@@ -207,14 +218,42 @@ func (s *Stream) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	return s.rr.Read(p)
+	return s.readPayload(p)
 }
 
 // Source is the source host's name (FetchRequest.ServerName).
 func (s *Stream) Source() string { return s.req.ServerName }
 
 // Position is the offset and hash state after the last byte Read delivered.
-func (s *Stream) Position() resume.Position { return s.rr.Position() }
+// It may be called from any goroutine.
+func (s *Stream) Position() resume.Position {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	s.hp.wait(0)
+	st, err := s.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		// crypto/sha256 cannot fail to marshal; a panic here is a programming error.
+		panic(fmt.Sprintf("transfer: marshal sha256 state: %v", err))
+	}
+	return resume.Position{Offset: s.offset, HashState: st}
+}
+
+// digest is the SHA-256 of every byte delivered, From's prefix included.
+func (s *Stream) digest() [sha256.Size]byte {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	s.hp.wait(0)
+	var d [sha256.Size]byte
+	s.h.Sum(d[:0])
+	return d
+}
+
+// stopHashing ends the hash goroutine; the digest stays exact.
+func (s *Stream) stopHashing() {
+	s.hmu.Lock()
+	s.hp.stop()
+	s.hmu.Unlock()
+}
 
 // Sum is the SHA-256 of the whole stream, valid once Read returned io.EOF.
 func (s *Stream) Sum() [sha256.Size]byte { return s.sum }
@@ -233,6 +272,7 @@ func (s *Stream) Close() error {
 	s.cancel()
 	s.stop()
 	s.abortConn()
+	s.stopHashing()
 	return nil
 }
 
@@ -245,16 +285,17 @@ func (s *Stream) abortConn() {
 	}
 }
 
-type payloadReader struct{ s *Stream }
-
-func (r payloadReader) Read(p []byte) (int, error) { return r.s.readPayload(p) }
-
 func (s *Stream) readPayload(p []byte) (int, error) {
 	for {
 		if len(s.pending) > 0 {
 			n := copy(p, s.pending)
-			s.pending = s.pending[n:]
+			// Hash the frame buffer's copy, not p, which the caller may
+			// reuse as soon as Read returns.
+			s.hmu.Lock()
+			s.slotTicket[s.fr.slot] = s.hp.write(s.pending[:n])
 			s.offset += int64(n)
+			s.hmu.Unlock()
+			s.pending = s.pending[n:]
 			s.payload.Add(int64(n))
 			s.flow.AddStream(int64(n))
 			return n, nil
@@ -268,8 +309,7 @@ func (s *Stream) readPayload(p []byte) (int, error) {
 				continue
 			}
 		}
-		t, payload, err := s.fr.next()
-		s.countWire()
+		t, payload, err := s.nextFrame()
 		if err != nil {
 			s.fault(err)
 			continue
@@ -287,6 +327,17 @@ func (s *Stream) readPayload(p []byte) (int, error) {
 			s.fault(frameErr(t, "unexpected in the stream"))
 		}
 	}
+}
+
+// nextFrame reads a frame into the frame reader's other slot, once the
+// bytes delivered from that slot are hashed.
+func (s *Stream) nextFrame() (frameType, []byte, error) {
+	s.hmu.Lock()
+	s.hp.waitFor(s.slotTicket[s.fr.nextSlot()])
+	s.hmu.Unlock()
+	t, p, err := s.fr.next()
+	s.countWire()
+	return t, p, err
 }
 
 // countWire publishes the frame reader's byte count (it counts across
@@ -319,6 +370,7 @@ func (s *Stream) fail(err error) {
 		s.err = err
 	}
 	s.fr.close()
+	s.stopHashing()
 }
 
 // connect (re)establishes a connection at the current offset, retrying
@@ -375,7 +427,7 @@ func (s *Stream) backoff(attempt int) time.Duration {
 
 // dial makes one connection attempt and reads the server's status.
 func (s *Stream) dial() error {
-	pos := s.rr.Position()
+	pos := s.Position()
 	digest, err := pos.PrefixDigest()
 	if err != nil {
 		return permanent{err}
@@ -414,8 +466,7 @@ func (s *Stream) dial() error {
 	s.dr.reset(raw, tc)
 	s.fr.reset(&s.dr)
 	for {
-		t, p, err := s.fr.next()
-		s.countWire()
+		t, p, err := s.nextFrame()
 		if err != nil {
 			return err
 		}
@@ -440,7 +491,7 @@ func (s *Stream) dial() error {
 // finish checks the trailer, acknowledges it and ends the stream.
 func (s *Stream) finish(p []byte) {
 	total, want := parseTrailer(p)
-	got := s.rr.Sum()
+	got := s.digest()
 	if total != s.offset || want != got {
 		s.fail(fmt.Errorf("%w: received %d bytes with SHA-256 %x, the source sent %d bytes with SHA-256 %x: discard the received data and start over",
 			ErrDigestMismatch, s.offset, got, total, want))
@@ -458,8 +509,7 @@ func (s *Stream) finish(p []byte) {
 		_, err := tc.Write(appendFrame(nil, frameAck, p))
 		if err == nil {
 			var t frameType
-			t, _, err = s.fr.next()
-			s.countWire()
+			t, _, err = s.nextFrame()
 			if err == nil && t != frameBye {
 				err = fmt.Errorf("expected bye, got %s frame", t)
 			}

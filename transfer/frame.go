@@ -124,12 +124,17 @@ func frameErr(t frameType, format string, args ...any) error {
 
 // frameReader decodes frames from r into buffers it owns and reuses: the wire
 // buffer (maxWire) and, for zstd frames, an output buffer of MaxPayload.
-// Nothing it returns outlives the next call to next.
+// What it returns stays valid until the second call to next after it.
+//
+// It owns two sets of buffers and alternates between them (slot), so that
+// the payload of the previous frame stays intact while the next one is
+// read: the client hashes it on another goroutine meanwhile.
 type frameReader struct {
 	r       io.Reader
 	hdr     [headerSize]byte
-	wire    []byte
-	out     []byte
+	wires   [2][]byte
+	outs    [2][]byte
+	slot    int // buffers of the last frame returned
 	dec     *zstd.Decoder
 	maxWire int
 	n       int64 // wire bytes read, headers included
@@ -140,6 +145,9 @@ func newFrameReader(r io.Reader, maxWire int) *frameReader {
 }
 
 func (fr *frameReader) reset(r io.Reader) { fr.r = r }
+
+// nextSlot is the slot whose buffers the next call to next overwrites.
+func (fr *frameReader) nextSlot() int { return fr.slot ^ 1 }
 
 // close releases the zstd decoder.
 func (fr *frameReader) close() {
@@ -171,10 +179,11 @@ func (fr *frameReader) next() (frameType, []byte, error) {
 	if int64(length) < int64(lo) || int64(length) > int64(hi) {
 		return 0, nil, frameErr(t, "payload length %d outside [%d, %d]", length, lo, hi)
 	}
-	if fr.wire == nil {
-		fr.wire = make([]byte, fr.maxWire)
+	fr.slot ^= 1
+	if fr.wires[fr.slot] == nil {
+		fr.wires[fr.slot] = make([]byte, fr.maxWire)
 	}
-	payload := fr.wire[:length]
+	payload := fr.wires[fr.slot][:length]
 	if _, err := io.ReadFull(fr.r, payload); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -192,14 +201,18 @@ func (fr *frameReader) next() (frameType, []byte, error) {
 	if err := fr.initDecoder(); err != nil {
 		return 0, nil, err
 	}
-	res, err := fr.dec.DecodeAll(payload, fr.out[:0])
+	if fr.outs[fr.slot] == nil {
+		fr.outs[fr.slot] = make([]byte, 0, MaxPayload)
+	}
+	out := fr.outs[fr.slot]
+	res, err := fr.dec.DecodeAll(payload, out[:0])
 	if err != nil {
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
 			return 0, nil, frameErr(t, "inflates beyond %d bytes", MaxPayload)
 		}
 		return 0, nil, frameErr(t, "zstd: %v", err)
 	}
-	if len(res) > MaxPayload || cap(res) != cap(fr.out) {
+	if len(res) > MaxPayload || cap(res) != cap(out) {
 		// The decoder had to grow the buffer: more than the cap.
 		return 0, nil, frameErr(t, "inflates beyond %d bytes", MaxPayload)
 	}
@@ -223,9 +236,6 @@ func (fr *frameReader) initDecoder() error {
 		return fmt.Errorf("zstd decoder: %w", err)
 	}
 	fr.dec = dec
-	if fr.out == nil {
-		fr.out = make([]byte, 0, MaxPayload)
-	}
 	return nil
 }
 

@@ -51,13 +51,13 @@ func FuzzFrameDecoder(f *testing.F) {
 			if typ == frameDataZstd {
 				t.Fatal("zstd frames must be reported as decoded data")
 			}
-			if cap(fr.wire) != MaxPayload || (fr.out != nil && cap(fr.out) != MaxPayload) {
+			if w, o := fr.wires[fr.slot], fr.outs[fr.slot]; cap(w) != MaxPayload || (o != nil && cap(o) != MaxPayload) {
 				t.Fatal("decoder buffers grew")
 			}
 		}
 
 		metrics.Read(sample)
-		// Fixed buffers: 1 MiB wire + 1 MiB output + the zstd decoder's
+		// Fixed buffers: two 1 MiB wire + two 1 MiB output + the zstd decoder's
 		// state; a claimed 4 GiB length or a zstd bomb would blow this.
 		if got := sample[0].Value.Uint64() - before; got > 8<<20 {
 			t.Fatalf("decoding %d input bytes allocated %d bytes", len(data), got)

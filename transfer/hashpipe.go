@@ -2,21 +2,25 @@ package transfer
 
 import "hash"
 
-// hashPipe feeds a hash on its own goroutine, so that the source's SHA-256
-// of frame k runs beside the framing, encryption and socket writes of frame
-// k+1 instead of before them: on a host with two cores or more the digest
-// stops adding to the time per byte. At most two slices are in flight; the
-// caller must not change a slice until wait says it was hashed.
+// hashPipe feeds a hash on its own goroutine, so that the stream digest of
+// one frame runs beside the framing, TLS and socket work of the next instead
+// of before it: on two cores or more the SHA-256 stops adding to the time
+// per byte. Slices are hashed in order; write returns a ticket, and a slice
+// may be changed once waitFor(its ticket) returned. A hashPipe is used by one
+// goroutine at a time (the client serialises it with a mutex).
 type hashPipe struct {
-	h       hash.Hash
-	in      chan []byte
-	done    chan struct{} // one per slice hashed
-	exited  chan struct{}
-	pending int // slices sent and not yet confirmed
-	closed  bool
+	h      hash.Hash
+	in     chan []byte
+	done   chan struct{} // one per slice hashed
+	exited chan struct{}
+	sent   int64 // tickets handed out
+	hashed int64 // tickets known to be hashed
+	closed bool
 }
 
-const hashPipeDepth = 2
+// hashPipeDepth bounds the slices in flight (a frame may be delivered in
+// several reads on the client).
+const hashPipeDepth = 16
 
 func newHashPipe(h hash.Hash) *hashPipe {
 	p := &hashPipe{h: h, in: make(chan []byte, hashPipeDepth), done: make(chan struct{}, hashPipeDepth), exited: make(chan struct{})}
@@ -24,28 +28,36 @@ func newHashPipe(h hash.Hash) *hashPipe {
 		defer close(p.exited)
 		for b := range p.in {
 			p.h.Write(b)
-			p.done <- struct{}{} // never blocks: at most hashPipeDepth are pending
+			p.done <- struct{}{} // never blocks: at most hashPipeDepth are in flight
 		}
 	}()
 	return p
 }
 
-// write queues b; it first waits for room, so at most hashPipeDepth slices
-// are pending.
-func (p *hashPipe) write(b []byte) {
-	p.wait(hashPipeDepth - 1)
+// write queues b and returns its ticket; after stop it hashes b at once.
+func (p *hashPipe) write(b []byte) int64 {
+	p.sent++
+	if p.closed {
+		p.h.Write(b)
+		p.hashed = p.sent
+		return p.sent
+	}
+	p.waitFor(p.sent - hashPipeDepth)
 	p.in <- b
-	p.pending++
+	return p.sent
 }
 
-// wait returns once at most n slices are pending: every older one has been
-// hashed (slices are hashed in order) and may be reused.
-func (p *hashPipe) wait(n int) {
-	for p.pending > n {
+// waitFor returns once the slice with this ticket, and every earlier one,
+// is hashed.
+func (p *hashPipe) waitFor(ticket int64) {
+	for p.hashed < ticket {
 		<-p.done
-		p.pending--
+		p.hashed++
 	}
 }
+
+// wait returns once at most n slices are still in flight.
+func (p *hashPipe) wait(n int) { p.waitFor(p.sent - int64(n)) }
 
 // sum waits for every slice, stops the goroutine and returns the digest.
 func (p *hashPipe) sum(b []byte) []byte {
@@ -53,7 +65,8 @@ func (p *hashPipe) sum(b []byte) []byte {
 	return p.h.Sum(b)
 }
 
-// stop ends the goroutine after the pending slices; safe to call twice.
+// stop hashes what is in flight and ends the goroutine; the hash stays
+// usable (later writes are hashed synchronously). Safe to call twice.
 func (p *hashPipe) stop() {
 	if p.closed {
 		return
@@ -61,5 +74,5 @@ func (p *hashPipe) stop() {
 	p.closed = true
 	close(p.in)
 	<-p.exited
-	p.pending = 0
+	p.hashed = p.sent
 }
