@@ -88,9 +88,22 @@ func follow(ctx context.Context, c client.Client, workflowID, runID string, onPr
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	done := make(chan error, 1)
+	// Room for the first wait and the ones started again below, so none
+	// blocks on a send after follow returned.
+	done := make(chan error, 3)
 	wait := func() { done <- c.GetWorkflow(ctx, workflowID, runID).Get(ctx, res) }
 	go wait()
+	// refetched: the run was seen closed while the wait had not returned.
+	// Under load the server's history long poll can miss the close and
+	// answer only when its 20 s poll expires (measured: a 250 ms run took
+	// 20.0 s to follow); a fresh wait on a closed run returns at once.
+	refetched := false
+	closed := func(p Progress) {
+		if !refetched && p.Status != "" && !p.Running() {
+			refetched = true
+			go wait()
+		}
+	}
 
 	var (
 		last     Progress
@@ -111,12 +124,15 @@ func follow(ctx context.Context, c client.Client, workflowID, runID string, onPr
 		emit(Progress{WorkflowID: workflowID, RunID: runID, Status: "Running", Unreachable: unreachableText(err, time.Since(down)), UnreachableSince: down})
 	}
 	report := func() {
+		ictx, cancel := context.WithTimeout(ctx, inspectTimeout)
+		defer cancel()
 		if onProgress == nil {
+			if desc, err := c.DescribeWorkflowExecution(ictx, workflowID, runID); err == nil {
+				closed(Progress{Status: statusName(desc.GetWorkflowExecutionInfo().GetStatus())})
+			}
 			return
 		}
-		ictx, cancel := context.WithTimeout(ctx, inspectTimeout)
 		p, err := Inspect(ictx, c, workflowID, runID)
-		cancel()
 		if err != nil {
 			if unreachable(err) && ctx.Err() == nil {
 				unreachableNow(err)
@@ -127,6 +143,7 @@ func follow(ctx context.Context, c client.Client, workflowID, runID string, onPr
 		if p.Running() {
 			emit(p)
 		}
+		closed(p)
 	}
 
 	report()

@@ -2,18 +2,28 @@ package starter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // runStartTimeout bounds how long Run waits for the schedule to show the
 // run its trigger started (or skipped).
 const runStartTimeout = 30 * time.Second
 
-// runPoll is how often Run looks at the schedule after triggering it.
-const runPoll = 200 * time.Millisecond
+// Run looks at the schedule runPollFirst after triggering it, then twice as
+// long each time up to runPollMax: the scheduler starts the run within
+// milliseconds, and a fixed 200 ms wait was most of a no-change run's latency.
+const (
+	runPollFirst = 5 * time.Millisecond
+	runPollMax   = 200 * time.Millisecond
+)
 
 // Started is the run `ferry run` set off, or the one it found in progress.
 type Started struct {
@@ -42,7 +52,7 @@ func Run(ctx context.Context, c client.Client, job string) (Started, error) {
 	id := ScheduleID(job)
 	st := Started{Job: job, ScheduleID: id}
 	h := c.ScheduleClient().GetHandle(ctx, id)
-	before, err := h.Describe(ctx)
+	before, err := describeSchedule(ctx, h)
 	if isNotFound(err) {
 		return st, &NotAppliedError{Job: job}
 	}
@@ -67,15 +77,15 @@ func Run(ctx context.Context, c client.Client, job string) (Started, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, runStartTimeout)
 	defer cancel()
-	for {
+	for wait := runPollFirst; ; wait = min(2*wait, runPollMax) {
 		select {
 		case <-ctx.Done():
 			return st, fmt.Errorf("schedule %s was triggered but showed no new run within %s: %w", id, runStartTimeout, ctx.Err())
-		case <-time.After(runPoll):
+		case <-time.After(wait):
 		}
 		desc, err := h.Describe(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || busy(err) {
 				continue
 			}
 			return st, fmt.Errorf("describe schedule %s: %w", id, err)
@@ -102,6 +112,41 @@ func Run(ctx context.Context, c client.Client, job string) (Started, error) {
 				return st, nil
 			}
 			return st, fmt.Errorf("schedule %s skipped the trigger (a run was in progress) but names no run", id)
+		}
+	}
+}
+
+// busy reports whether err is the server failing to answer in time or
+// shedding load, which the next try may not meet. DescribeSchedule queries
+// the schedule's own workflow, so with many schedules triggered at once
+// (measured: 100) some describes time out or are cancelled server-side.
+func busy(err error) bool {
+	if unreachable(err) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.ResourceExhausted:
+		return true
+	}
+	var re *serviceerror.ResourceExhausted
+	var ce *serviceerror.Canceled
+	return errors.As(err, &re) || errors.As(err, &ce) || strings.Contains(err.Error(), "RST_STREAM")
+}
+
+// describeSchedule describes the schedule, trying again while the server is
+// busy (see busy) until runStartTimeout.
+func describeSchedule(ctx context.Context, h client.ScheduleHandle) (*client.ScheduleDescription, error) {
+	ctx, cancel := context.WithTimeout(ctx, runStartTimeout)
+	defer cancel()
+	for wait := runPollFirst; ; wait = min(2*wait, runPollMax) {
+		desc, err := h.Describe(ctx)
+		if err == nil || !busy(err) || ctx.Err() != nil {
+			return desc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
 		}
 	}
 }
