@@ -43,7 +43,7 @@ lint:
 BENCH_OUT ?= $(CURDIR)/bin/bench-rows.jsonl
 BENCH_GO  ?= $(CURDIR)/bin/bench-hot.txt
 HOT_PKGS  ?= ./transfer/ ./storage/btrfs/ ./storage/dir/
-ROW_PKGS  ?= ./transfer/ ./starter/ ./e2e/
+ROW_PKGS  ?= ./transfer/ ./starter/ ./demo/ ./e2e/
 bench:
 	@mkdir -p bin && rm -f $(BENCH_OUT) $(BENCH_GO)
 	$(GO) test -p 1 $(HOT_PKGS) -run '^$$' -bench '^BenchmarkHot' -benchtime 1s -count 1 > $(BENCH_GO) || { cat $(BENCH_GO); exit 1; }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
@@ -38,34 +37,4 @@ func TestDemo(t *testing.T) {
 	require.NoError(t, err, "the replica's latest entry")
 	require.True(t, fi.IsDir())
 	require.FileExists(t, filepath.Join(res.Replica, res.Snapshot, "documents", "empty.txt"))
-}
-
-// BenchmarkNoChangeIncremental measures the latency of a run that has
-// nothing to send (snapshot, greet, one empty incremental, verify, mark),
-// trigger to result, on the demo's setup. It reports the median of the
-// iterations as median-ms; run with -benchtime 10x for the median of 10.
-func BenchmarkNoChangeIncremental(b *testing.B) {
-	ctx := context.Background()
-	env, err := Start(ctx, Options{Dir: b.TempDir(), ShareSize: 16 << 20, Address: "127.0.0.1:0", UIAddress: "off"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { env.Close() })
-	if _, _, err := env.Replicate(ctx, os.Stderr); err != nil {
-		b.Fatal(err)
-	}
-	var took []time.Duration
-	for b.Loop() {
-		// Snapshot names have a one-second resolution: wait for a new second.
-		b.StopTimer()
-		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-		b.StartTimer()
-		_, d, err := env.Replicate(ctx, &bytes.Buffer{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		took = append(took, d)
-	}
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "median-ms")
 }
