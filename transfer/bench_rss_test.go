@@ -60,8 +60,8 @@ func BenchmarkRowDataPlaneRSS(b *testing.B) {
 		}
 	}
 	notes := map[string]string{
-		rssSource: "the data server alone in its own process (a worker adds the Temporal SDK): two 1 MiB frame buffers, one zstd encoder, and the test's data generator (4 MiB text pool)",
-		rssTarget: "the client alone in its own process: a 1 MiB wire buffer, a 1 MiB output buffer and one zstd decoder",
+		rssSource: "the data server alone in its own process (a worker adds the Temporal SDK): four 1 MiB frame buffers (two frames in turn, raw and compressed), one zstd encoder, and the test's data generator (4 MiB text pool)",
+		rssTarget: "the client alone in its own process: two 1 MiB wire buffers, two 1 MiB output buffers and one zstd decoder",
 	}
 	for _, c := range []string{rssFirst, rssWhole} {
 		for _, tool := range []string{rssSource, rssTarget} {
