@@ -1077,7 +1077,11 @@ func TestStagedApplyInterrupted(t *testing.T) {
 	// The stream fails after its last byte: everything is spooled, nothing applied.
 	_, err := b.Receive(ctx, req, storagetest.CutStream(t, p.full, resume.Position{}, int64(len(p.full)), errCut))
 	kindIs(t, err, storage.KindTemporary)
-	// What a receive killed with its worker leaves: btrfs receive ran on.
+	// What a receive killed with its worker leaves: btrfs receive ran on
+	// (in place of the unfinished subvolume the failed receive killed).
+	if err := b.removeTree(ctx, b.stage(ds, "snap1")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Mkdir(b.stage(ds, "snap1"), 0o700); err != nil {
 		t.Fatal(err)
 	}

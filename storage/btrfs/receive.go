@@ -76,12 +76,12 @@ func (b *Backend) resumableSpool(ds, name string) *spoolState {
 // Receive implements storage.Backend. The stream is parsed and checked
 // command by command (framing, CRCs, paths, identity) before btrfs receive
 // sees it; btrfs receive runs chrooted into .ferry/staging/<ds>/<name>/. In
-// staged mode the stream is first spooled to .ferry/staging/<ds>/<name>.spool
-// with checkpoints and applied with `btrfs receive -f` once the stream has
-// ended (io.EOF); in off mode it is piped straight into btrfs receive, which
-// only gets the stream's end command after io.EOF, so a stream that fails
-// (even after its last byte) never produces a finished subvolume. Either
-// way, the result is checked (read-only, received_uuid, parent) and only
+// staged mode the stream is spooled to .ferry/staging/<ds>/<name>.spool
+// with checkpoints and applied from the spool as it lands; in off mode it
+// is piped straight into btrfs receive. Either way btrfs receive only gets
+// the stream's end command after io.EOF, so a stream that fails (even
+// after its last byte) never produces a finished subvolume. Then
+// the result is checked (read-only, received_uuid, parent) and only
 // then moved to .ferry/snapshots/<ds>/<name>.
 func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s resume.Stream) (storage.Snapshot, error) {
 	const op = "receive"
@@ -325,8 +325,12 @@ func (rx *receiver) noSpace(err error) error {
 
 // ---- staged ----
 
-// staged spools the stream (continuing state's spool when set), then
-// applies the spool.
+// staged spools the stream (continuing state's spool when set) and applies
+// it while it lands: btrfs receive gets the spool's bytes (those of an
+// earlier attempt first) as they are written, all but the end command,
+// which it gets only once the whole stream is spooled and checkpointed.
+// The spool stays the truth: when anything fails, a retry resumes from its
+// checkpoint and applies the spool again from its start.
 func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 	b, ds, name := rx.b, rx.req.Dataset, rx.req.Name
 	if err := b.lay.MkdirAll(b.stagingDir(ds)); err != nil {
@@ -366,35 +370,73 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 		st.Version = sr.version
 		written = int64(len(hdr))
 	}
+	stage := b.stage(ds, name)
+	if err := os.Mkdir(stage, 0o700); err != nil {
+		return storage.Snapshot{}, err
+	}
+	ap, err := rx.startApply(spoolPath, written, st.Ended)
+	if err != nil {
+		return storage.Snapshot{}, err
+	}
+	// Whatever ends the receive early kills btrfs receive before it saw the
+	// end command: no finished subvolume comes of it.
+	defer ap.abort()
 	w := bufio.NewWriterSize(f, 1<<20)
 	lastCkAt := time.Now()
 	boundary := rx.s.Position()
 	if boundary.Offset != written {
 		return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary.Offset, written)
 	}
+	save := func(r ckReq) error {
+		s := &spoolState{Version: 1, Dataset: ds, Name: name, SourceGUID: rx.req.SourceGUID, TargetParent: rx.req.Parent, TargetParentGUID: rx.parentUUID(),
+			Position: r.pos, Stream: r.st, Complete: r.complete, StartedAt: started, At: time.Now().UTC()}
+		data, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		return metafile.WriteAtomic(b.spoolStatePath(ds, name), data)
+	}
+	// settled: a checkpoint is durable; a failed one fails the receive.
+	settled := func(d ckDone) error {
+		if d.err != nil {
+			return d.err
+		}
+		lastCk = d.pos.Offset
+		if rx.req.Durable != nil {
+			rx.req.Durable(d.pos)
+		}
+		return nil
+	}
+	ck := newCheckpointer(f, save)
+	defer ck.stop()
+	// checkpoint makes everything up to pos durable now (after the one in
+	// flight): at the end of the stream and when it fails.
 	checkpoint := func(pos resume.Position, st streamState, complete bool) error {
+		if d, ok := ck.wait(); ok {
+			if err := settled(d); err != nil {
+				return err
+			}
+		}
 		if err := w.Flush(); err != nil {
 			return err
 		}
 		if err := f.Sync(); err != nil {
 			return err
 		}
-		s := &spoolState{Version: 1, Dataset: ds, Name: name, SourceGUID: rx.req.SourceGUID, TargetParent: rx.req.Parent, TargetParentGUID: rx.parentUUID(),
-			Position: pos, Stream: st, Complete: complete, StartedAt: started, At: time.Now().UTC()}
-		data, err := json.Marshal(s)
-		if err != nil {
+		if err := save(ckReq{pos: pos, st: st, complete: complete}); err != nil {
 			return err
 		}
-		if err := metafile.WriteAtomic(b.spoolStatePath(ds, name), data); err != nil {
-			return err
-		}
-		lastCk, lastCkAt = pos.Offset, time.Now()
-		if rx.req.Durable != nil {
-			rx.req.Durable(pos)
-		}
-		return nil
+		return settled(ckDone{pos: pos})
 	}
+	// Every 16 MiB or 2 s (the options) a checkpoint starts in the
+	// background; the stream goes on meanwhile.
+	lastStarted := written
 	for {
+		if d, ok := ck.poll(); ok {
+			if err := settled(d); err != nil {
+				return storage.Snapshot{}, err
+			}
+		}
 		c, err := sr.next()
 		if err == io.EOF {
 			break
@@ -415,15 +457,20 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 		if _, err := w.Write(c.raw); err != nil {
 			return storage.Snapshot{}, err
 		}
+		if err := ap.command(c); err != nil {
+			return storage.Snapshot{}, err
+		}
 		written += int64(len(c.raw))
 		boundary = rx.s.Position()
 		if boundary.Offset != written {
 			return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary.Offset, written)
 		}
-		if written-lastCk >= b.ckptBytes || time.Since(lastCkAt) >= b.ckptEvery {
-			if err := checkpoint(boundary, st, false); err != nil {
+		if !ck.busy && (written-lastStarted >= b.ckptBytes || time.Since(lastCkAt) >= b.ckptEvery) {
+			if err := w.Flush(); err != nil {
 				return storage.Snapshot{}, err
 			}
+			ck.start(ckReq{pos: boundary, st: st})
+			lastStarted, lastCkAt = written, time.Now()
 		}
 	}
 	if !st.Ended {
@@ -435,12 +482,7 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 	if err := f.Close(); err != nil {
 		return storage.Snapshot{}, err
 	}
-
-	stage := b.stage(ds, name)
-	if err := os.Mkdir(stage, 0o700); err != nil {
-		return storage.Snapshot{}, err
-	}
-	if _, err := b.run(rx.ctx, "receive", "--chroot", "-e", "-f", spoolPath, stage); err != nil {
+	if err := ap.end(); err != nil {
 		return storage.Snapshot{}, err
 	}
 	return rx.finish(&st)

@@ -1,0 +1,113 @@
+package btrfs
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+)
+
+// applier is a staged receive's btrfs receive, fed from the spool as it
+// grows: the spool's earlier bytes when it starts, then every command as it
+// is spooled. The end command is held back until end: a receive that does
+// not get the whole stream never finishes a subvolume.
+type applier struct {
+	p     *proc
+	stdin *os.File
+	// endCmd is the stream's end command, once it arrived.
+	endCmd []byte
+	done   bool
+}
+
+// startApply starts btrfs receive into the receive's staging directory and
+// gives it the first spooled bytes of the spool at spoolPath (the header,
+// or an earlier attempt's commands); when ended, the spool's last command is
+// the end command, which is held back.
+func (rx *receiver) startApply(spoolPath string, spooled int64, ended bool) (*applier, error) {
+	stdin, p, err := rx.b.startReceive(rx.ctx, "receive", "--chroot", "-e", rx.b.stage(rx.req.Dataset, rx.req.Name))
+	if err != nil {
+		return nil, err
+	}
+	ap := &applier{p: p, stdin: stdin}
+	f, err := os.Open(spoolPath)
+	if err != nil {
+		ap.abort()
+		return nil, err
+	}
+	defer f.Close()
+	n := spooled
+	if ended {
+		n -= cmdHeaderLen
+	}
+	buf := make([]byte, 1<<20)
+	for n > 0 {
+		chunk := buf[:min(n, int64(len(buf)))]
+		if _, err := io.ReadFull(f, chunk); err != nil {
+			ap.abort()
+			return nil, fmt.Errorf("read the spool: %w", err)
+		}
+		if _, err := stdin.Write(chunk); err != nil {
+			return nil, ap.died(err)
+		}
+		n -= int64(len(chunk))
+	}
+	if ended {
+		ap.endCmd = make([]byte, cmdHeaderLen)
+		if _, err := io.ReadFull(f, ap.endCmd); err != nil {
+			ap.abort()
+			return nil, fmt.Errorf("read the spooled end command: %w", err)
+		}
+	}
+	return ap, nil
+}
+
+// command gives btrfs receive one checked command (holding back the end).
+func (ap *applier) command(c *command) error {
+	if c.typ == cmdEnd {
+		ap.endCmd = bytes.Clone(c.raw)
+		return nil
+	}
+	if _, err := ap.stdin.Write(c.raw); err != nil {
+		return ap.died(err)
+	}
+	return nil
+}
+
+// end gives btrfs receive the end command, once the whole stream is
+// spooled and checkpointed, and waits for it to finish the subvolume.
+func (ap *applier) end() error {
+	if ap.endCmd == nil {
+		ap.abort()
+		return badStream("the stream has no end command")
+	}
+	if _, err := ap.stdin.Write(ap.endCmd); err != nil {
+		return ap.died(err)
+	}
+	if err := ap.stdin.Close(); err != nil {
+		return ap.died(err)
+	}
+	ap.done = true
+	return ap.p.wait()
+}
+
+// died: btrfs receive stopped reading; its own error is the cause.
+func (ap *applier) died(werr error) error {
+	ap.done = true
+	ap.stdin.Close()
+	if err := ap.p.wait(); err != nil {
+		return err
+	}
+	return fmt.Errorf("btrfs receive stopped reading its input: %w", werr)
+}
+
+// abort kills btrfs receive before it saw the end command (a no-op once it
+// finished or died).
+func (ap *applier) abort() {
+	if ap.done {
+		return
+	}
+	ap.done = true
+	ap.p.kill()
+	ap.stdin.Close()
+	_ = ap.p.wait()
+}
