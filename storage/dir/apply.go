@@ -231,12 +231,16 @@ func (rx *receiver) apply(hdr *tar.Header, r io.Reader) error {
 		changed = true
 	default: // regular file
 		tmp := rx.tmpName()
+		rx.wrote = nil
 		if err := rx.writeFile(tmp, hdr, mode, xs, r); err != nil {
 			unix.Unlinkat(rx.tmpFd, tmp, 0)
 			return err
 		}
 		if err := rx.finishTmp(tmp, hdr, mtime, pfd, base); err != nil {
 			return err
+		}
+		if rx.wrote != nil {
+			rx.written = append(rx.written, *rx.wrote)
 		}
 		rx.markDirty(child)
 		changed = true

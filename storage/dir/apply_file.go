@@ -63,6 +63,19 @@ func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, xs []sto
 	if want := hdr.PAXRecords[paxSHA256]; want != "" && want != hex.EncodeToString(rx.h.Sum(nil)) {
 		return invalid("content of %q does not match its hash", hdr.Name)
 	}
+	if !sparse {
+		// A file sent sparse is read again at the commit (rare; its
+		// segments are what the filesystem made of them).
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return err
+		}
+		data, holes, err := dataSpans(f, n)
+		if err != nil {
+			return err
+		}
+		rx.wrote = &writtenFile{path: hdr.Name, dev: uint64(st.Dev), ino: st.Ino, size: n, sha256: hex.EncodeToString(rx.h.Sum(nil)), data: data, sparse: holes}
+	}
 	if rx.b.isRoot {
 		if err := f.Chown(hdr.Uid, hdr.Gid); err != nil {
 			return err
@@ -102,4 +115,35 @@ func xattrsOf(hdr *tar.Header) ([]storage.Xattr, error) {
 
 func (rx *receiver) setXattrs(rel, p string, xs []storage.Xattr) error {
 	return rx.b.setXattrs("receive", rx.req.Dataset, rx.req.Name, rel, p, xs)
+}
+
+// writtenFile is a regular file a receive wrote, by inode, with the hash
+// of what was written.
+type writtenFile struct {
+	path     string
+	dev, ino uint64
+	size     int64
+	sha256   string
+	data     []span // its data segments, as the commit would find them
+	sparse   bool
+}
+
+// writtenList yields a receive's written files in stream (manifest) order.
+type writtenList struct {
+	files []writtenFile
+	i     int
+}
+
+// seek returns the written file rel, if this receive wrote it.
+func (l *writtenList) seek(rel string) *writtenFile {
+	if l == nil {
+		return nil
+	}
+	for l.i < len(l.files) && storage.ComparePaths(l.files[l.i].path, rel) < 0 {
+		l.i++
+	}
+	if l.i < len(l.files) && l.files[l.i].path == rel {
+		return &l.files[l.i]
+	}
+	return nil
 }

@@ -110,7 +110,7 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
-	w := &treeWalker{root: rx.tree, out: mw, buf: rx.buf, h: rx.h, strip: true, trueDirModes: !b.isRoot}
+	w := &treeWalker{root: rx.tree, out: mw, buf: rx.buf, h: rx.h, strip: true, trueDirModes: !b.isRoot, written: &writtenList{files: rx.written}}
 	if !b.isRoot {
 		if w.dirModes, err = openDirModes(filepath.Join(rx.dir, stDirModes)); err != nil {
 			mw.abort()

@@ -47,6 +47,14 @@ type receiver struct {
 	// entry's path in the snapshot, never a staging file's name.
 	writing string
 
+	// written lists the regular files this receive wrote, in stream
+	// order, with the content hash checked as they were written: the
+	// commit's manifest takes them from here instead of reading the files
+	// again (Verify, which every replication and restore runs next,
+	// re-reads every byte).
+	written []writtenFile
+	wrote   *writtenFile // set by writeFile
+
 	buf []byte
 	h   hash.Hash
 }

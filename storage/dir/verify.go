@@ -40,6 +40,9 @@ type treeWalker struct {
 	// else from parent (what the base had).
 	trueDirModes bool
 	dirModes     *dirModesReader
+	// written, at a receive's commit, is what it wrote: those files (same
+	// inode and size) take the hash checked as they were written.
+	written *writtenList
 	// links holds the entry of the first path of every inode seen with
 	// more than one link (files shared with the base count too).
 	links map[devIno]*Entry
@@ -196,20 +199,27 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 				return w.emit(&e)
 			}
 		}
-		f, err := dir.openFile(path.Base(rel))
-		if err != nil {
-			return err
+		if wf := w.written.seek(rel); wf != nil && wf.dev == st.dev && wf.ino == st.ino && wf.size == st.size {
+			e.Size, e.SHA256 = wf.size, wf.sha256
+			if w.out != nil {
+				e.Data, e.Sparse = wf.data, wf.sparse
+			}
+		} else {
+			f, err := dir.openFile(path.Base(rel))
+			if err != nil {
+				return err
+			}
+			w.h.Reset()
+			n, err := io.CopyBuffer(w.h, f, w.buf)
+			if err == nil && w.out != nil {
+				e.Data, e.Sparse, err = dataSpans(f, n)
+			}
+			f.Close()
+			if err != nil {
+				return err
+			}
+			e.Size, e.SHA256 = n, hex.EncodeToString(w.h.Sum(nil))
 		}
-		w.h.Reset()
-		n, err := io.CopyBuffer(w.h, f, w.buf)
-		if err == nil && w.out != nil {
-			e.Data, e.Sparse, err = dataSpans(f, n)
-		}
-		f.Close()
-		if err != nil {
-			return err
-		}
-		e.Size, e.SHA256 = n, hex.EncodeToString(w.h.Sum(nil))
 		if fromStored != nil && (fromStored.Size != e.Size || fromStored.SHA256 != e.SHA256) {
 			return fmt.Errorf("content of %q changed: %w", rel, errTampered)
 		}
