@@ -93,6 +93,9 @@ type snapshotter struct {
 	buf      []byte
 	h        hash.Hash
 	rootMode uint32
+	// prevDirs and treeDirs hold the directory of the last file linked
+	// from the previous snapshot, in it and in the new tree.
+	prevDirs, treeDirs *dirCache
 	// links holds the entry of the first path of every live inode with
 	// more than one link: later paths become hard links to its copy.
 	links map[devIno]*Entry
@@ -129,6 +132,9 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 		}
 	}
 	defer s.prev.close()
+	s.prevDirs, s.treeDirs = &dirCache{root: s.prevTree}, &dirCache{root: s.tree}
+	defer s.prevDirs.close()
+	defer s.treeDirs.close()
 	s.out, err = createManifest(filepath.Join(tmp, "manifest"))
 	if err != nil {
 		return nil, err
@@ -320,13 +326,12 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 	// manifest) and by Verify.
 	if p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
 		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.Ctime == st.ctime && p.UID == st.uid && p.GID == st.gid {
-		prevCopy := filepath.Join(s.prevTree, filepath.FromSlash(rel))
 		xs, err := storage.ReadXattrs(src)
 		if err != nil {
 			return err
 		}
 		if storage.XattrsDigest(xs) == p.Xattrs {
-			if err := os.Link(prevCopy, dst); err == nil {
+			if err := linkAt(s.prevDirs, s.treeDirs, rel); err == nil {
 				e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
 				s.m.Linked++
 				return nil

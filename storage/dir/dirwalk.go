@@ -9,7 +9,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -130,4 +133,55 @@ func (f *statFI) Mode() fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	return m
+}
+
+// dirCache holds the directory of the last entry looked up under a tree
+// open, so that a run of entries in one directory (manifest order keeps
+// them together) is linked or stat'ed relative to it.
+type dirCache struct {
+	root string
+	rel  string // the open directory, relative to root; "" when none
+	fd   int
+}
+
+// at returns the open directory holding rel (a path relative to the root)
+// and rel's last component.
+func (c *dirCache) at(rel string) (int, string, error) {
+	dir, base := path.Split(rel)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	if c.rel != dir || c.rel == "" {
+		c.close()
+		fd, err := unix.Open(filepath.Join(c.root, filepath.FromSlash(dir)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, "", &fs.PathError{Op: "open", Path: filepath.Join(c.root, filepath.FromSlash(dir)), Err: err}
+		}
+		c.rel, c.fd = dir, fd
+	}
+	return c.fd, base, nil
+}
+
+func (c *dirCache) close() {
+	if c.rel != "" {
+		unix.Close(c.fd)
+		c.rel = ""
+	}
+}
+
+// linkAt hard-links rel of the tree src to rel of the tree dst.
+func linkAt(src, dst *dirCache, rel string) error {
+	sfd, base, err := src.at(rel)
+	if err != nil {
+		return err
+	}
+	dfd, _, err := dst.at(rel)
+	if err != nil {
+		return err
+	}
+	if err := unix.Linkat(sfd, base, dfd, base, 0); err != nil {
+		return &os.LinkError{Op: "link", Old: filepath.Join(src.root, filepath.FromSlash(rel)), New: filepath.Join(dst.root, filepath.FromSlash(rel)), Err: err}
+	}
+	return nil
 }

@@ -26,6 +26,9 @@ func (rx *receiver) populate() error {
 	}
 	defer man.close()
 	ptree := rx.b.snapTree(rx.req.Dataset, rx.req.Parent)
+	from, to := &dirCache{root: ptree}, &dirCache{root: rx.tree}
+	defer from.close()
+	defer to.close()
 	for e := man.take(); e != nil; e = man.take() {
 		if err := rx.ctx.Err(); err != nil {
 			return err
@@ -39,7 +42,7 @@ func (rx *receiver) populate() error {
 				}
 			}
 		case typeFile:
-			if err := os.Link(filepath.Join(ptree, filepath.FromSlash(e.Path)), dst); err != nil {
+			if err := linkAt(from, to, e.Path); err != nil {
 				return err
 			}
 		case typeSymlink:

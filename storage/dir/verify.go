@@ -12,6 +12,8 @@ import (
 	"path"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferry-nas/ferry/storage"
 )
 
@@ -30,6 +32,7 @@ type treeWalker struct {
 	// base: they keep the base's true mode and content hash.
 	parent     *manifestReader
 	parentTree string
+	parentDirs *dirCache
 	// stored, when set, is the snapshot's own manifest: true modes come from
 	// it and the on-disk mode must be the true mode without write bits.
 	stored *manifestReader
@@ -50,6 +53,11 @@ type treeWalker struct {
 
 func (w *treeWalker) walk() error {
 	w.links = map[devIno]*Entry{}
+	defer func() {
+		if w.parentDirs != nil {
+			w.parentDirs.close()
+		}
+	}()
 	fi, err := os.Lstat(w.root)
 	if err != nil {
 		return err
@@ -69,6 +77,22 @@ func (w *treeWalker) walk() error {
 		return w.parent.err
 	}
 	return nil
+}
+
+// parentStat is the lstat of rel in the parent's tree, if it is there.
+func (w *treeWalker) parentStat(rel string) (statOf, bool) {
+	if w.parentDirs == nil {
+		w.parentDirs = &dirCache{root: w.parentTree}
+	}
+	fd, base, err := w.parentDirs.at(rel)
+	if err != nil {
+		return statOf{}, false
+	}
+	fi := &statFI{name: base}
+	if unix.Fstatat(fd, base, &fi.st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return statOf{}, false
+	}
+	return statInfo(fi), true
 }
 
 func (w *treeWalker) emit(e *Entry) error {
@@ -191,7 +215,7 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 		}
 		// A hard link to the base's copy keeps the base's true mode and hash.
 		if p != nil && p.Type == typeFile {
-			if pfi, err := os.Lstat(filepath.Join(w.parentTree, filepath.FromSlash(rel))); err == nil && sameInode(statInfo(pfi), st) {
+			if pst, ok := w.parentStat(rel); ok && sameInode(pst, st) {
 				if st.mode != p.Mode&^0o222 {
 					return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("base snapshot file %q has mode %o, its manifest says %o: %w", rel, st.mode, p.Mode&^0o222, errTampered)}
 				}
