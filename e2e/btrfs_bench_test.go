@@ -80,20 +80,24 @@ func BenchmarkRowBtrfs(b *testing.B) {
 	e.apply()
 	sb := &sendBench{e: e, ssh: startSSHD(b)}
 	full := map[string][]float64{}
-	for range benchRuns {
-		full[toolFerryOff] = append(full[toolFerryOff], sb.ferry(storage.ResumeOff, ""))
-		full[toolFerryStage] = append(full[toolFerryStage], sb.ferry(storage.ResumeStaged, ""))
+	var base string
+	for run := range benchRuns {
+		full[toolFerryOff] = append(full[toolFerryOff], sb.ferry(storage.ResumeOff, "", false))
+		// The incremental base: the last full copy, kept on the target.
+		last := run == benchRuns-1
+		full[toolFerryStage] = append(full[toolFerryStage], sb.ferry(storage.ResumeStaged, "", last))
+		if last {
+			base = sb.last
+		}
 		full[toolBtrfsPipe] = append(full[toolBtrfsPipe], sb.pipe(false, "", sb.last))
 		full[toolBtrfsSSH] = append(full[toolBtrfsSSH], sb.pipe(true, "", sb.last))
 	}
-	// The incremental base: the last full copy, kept on the target.
-	base := sb.ferryKeep(storage.ResumeOff)
 	incr := map[string][]float64{}
 	for range benchRuns {
 		rewriteTenth(b, e.share)
 		sb.changed()
-		incr[toolFerryOff] = append(incr[toolFerryOff], sb.ferry(storage.ResumeOff, base))
-		incr[toolFerryStage] = append(incr[toolFerryStage], sb.ferry(storage.ResumeStaged, base))
+		incr[toolFerryOff] = append(incr[toolFerryOff], sb.ferry(storage.ResumeOff, base, false))
+		incr[toolFerryStage] = append(incr[toolFerryStage], sb.ferry(storage.ResumeStaged, base, false))
 		incr[toolBtrfsPipe] = append(incr[toolBtrfsPipe], sb.pipe(false, base, sb.last))
 		incr[toolBtrfsSSH] = append(incr[toolBtrfsSSH], sb.pipe(true, base, sb.last))
 	}
@@ -129,21 +133,17 @@ type sendBench struct {
 }
 
 // ferry triggers one run in mode, checks it is a full replication (base
-// "") or an incremental from base, verifies the copy and removes it from
-// the target; it returns the share's MB/s over the run's wall time.
-func (sb *sendBench) ferry(mode storage.ResumeMode, base string) float64 {
+// "") or an incremental from base, verifies the copy and, unless keep,
+// removes it from the target; it returns the share's MB/s over the run's
+// wall time.
+func (sb *sendBench) ferry(mode storage.ResumeMode, base string, keep bool) float64 {
 	e := sb.e
 	took, res := sb.ferryRun(mode, base)
-	require.NoError(e.t, e.backend(target).DestroySnapshot(e.ctx, tgtDataset, res))
-	btrfs(e.t, "subvolume", "sync", e.roots[target])
+	if !keep {
+		require.NoError(e.t, e.backend(target).DestroySnapshot(e.ctx, tgtDataset, res))
+		btrfs(e.t, "subvolume", "sync", e.roots[target])
+	}
 	return mbps(e.shareSizeFor(base), took)
-}
-
-// ferryKeep makes a full copy that stays on the target (the incremental
-// base) and returns its name.
-func (sb *sendBench) ferryKeep(mode storage.ResumeMode) string {
-	_, res := sb.ferryRun(mode, "")
-	return res
 }
 
 func (sb *sendBench) ferryRun(mode storage.ResumeMode, base string) (time.Duration, string) {
