@@ -1,10 +1,13 @@
 package btrfs
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/ferry-nas/ferry/storage"
 )
 
 // applier is a staged receive's btrfs receive, fed from the spool as it
@@ -14,6 +17,8 @@ import (
 type applier struct {
 	p     *proc
 	stdin *os.File
+	// in batches commands into writes of up to 1 MiB.
+	in *bufio.Writer
 	// endCmd is the stream's end command, once it arrived.
 	endCmd []byte
 	done   bool
@@ -28,7 +33,7 @@ func (rx *receiver) startApply(spoolPath string, spooled int64, ended bool) (*ap
 	if err != nil {
 		return nil, err
 	}
-	ap := &applier{p: p, stdin: stdin}
+	ap := &applier{p: p, stdin: stdin, in: bufio.NewWriterSize(stdin, storage.PipeSize)}
 	f, err := os.Open(spoolPath)
 	if err != nil {
 		ap.abort()
@@ -67,20 +72,23 @@ func (ap *applier) command(c *command) error {
 		ap.endCmd = bytes.Clone(c.raw)
 		return nil
 	}
-	if _, err := ap.stdin.Write(c.raw); err != nil {
+	if _, err := ap.in.Write(c.raw); err != nil {
 		return ap.died(err)
 	}
 	return nil
 }
 
-// end gives btrfs receive the end command, once the whole stream is
-// spooled and checkpointed, and waits for it to finish the subvolume.
+// end gives btrfs receive the end command, once the stream ended cleanly,
+// and waits for it to finish the subvolume.
 func (ap *applier) end() error {
 	if ap.endCmd == nil {
 		ap.abort()
 		return badStream("the stream has no end command")
 	}
-	if _, err := ap.stdin.Write(ap.endCmd); err != nil {
+	if _, err := ap.in.Write(ap.endCmd); err != nil {
+		return ap.died(err)
+	}
+	if err := ap.in.Flush(); err != nil {
 		return ap.died(err)
 	}
 	if err := ap.stdin.Close(); err != nil {
@@ -107,6 +115,7 @@ func (ap *applier) abort() {
 		return
 	}
 	ap.done = true
+	_ = ap.in.Flush() // the checked commands that arrived, never the end
 	ap.p.kill()
 	ap.stdin.Close()
 	_ = ap.p.wait()

@@ -328,7 +328,7 @@ func (rx *receiver) noSpace(err error) error {
 // staged spools the stream (continuing state's spool when set) and applies
 // it while it lands: btrfs receive gets the spool's bytes (those of an
 // earlier attempt first) as they are written, all but the end command,
-// which it gets only once the whole stream is spooled and checkpointed.
+// which it gets only once the stream ended cleanly (io.EOF).
 // The spool stays the truth: when anything fails, a retry resumes from its
 // checkpoint and applies the spool again from its start.
 func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
@@ -476,13 +476,28 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 	if !st.Ended {
 		return storage.Snapshot{}, badStream("stream ended at byte %d before its end command (truncated)", written)
 	}
-	if err := checkpoint(rx.s.Position(), st, true); err != nil {
+	// The stream ended cleanly (io.EOF): btrfs receive gets the end command
+	// while the complete checkpoint is made. A worker that dies before the
+	// commit leaves the spool to resume from (complete, or at the last
+	// checkpoint), and a retry applies it again.
+	if d, ok := ck.wait(); ok {
+		if err := settled(d); err != nil {
+			return storage.Snapshot{}, err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return storage.Snapshot{}, err
+	}
+	ck.start(ckReq{pos: rx.s.Position(), st: st, complete: true})
+	aerr := ap.end()
+	d, _ := ck.wait()
+	if aerr != nil {
+		return storage.Snapshot{}, aerr
+	}
+	if err := settled(d); err != nil {
 		return storage.Snapshot{}, err
 	}
 	if err := f.Close(); err != nil {
-		return storage.Snapshot{}, err
-	}
-	if err := ap.end(); err != nil {
 		return storage.Snapshot{}, err
 	}
 	return rx.finish(&st)
@@ -510,7 +525,13 @@ func (rx *receiver) direct() (storage.Snapshot, error) {
 	}
 	// abort kills btrfs receive before it can see the end of its input: a
 	// receive that does not get the whole stream never finishes a subvolume.
+	// Commands go to btrfs receive in batches of up to 1 MiB: one write and
+	// one wake-up of btrfs receive per batch instead of per 48 KiB command.
+	in := bufio.NewWriterSize(stdin, storage.PipeSize)
 	abort := func(err error) (storage.Snapshot, error) {
+		// The checked commands that arrived still reach btrfs receive (the
+		// partial shows how far it got); the end command never does.
+		_ = in.Flush()
 		p.kill()
 		stdin.Close()
 		p.wait()
@@ -525,7 +546,7 @@ func (rx *receiver) direct() (storage.Snapshot, error) {
 		return storage.Snapshot{}, fmt.Errorf("btrfs receive stopped reading its input: %w", werr)
 	}
 	st := streamState{Version: sr.version}
-	if _, err := stdin.Write(hdr); err != nil {
+	if _, err := in.Write(hdr); err != nil {
 		return died(err)
 	}
 	var end []byte
@@ -544,7 +565,7 @@ func (rx *receiver) direct() (storage.Snapshot, error) {
 			end = bytes.Clone(c.raw)
 			continue
 		}
-		if _, err := stdin.Write(c.raw); err != nil {
+		if _, err := in.Write(c.raw); err != nil {
 			return died(err)
 		}
 	}
@@ -553,7 +574,10 @@ func (rx *receiver) direct() (storage.Snapshot, error) {
 	}
 	// The stream ended cleanly (io.EOF, where the data plane has checked its
 	// trailer): only now does btrfs receive get the end command.
-	if _, err := stdin.Write(end); err != nil {
+	if _, err := in.Write(end); err != nil {
+		return died(err)
+	}
+	if err := in.Flush(); err != nil {
 		return died(err)
 	}
 	if err := stdin.Close(); err != nil {
