@@ -110,8 +110,8 @@ func Render(w io.Writer, meta Meta, rows []Row, gobench []GoBench) error {
 			if !ok {
 				missed = append(missed, fmt.Sprintf("%s / %s / %s: %s", t, r.Case, r.Tool, target))
 			}
-			fmt.Fprintf(b, "| %s | %s | %s %s | %s | %d | %s | %s |\n", r.Case, r.Tool,
-				num(Median(r.Values)), r.Unit, span(r.Values), len(r.Values), ratios, target)
+			fmt.Fprintf(b, "| %s | %s | %s %s | %s | %d | %s | %s |\n", cell(r.Case), cell(r.Tool),
+				num(Median(r.Values)), r.Unit, span(r.Values), len(r.Values), cell(ratios), cell(target))
 		}
 		var notes []string
 		for _, r := range byTable[t] {
@@ -216,3 +216,7 @@ func num(v float64) string {
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
 }
+
+// cell escapes the pipes of a table cell ("btrfs send | btrfs receive"),
+// which would otherwise end the cell.
+func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

@@ -29,6 +29,19 @@ func TestRenderJudgesRatiosAndLimits(t *testing.T) {
 	require.Contains(t, got, "| BenchmarkHotCRC-2 | 1234 ns/op, 850.00 MB/s |")
 }
 
+func TestRenderEscapesPipesInCells(t *testing.T) {
+	rows := []Row{
+		{Table: "btrfs", Case: "full", Tool: "btrfs send | btrfs receive", Unit: MBps, Values: []float64{300, 300, 300}},
+		{Table: "btrfs", Case: "full", Tool: "ferry off", Unit: MBps, Values: []float64{270, 270, 270},
+			Compare: []Compare{{Tool: "btrfs send | btrfs receive", Min: 0.90}}},
+	}
+	var b strings.Builder
+	require.NoError(t, Render(&b, Meta{Command: "make bench"}, rows, nil))
+	got := b.String()
+	require.Contains(t, got, "| full | btrfs send \\| btrfs receive | 300 MB/s |")
+	require.Contains(t, got, "| 0.90x btrfs send \\| btrfs receive | >= 0.90x btrfs send \\| btrfs receive: met |")
+}
+
 func TestMedianAndPercentile(t *testing.T) {
 	require.Equal(t, 2.0, Median([]float64{3, 1, 2}))
 	require.Equal(t, 2.5, Median([]float64{4, 1, 2, 3}))
