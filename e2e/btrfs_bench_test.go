@@ -108,10 +108,12 @@ func BenchmarkRowBtrfs(b *testing.B) {
 	}{{btrfsFullCase, full}, {btrfsIncrCase, incr}} {
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryOff, Unit: benchrec.MBps, Values: c.vals[toolFerryOff],
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.90}, {Tool: toolBtrfsSSH, Min: 1.2}},
-			Note:    "trigger to result (receive committed with syncfs), data plane over loopback TLS; " + cached})
+			Note: "trigger to result (receive committed with syncfs), data plane over loopback TLS; " + cached +
+				"; perf of both workers (2 GiB full): SHA-256 a third of their CPU, AES-GCM a ninth, the stream checker a few % (BenchmarkHotStreamChecker 5.7 GB/s): data-plane CPU on 2 cores shared with btrfs send/receive is the gap"})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryStage, Unit: benchrec.MBps, Values: c.vals[toolFerryStage],
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.60}},
-			Note:    "as ferry off, the stream spooled (checkpointed) on the target and applied from the spool; " + cached})
+			Note: "as ferry off, the stream spooled on the target (fsync every 16 MiB, in the background) and applied from the spool as it lands; " + cached +
+				"; the spool doubles the target's writes, which shows most on an incremental's short stream"})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolBtrfsPipe, Unit: benchrec.MBps, Values: c.vals[toolBtrfsPipe],
 			Note: "the ceiling: one pipe between the two processes, plus syncfs of the target; " + cached})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolBtrfsSSH, Unit: benchrec.MBps, Values: c.vals[toolBtrfsSSH],
