@@ -32,6 +32,7 @@ const (
 	hundredJobs  = 100
 	hundredShare = 64 << 10
 	hundredRuns  = 3
+	hundredWait  = 90 * time.Second
 )
 
 // BenchmarkRowHundredJobs triggers 100 dir jobs at once on one `ferry
@@ -58,7 +59,7 @@ func BenchmarkRowHundredJobs(b *testing.B) {
 		benchrec.Record(b, benchrec.Row{Table: table, Case: cs + ": total time", Tool: tool, Unit: benchrec.Seconds, Values: took,
 			Note: fmt.Sprintf("first trigger to the last run's result; %d full runs of %d KiB shares, fresh processes each run", hundredJobs, hundredShare>>10)})
 		benchrec.Record(b, benchrec.Row{Table: table, Case: cs + ": failures", Tool: tool, Unit: benchrec.Failures, Values: failures,
-			Limit: benchrec.AtMost(0), Note: "runs that failed or whose replica's content digest differs from the source's"})
+			Limit: benchrec.AtMost(0), Note: "runs that failed, were not done within 90 s of the triggers, or whose replica's content digest differs from the source's"})
 		benchrec.Record(b, benchrec.Row{Table: table, Case: cs + ": server peak RSS", Tool: tool, Unit: benchrec.MiB, Values: srvRSS,
 			Note: "VmHWM of the `ferry server` process (embedded Temporal, SQLite file)"})
 		benchrec.Record(b, benchrec.Row{Table: table, Case: cs + ": worker peak RSS", Tool: tool, Unit: benchrec.MiB, Values: wrkRSS,
@@ -74,7 +75,7 @@ type hundredResult struct {
 
 // hundredJobsOnce runs the row once on fresh processes in a fresh directory.
 func hundredJobsOnce(b *testing.B, run int) hundredResult {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	root, err := os.MkdirTemp("", "ferry-e2e-hundred-")
 	if err != nil {
@@ -155,8 +156,14 @@ func hundredJobsOnce(b *testing.B, run int) hundredResult {
 	}
 	snaps := make([]string, hundredJobs)
 	var wg sync.WaitGroup
+	// A run not done within hundredWait counts as a failure (measured: a
+	// few of 100 sometimes stall after their source mark), so the row
+	// stays within make bench's budget.
+	runsCtx, cancelRuns := context.WithTimeout(ctx, hundredWait)
+	defer cancelRuns()
 	for i, job := range conf.JobNames() {
 		wg.Go(func() {
+			ctx := runsCtx
 			st, err := starter.Run(ctx, c, job)
 			if err != nil {
 				fail(job, err)
