@@ -154,7 +154,9 @@ func (c *dirCache) at(rel string) (int, string, error) {
 	}
 	if c.rel != dir || c.rel == "" {
 		c.close()
-		fd, err := unix.Open(filepath.Join(c.root, filepath.FromSlash(dir)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		// O_PATH: linking and stat'ing in it need only search permission,
+		// as a path would (a snapshot directory may be unreadable).
+		fd, err := unix.Open(filepath.Join(c.root, filepath.FromSlash(dir)), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return -1, "", &fs.PathError{Op: "open", Path: filepath.Join(c.root, filepath.FromSlash(dir)), Err: err}
 		}
