@@ -84,6 +84,7 @@ func BenchmarkRowDir(b *testing.B) {
 				},
 			}
 			for i := range full {
+				e.settle()
 				full[(i+run)%len(full)]()
 			}
 			require.NoError(b, removeAll(tarDst))
@@ -98,6 +99,7 @@ func BenchmarkRowDir(b *testing.B) {
 				},
 			}
 			for i := range inc {
+				e.settle()
 				inc[(i+run)%len(inc)]()
 			}
 			e.stopForProfiles()
@@ -176,6 +178,7 @@ func BenchmarkRowDirManyFiles(b *testing.B) {
 					require.NoError(b, os.WriteFile(p, randomBytes(manySize), 0o644))
 				}
 				for i := range steps[c] {
+					e.settle()
 					steps[c][(i+run)%len(steps[c])]()
 				}
 			}
@@ -248,6 +251,14 @@ func (e *env) workerPeakRSS(host string) float64 {
 	}
 	e.t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
 	return 0
+}
+
+// settle commits the filesystem before a timed step (untimed), so that no
+// tool pays for the writeback of what the one before it wrote or removed:
+// ferry's commit and the others' syncfs wait for all of it.
+func (e *env) settle() {
+	e.t.Helper()
+	require.NoError(e.t, syncFS(e.dir))
 }
 
 // stopForProfiles stops both workers gracefully (SIGTERM) when
