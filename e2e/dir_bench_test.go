@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -240,17 +238,7 @@ func (e *env) workerPeakRSS(host string) float64 {
 	p := e.workers[host]
 	e.mu.Unlock()
 	require.NotNil(e.t, p, "no %s worker", host)
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	require.NoError(e.t, err)
-	for line := range strings.Lines(string(data)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			require.NoError(e.t, err, "VmHWM %q", v)
-			return kb / 1024
-		}
-	}
-	e.t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
-	return 0
+	return vmHWM(e.t, p.cmd.Process.Pid)
 }
 
 // settle commits the filesystem before a timed step (untimed), so that no

@@ -296,7 +296,8 @@ func stopProc(cmd *exec.Cmd) {
 }
 
 // vmHWM is a process's peak resident set size in MiB.
-func vmHWM(b *testing.B, pid int) float64 {
+func vmHWM(b testing.TB, pid int) float64 {
+	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatalf("peak RSS of %d: %v", pid, err)
