@@ -88,13 +88,17 @@ func (r *Reader) Read(p []byte) (int, error) {
 }
 
 // Position returns the position after the last byte delivered.
-func (r *Reader) Position() Position {
-	st, err := r.h.(encoding.BinaryMarshaler).MarshalBinary()
+func (r *Reader) Position() Position { return At(r.off, r.h) }
+
+// At is the position off with the hash state of h, a Hasher's hash that has
+// seen exactly the stream's first off bytes.
+func At(off int64, h hash.Hash) Position {
+	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		// crypto/sha256 cannot fail to marshal; a panic here is a programming error.
 		panic(fmt.Sprintf("resume: marshal sha256 state: %v", err))
 	}
-	return Position{Offset: r.off, HashState: st}
+	return Position{Offset: off, HashState: st}
 }
 
 // Sum is the SHA-256 of every byte delivered so far, the prefix included.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -230,12 +229,7 @@ func (s *Stream) Position() resume.Position {
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	s.hp.wait(0)
-	st, err := s.h.(encoding.BinaryMarshaler).MarshalBinary()
-	if err != nil {
-		// crypto/sha256 cannot fail to marshal; a panic here is a programming error.
-		panic(fmt.Sprintf("transfer: marshal sha256 state: %v", err))
-	}
-	return resume.Position{Offset: s.offset, HashState: st}
+	return resume.At(s.offset, s.h)
 }
 
 // digest is the SHA-256 of every byte delivered, From's prefix included.
