@@ -10,10 +10,11 @@ import (
 	"github.com/ferry-nas/ferry/storage"
 )
 
-// applier is a staged receive's btrfs receive, fed from the spool as it
-// grows: the spool's earlier bytes when it starts, then every command as it
-// is spooled. The end command is held back until end: a receive that does
-// not get the whole stream never finishes a subvolume.
+// applier is a receive's btrfs receive: in off mode fed the checked
+// commands straight from the stream; in staged mode fed from the spool as
+// it grows (the spool's earlier bytes when it starts, then every command as
+// it is spooled). The end command is held back until end: a receive that
+// does not get the whole stream never finishes a subvolume.
 type applier struct {
 	p     *proc
 	stdin *os.File
@@ -29,11 +30,10 @@ type applier struct {
 // or an earlier attempt's commands); when ended, the spool's last command is
 // the end command, which is held back.
 func (rx *receiver) startApply(spoolPath string, spooled int64, ended bool) (*applier, error) {
-	stdin, p, err := rx.b.startReceive(rx.ctx, "receive", "--chroot", "-e", rx.b.stage(rx.req.Dataset, rx.req.Name))
+	ap, err := rx.newApplier()
 	if err != nil {
 		return nil, err
 	}
-	ap := &applier{p: p, stdin: stdin, in: bufio.NewWriterSize(stdin, storage.PipeSize)}
 	f, err := os.Open(spoolPath)
 	if err != nil {
 		ap.abort()
@@ -51,7 +51,7 @@ func (rx *receiver) startApply(spoolPath string, spooled int64, ended bool) (*ap
 			ap.abort()
 			return nil, fmt.Errorf("read the spool: %w", err)
 		}
-		if _, err := stdin.Write(chunk); err != nil {
+		if _, err := ap.stdin.Write(chunk); err != nil {
 			return nil, ap.died(err)
 		}
 		n -= int64(len(chunk))
@@ -66,16 +66,32 @@ func (rx *receiver) startApply(spoolPath string, spooled int64, ended bool) (*ap
 	return ap, nil
 }
 
+// newApplier starts btrfs receive into the receive's staging directory.
+// Commands reach it in batches of up to 1 MiB: one write and one wake-up of
+// btrfs receive per batch instead of per 48 KiB command.
+func (rx *receiver) newApplier() (*applier, error) {
+	stdin, p, err := rx.b.startReceive(rx.ctx, "receive", "--chroot", "-e", rx.b.stage(rx.req.Dataset, rx.req.Name))
+	if err != nil {
+		return nil, err
+	}
+	return &applier{p: p, stdin: stdin, in: bufio.NewWriterSize(stdin, storage.PipeSize)}, nil
+}
+
+// write gives btrfs receive raw stream bytes (the stream's header).
+func (ap *applier) write(b []byte) error {
+	if _, err := ap.in.Write(b); err != nil {
+		return ap.died(err)
+	}
+	return nil
+}
+
 // command gives btrfs receive one checked command (holding back the end).
 func (ap *applier) command(c *command) error {
 	if c.typ == cmdEnd {
 		ap.endCmd = bytes.Clone(c.raw)
 		return nil
 	}
-	if _, err := ap.in.Write(c.raw); err != nil {
-		return ap.died(err)
-	}
-	return nil
+	return ap.write(c.raw)
 }
 
 // end gives btrfs receive the end command, once the stream ended cleanly,

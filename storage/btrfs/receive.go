@@ -2,7 +2,6 @@ package btrfs
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -519,71 +518,39 @@ func (rx *receiver) direct() (storage.Snapshot, error) {
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
-	stdin, p, err := b.startReceive(rx.ctx, "receive", "--chroot", "-e", stage)
+	ap, err := rx.newApplier()
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
-	// abort kills btrfs receive before it can see the end of its input: a
-	// receive that does not get the whole stream never finishes a subvolume.
-	// Commands go to btrfs receive in batches of up to 1 MiB: one write and
-	// one wake-up of btrfs receive per batch instead of per 48 KiB command.
-	in := bufio.NewWriterSize(stdin, storage.PipeSize)
-	abort := func(err error) (storage.Snapshot, error) {
-		// The checked commands that arrived still reach btrfs receive (the
-		// partial shows how far it got); the end command never does.
-		_ = in.Flush()
-		p.kill()
-		stdin.Close()
-		p.wait()
+	// Whatever ends the receive early kills btrfs receive before it saw the
+	// end command (the checked commands that arrived still reach it, so the
+	// partial shows how far it got): no finished subvolume comes of it.
+	defer ap.abort()
+	st := streamState{Version: sr.version}
+	if err := ap.write(hdr); err != nil {
 		return storage.Snapshot{}, err
 	}
-	// died: btrfs receive stopped reading; its own error is the cause.
-	died := func(werr error) (storage.Snapshot, error) {
-		stdin.Close()
-		if err := p.wait(); err != nil {
-			return storage.Snapshot{}, err
-		}
-		return storage.Snapshot{}, fmt.Errorf("btrfs receive stopped reading its input: %w", werr)
-	}
-	st := streamState{Version: sr.version}
-	if _, err := in.Write(hdr); err != nil {
-		return died(err)
-	}
-	var end []byte
 	for {
 		c, err := sr.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return abort(err)
+			return storage.Snapshot{}, err
 		}
 		if err := st.check(c, &rx.rules); err != nil {
-			return abort(err)
+			return storage.Snapshot{}, err
 		}
-		if c.typ == cmdEnd {
-			end = bytes.Clone(c.raw)
-			continue
-		}
-		if _, err := in.Write(c.raw); err != nil {
-			return died(err)
+		if err := ap.command(c); err != nil {
+			return storage.Snapshot{}, err
 		}
 	}
 	if !st.Ended {
-		return abort(badStream("stream ended at byte %d before its end command (truncated)", sr.n))
+		return storage.Snapshot{}, badStream("stream ended at byte %d before its end command (truncated)", sr.n)
 	}
 	// The stream ended cleanly (io.EOF, where the data plane has checked its
 	// trailer): only now does btrfs receive get the end command.
-	if _, err := in.Write(end); err != nil {
-		return died(err)
-	}
-	if err := in.Flush(); err != nil {
-		return died(err)
-	}
-	if err := stdin.Close(); err != nil {
-		return died(err)
-	}
-	if err := p.wait(); err != nil {
+	if err := ap.end(); err != nil {
 		return storage.Snapshot{}, err
 	}
 	return rx.finish(&st)
