@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"testing"
+
+	"github.com/ferry-nas/ferry/internal/blake3state"
 )
 
 // Hot-path microbenchmarks: the CPU each stream byte costs in the data
@@ -37,6 +39,17 @@ func BenchmarkHotCRC32C(b *testing.B) {
 func BenchmarkHotSHA256(b *testing.B) {
 	buf := hotInput(b)
 	h := sha256.New()
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		h.Write(buf)
+	}
+}
+
+// BenchmarkHotBLAKE3 is the stream digest of new streams (resume positions
+// saved before BLAKE3 continue with SHA-256, above).
+func BenchmarkHotBLAKE3(b *testing.B) {
+	buf := hotInput(b)
+	h := blake3state.New()
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
 		h.Write(buf)
