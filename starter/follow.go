@@ -211,12 +211,17 @@ func Unreachable(err error) bool { return unreachable(err) }
 // unreachableText is the error's gist and how long it has lasted.
 func unreachableText(err error, since time.Duration) string {
 	msg := err.Error()
-	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+	var de *serviceerror.DeadlineExceeded // the SDK's form of a call that timed out
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) || status.Code(err) == codes.DeadlineExceeded {
 		msg = fmt.Sprintf("no answer within %s", inspectTimeout)
 	} else if st, ok := status.FromError(err); ok && st.Message() != "" {
 		msg = st.Message()
 	} else if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 200 {
 		msg = msg[i+2:]
 	}
-	return fmt.Sprintf("%s (for %s; the run goes on without it, following resumes when it is back)", msg, FormatDuration(since.Round(time.Second)))
+	lasted := "" // the first report has lasted no time yet: "for 0s" would read as no outage
+	if since >= time.Second {
+		lasted = "for " + FormatDuration(since.Round(time.Second)) + "; "
+	}
+	return fmt.Sprintf("%s (%sthe run goes on without it, following resumes when it is back)", msg, lasted)
 }

@@ -13,6 +13,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	failurepb "go.temporal.io/api/failure/v1"
+	"go.temporal.io/api/serviceerror"
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
@@ -164,6 +165,16 @@ func TestFollowReportsTemporalUnreachable(t *testing.T) {
 	}
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
+}
+
+// A call that timed out reads as "no answer within 10s" whether it comes as
+// the SDK's serviceerror or a context error, and the first report does not
+// claim an outage of "0s".
+func TestUnreachableTextWordsATimeout(t *testing.T) {
+	for _, err := range []error{serviceerror.NewDeadlineExceeded("context deadline exceeded"), context.DeadlineExceeded} {
+		assert.Equal(t, "no answer within 10s (the run goes on without it, following resumes when it is back)", unreachableText(err, 0))
+		assert.Equal(t, "no answer within 10s (for 15s; the run goes on without it, following resumes when it is back)", unreachableText(err, 15*time.Second))
+	}
 }
 
 // An activity no worker of its host picks up says so (not only a receive).
