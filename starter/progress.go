@@ -175,7 +175,7 @@ func (p Progress) String() string {
 		b.WriteString("  " + p.silence())
 	}
 	if p.PickupHost != "" {
-		fmt.Fprintf(&b, "  no worker of %s has picked up %s for %s — worker down?", p.PickupHost, p.PickupActivity, FormatDuration(p.PickupWait.Round(time.Second)))
+		fmt.Fprintf(&b, "  no worker of %s has picked up %s for %s — is `ferry worker --host %s` running?", p.PickupHost, p.PickupActivity, FormatDuration(p.PickupWait.Round(time.Second)), p.PickupHost)
 	}
 	if s := p.attempts(); s != "" {
 		b.WriteString("  (" + s + ")")
@@ -211,7 +211,11 @@ func (p Progress) silence() string {
 		s = fmt.Sprintf("waiting for %s to take the receive up again — worker down?", host)
 	}
 	if p.Waiting && p.Attempt > 1 {
-		s += fmt.Sprintf(" (attempt %d waits for it)", p.Attempt)
+		if p.TargetHost != "" { // name the process that has to come back
+			s += fmt.Sprintf(" (attempt %d waits for `ferry worker --host %s`)", p.Attempt, p.TargetHost)
+		} else {
+			s += fmt.Sprintf(" (attempt %d waits for it)", p.Attempt)
+		}
 	}
 	return s
 }

@@ -80,14 +80,14 @@ func TestProgressThroughAReceiverKill(t *testing.T) {
 	p = base()
 	p.applyReceive(pending(t, enumspb.PENDING_ACTIVITY_STATE_SCHEDULED, 2, hb, t0, t0.Add(-time.Minute), true), t0.Add(30*time.Second))
 	assert.True(t, p.Waiting)
-	assert.Equal(t, "stream step 1/1 ferry_s_1  80.0 MiB / 293.0 MiB stream (27%)  no progress from nas-b for 30s — worker down? (attempt 2 waits for it)", p.String())
+	assert.Equal(t, "stream step 1/1 ferry_s_1  80.0 MiB / 293.0 MiB stream (27%)  no progress from nas-b for 30s — worker down? (attempt 2 waits for `ferry worker --host nas-b`)", p.String())
 	// The server dropped the heartbeat's time with the attempt: the time
 	// since that attempt ended is a lower bound.
 	pa := pending(t, enumspb.PENDING_ACTIVITY_STATE_SCHEDULED, 2, hb, t0, t0.Add(-time.Minute), true)
 	pa.LastHeartbeatTime, pa.LastAttemptCompleteTime = nil, timestamppb.New(t0.Add(5*time.Second))
 	p = base()
 	p.applyReceive(pa, t0.Add(17*time.Second))
-	assert.Equal(t, "stream step 1/1 ferry_s_1  80.0 MiB / 293.0 MiB stream (27%)  no progress from nas-b for at least 12s — worker down? (attempt 2 waits for it)", p.String())
+	assert.Equal(t, "stream step 1/1 ferry_s_1  80.0 MiB / 293.0 MiB stream (27%)  no progress from nas-b for at least 12s — worker down? (attempt 2 waits for `ferry worker --host nas-b`)", p.String())
 
 	// The restarted worker took attempt 2 up but has not reported yet: the
 	// old attempt's rate is not shown as this one's.
@@ -191,5 +191,5 @@ func TestProgressNamesAHostThatPicksNothingUp(t *testing.T) {
 	p.applyPickup([]*workflowpb.PendingActivityInfo{pa}, t0.Add(5*time.Second))
 	assert.Equal(t, "greet ferry_s_1", p.String(), "a few seconds are no news")
 	p.applyPickup([]*workflowpb.PendingActivityInfo{pa}, t0.Add(25*time.Second))
-	assert.Equal(t, "greet ferry_s_1  no worker of nas-b has picked up Inventory for 25s — worker down?", p.String())
+	assert.Equal(t, "greet ferry_s_1  no worker of nas-b has picked up Inventory for 25s — is `ferry worker --host nas-b` running?", p.String())
 }
