@@ -95,7 +95,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	}
 	host, err := opts.Config.Host(opts.Host)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--host %s: %w: start the worker with --host set to one of them, or declare hosts.%s in the config", opts.Host, err, opts.Host)
 	}
 	log = log.With(logging.Host(host.Name))
 	if opts.StopTimeout <= 0 {
@@ -133,9 +133,9 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	listen := opts.Listen
+	listen, listenFrom := opts.Listen, "--listen"
 	if listen == "" {
-		listen = host.DataAddress
+		listen, listenFrom = host.DataAddress, "hosts."+host.Name+".data_address"
 	}
 	listenFn := opts.listen
 	if listenFn == nil {
@@ -143,11 +143,11 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	}
 	ln, err := listenFn("tcp", listen)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w): is another `ferry worker --host %s` already running? If not, free the port or change hosts.%s.data_address",
-			host.Name, listen, err, host.Name, host.Name)
+		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w): is another `ferry worker --host %s` already running? If not, free the port or change %s",
+			host.Name, listen, err, host.Name, listenFrom)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w); free the port or change hosts.%s.data_address", host.Name, listen, err, host.Name)
+		return nil, fmt.Errorf("host %s: data server cannot listen on %s (%w); free the port or change %s", host.Name, listen, err, listenFrom)
 	}
 	w := &Worker{opts: opts, host: host, log: log, backend: backend, data: data, fetcher: fetcher, ln: ln, metrics: mtr}
 	if mtr != nil {

@@ -78,8 +78,13 @@ func TestRunRefusesBeforeTouchingTemporal(t *testing.T) {
 	require.ErrorContains(t, err, "cannot listen on "+busy.Addr().String())
 	require.ErrorContains(t, err, "is another `ferry worker --host nas-a` already running? If not, free the port or change hosts.nas-a.data_address")
 
+	// With --listen the refusal names the flag, not the config key it overrides.
+	err = Run(context.Background(), nil, Options{Config: testConfig(t, "127.0.0.1:1", ""), Host: "nas-a", Listen: busy.Addr().String()})
+	require.ErrorContains(t, err, "free the port or change --listen")
+
 	err = Run(context.Background(), nil, Options{Config: cfg, Host: "nas-q"})
-	require.ErrorContains(t, err, "nas-q")
+	require.ErrorContains(t, err, `--host nas-q: config: unknown host "nas-q"`)
+	require.ErrorContains(t, err, "start the worker with --host set to one of them, or declare hosts.nas-q in the config")
 
 	err = Run(context.Background(), nil, Options{Config: testConfig(t, "127.0.0.1:1", ""), Host: "nas-a", Cert: "/nonexistent.pem", Key: "/nonexistent-key.pem"})
 	require.ErrorContains(t, err, "/nonexistent.pem")
