@@ -27,11 +27,11 @@ func newPruneCmd() *cobra.Command {
 		Long: `Apply the job's retention grids (retention.source, retention.target) on both
 hosts now, as the last step of every run does: a short workflow (PruneWorkflow)
 runs a prune activity on the target's worker, then on the source's. Each
-snapshot is printed with KEEP or DELETE and every reason: the grid's bucket,
-superseded or expired, or what protects it (a cursor, the last received
-snapshot, newer than the job's mark, the base of a partial receive, an open
-send session, not made by ferry, another job's). A side without a grid keeps
-everything.
+snapshot is printed with keep, DELETE (--dry-run) or DELETED and every
+reason: the grid's bucket, superseded or expired, or what protects it (a
+cursor, the last received snapshot, newer than the job's mark, the base of a
+partial receive, an open send session, not made by ferry, another job's). A
+side without a grid keeps everything.
 
 --dry-run decides and prints but deletes nothing. One prune of a job runs at
 a time (workflow ID ferry-prune-JOB); a prune beside a running replication of
