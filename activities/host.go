@@ -249,6 +249,7 @@ func (h *Host) Receive(ctx context.Context, in ReceiveInput) (ReceiveResult, err
 	}
 	tally := newReceiveTally(ctx, h.heartbeatEvery().Seconds())
 	tally.begin(from, resumeOK, in.Mode, in.Session.Compress)
+	h.Metrics.ReceiveStarted(in.Job, in.Session.ServerName)
 	for restart := 0; ; restart++ {
 		if resumeOK && from.Offset > 0 || token != "" {
 			h.Metrics.Resumed(in.Job, in.Session.ServerName)

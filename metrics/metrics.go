@@ -203,6 +203,17 @@ func (m *Metrics) ReceiveEnded(job, peer string, received bool) {
 	}
 }
 
+// ReceiveStarted makes the resume, restart and reconnect counters of job's
+// receives from peer exist at 0, so that increase() and alerts over them see
+// a series before the first interruption rather than none.
+func (m *Metrics) ReceiveStarted(job, peer string) {
+	if m != nil {
+		m.resumes.WithLabelValues(job, peer)
+		m.restarts.WithLabelValues(job, peer)
+		m.reconnects.WithLabelValues(job, peer)
+	}
+}
+
 // Resumed counts a receive of job from peer that continued a partial.
 func (m *Metrics) Resumed(job, peer string) {
 	if m != nil {

@@ -64,6 +64,7 @@ func TestNilMetricsDoNothing(t *testing.T) {
 	m.ReceiveEnded("j", "p", true)
 	m.Resumed("j", "p")
 	m.Restarted("j", "p")
+	m.ReceiveStarted("j", "p")
 	m.Step("j", "Receive", time.Second, "Temporary")
 	m.Succeeded("j", time.Now())
 	m.SucceededAtLeast("j", time.Now())
@@ -124,6 +125,19 @@ func TestFerryMetricsAreScraped(t *testing.T) {
 	fams = scrape(t, m)
 	for _, name := range []string{NameStreamRate, NameWireRate, NameBytesRemaining} {
 		got, _ := value(t, fams, name, map[string]string{LabelJob: "share"})
+		require.Zero(t, got, name)
+	}
+}
+
+// TestReceiveStartedMakesCountersExist: a receive that was never
+// interrupted still shows its resume, restart and reconnect counters, at 0.
+func TestReceiveStartedMakesCountersExist(t *testing.T) {
+	m := New("nas-b")
+	m.ReceiveStarted("share", "nas-a")
+	fams := scrape(t, m)
+	for _, name := range []string{NameResumes, NameRestarts, NameReconnects} {
+		got, ok := value(t, fams, name, map[string]string{LabelJob: "share", LabelPeer: "nas-a", LabelHost: "nas-b"})
+		require.True(t, ok, "%s not scraped after a receive started", name)
 		require.Zero(t, got, name)
 	}
 }
