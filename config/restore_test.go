@@ -27,13 +27,13 @@ jobs:
 		t.Fatalf("got %+v, %v", ep, err)
 	}
 	for to, want := range map[string]string{
-		"nas-z:x":         `unknown host "nas-z"`,
+		"nas-z:x":         `unknown host "nas-z" (hosts: nas-a, nas-b, nas-c); restore to one of them, e.g. --to nas-a:share01-restored`,
 		"nas-c:x":         "host nas-c has backend dir, but job share01's replica is on nas-b (btrfs)",
-		"nas-a:/abs":      "absolute path",
-		"nas-a:a/../b":    "",
+		"nas-a:/abs":      "absolute path; drop the leading /",
+		"nas-a:a/../b":    `contains a ".." component; a dataset is a path relative to the host's root`,
 		"nas-a:.ferry/x":  "",
-		"no-colon":        "is not host:dataset",
-		"nas-a:trailing/": "ends with a slash",
+		"no-colon":        `"no-colon" is not host:dataset; write --to HOST:DATASET, e.g. nas-a:share01-restored`,
+		"nas-a:trailing/": "ends with a slash; remove the trailing /",
 	} {
 		_, err := cfg.RestoreDestination(job, to)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--to "+to) {
