@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,15 +54,19 @@ it runs, the worker stops and exits non-zero, for its supervisor to restart it.`
 				return err
 			}
 			defer log.Sync()
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if host == "" { // checked here, not by cobra, so that the refusal can list the hosts
+				return fmt.Errorf("name the host this worker runs on with --host; %s declares %s: e.g. ferry worker --config %s --host %s",
+					configPath, strings.Join(cfg.HostNames(), ", "), configPath, cfg.HostNames()[0])
+			}
 			stopProfile, err := startCPUProfile(log, host)
 			if err != nil {
 				return err
 			}
 			defer stopProfile()
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return err
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			// One registry for ferry's metrics and the SDK's, made before
@@ -96,6 +102,5 @@ it runs, the worker stops and exits non-zero, for its supervisor to restart it.`
 	cmd.Flags().StringVar(&listen, "listen", "", "data server listen address (default: the host's data_address)")
 	cmd.Flags().StringVar(&metricsAddress, "metrics-address", "", "serve Prometheus metrics on http://ADDRESS/metrics, plain HTTP (default: hosts.NAME.metrics_address; off when neither is set)")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", worker.DefaultStopTimeout, "how long in-flight work gets on shutdown")
-	_ = cmd.MarkFlagRequired("host")
 	return cmd
 }

@@ -48,7 +48,12 @@ hosts:
 		cmd.SetErr(new(strings.Builder))
 		return cmd.ExecuteContext(context.Background())
 	}
-	err := run("--config", cfg, "--host", "nas-b")
+	err := run("--config", cfg)
+	want := "name the host this worker runs on with --host; " + cfg + " declares nas-a, nas-b: e.g. ferry worker --config " + cfg + " --host nas-a"
+	if err == nil || err.Error() != want {
+		t.Fatalf("no --host: got %v, want %q", err, want)
+	}
+	err = run("--config", cfg, "--host", "nas-b")
 	if err == nil || !strings.Contains(err.Error(), "root "+missing+" does not exist") {
 		t.Fatalf("missing root: got %v", err)
 	}
