@@ -26,6 +26,10 @@ const (
 	// clusterName is the single, local cluster.
 	clusterName = "active"
 	storeName   = "sqlite"
+	// transferPollRPS bounds the history shard's transfer-queue reads.
+	// A read only follows a commit that added tasks, so the bound batches
+	// reads under load and costs nothing when idle.
+	transferPollRPS = 1000
 )
 
 // serverConfig is the static configuration of a single-process, single-shard
@@ -94,6 +98,12 @@ func serverOptions(cfg *config.Config, logger log.Logger, frontend string, inter
 			// Search attributes added at start are visible to the very next
 			// query instead of after a cache refresh.
 			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+			// The one history shard reads its transfer queue (every
+			// workflow and activity task on its way to matching) at most
+			// transferPollRPS times a second; at the default 20 a run's
+			// tasks drained the burst within a few runs and then waited
+			// ~47 ms each for the limiter.
+			dynamicconfig.TransferProcessorMaxPollRPS.Key(): transferPollRPS,
 		}),
 	}, nil
 }
