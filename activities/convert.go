@@ -32,7 +32,7 @@ func partialOf(p storage.Partial) Partial {
 		SourceGUID: p.SourceGUID, ParentGUID: p.ParentGUID, ResumeToken: p.ResumeToken,
 	}
 	if p.Resume != nil {
-		out.Resume = &ResumePosition{Offset: p.Resume.Offset, HashState: p.Resume.HashState}
+		out.Resume = &ResumePosition{Offset: p.Resume.Offset, HashState: p.Resume.HashState, Digest: p.Resume.Digest}
 	}
 	return out
 }
@@ -55,7 +55,7 @@ func storagePartial(p Partial) storage.Partial {
 		SourceGUID: p.SourceGUID, ParentGUID: p.ParentGUID, ResumeToken: p.ResumeToken,
 	}
 	if p.Resume != nil {
-		out.Resume = &resume.Position{Offset: p.Resume.Offset, HashState: p.Resume.HashState}
+		out.Resume = &resume.Position{Offset: p.Resume.Offset, HashState: p.Resume.HashState, Digest: p.Resume.Digest}
 	}
 	return out
 }

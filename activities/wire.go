@@ -56,6 +56,9 @@ type ResumePosition struct {
 	Offset int64 `json:"offset"`
 	// HashState is the marshalled hash of the bytes before Offset.
 	HashState []byte `json:"hash_state,omitempty"`
+	// Digest names HashState's algorithm (resume.Position.Digest): empty in
+	// positions recorded before BLAKE3, which continue with SHA-256.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Anomaly is something in ferry's area of a dataset that is neither a

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/ferry-nas/ferry/resume"
@@ -121,9 +120,10 @@ func CheckResume(op string, req ReceiveRequest, want ReceiveOrigin, from resume.
 	case got.ParentGUID != "" && got.ParentGUID != want.ParentGUID:
 		return refuse(fixOther, "the partial receive is based on %q with identity %s, but %q is now %s (destroyed and received again?)",
 			got.Parent, got.ParentGUID, want.Parent, orNone(want.ParentGUID))
-	case from.Offset != held.Position.Offset || !bytes.Equal(from.HashState, held.Position.HashState):
+	case !from.Same(held.Position):
 		return refuse("resume from the partial's position, or receive without resume",
-			"stream starts at offset %d but the partial receive is durable up to offset %d", from.Offset, held.Position.Offset)
+			"stream starts at offset %d (%s state %.8x…) but the partial receive is durable up to offset %d (%s state %.8x…)",
+			from.Offset, from.Algorithm(), from.HashState, held.Position.Offset, held.Position.Algorithm(), held.Position.HashState)
 	}
 	return true, nil
 }

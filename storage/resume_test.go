@@ -41,6 +41,8 @@ func TestCheckResume(t *testing.T) {
 		{"resume at another offset", resuming, resume.Position{Offset: 8192, HashState: []byte("x")}, held, false, "durable up to offset 4096"},
 		{"resume with another prefix", resuming, resume.Position{Offset: 4096, HashState: []byte("other")}, held, false, "durable up to offset 4096"},
 		{"resume from 0 over a partial", resuming, resume.Position{}, held, false, "durable up to offset 4096"},
+		{"resume with the same state in another digest", resuming, resume.Position{Offset: 4096, HashState: []byte("state-at-4096"), Digest: resume.BLAKE3}, held, false, "(sha256 state"},
+		{"resume tagged sha256 at an untagged position", resuming, resume.Position{Offset: 4096, HashState: []byte("state-at-4096"), Digest: resume.SHA256}, held, true, ""},
 		{"wrong snapshot", resuming, at, with(func(o *ReceiveOrigin) { o.Name = "s3" }), false, `of snapshot "s3"`},
 		{"wrong source identity", resuming, at, with(func(o *ReceiveOrigin) { o.SourceGUID = "src-other" }), false, "source snapshot src-other, not src-2"},
 		{"wrong parent name", resuming, at, with(func(o *ReceiveOrigin) { o.Parent = "s0" }), false, `based on base "s0"`},

@@ -37,7 +37,7 @@ const (
 	childPKI   = "FERRY_DP_PKI"
 	childAddr  = "FERRY_DP_ADDR"
 	childToken = "FERRY_DP_TOKEN"
-	childSum   = "FERRY_DP_SHA256"
+	childSum   = "FERRY_DP_DIGEST"
 )
 
 func BenchmarkRowDataPlaneRSS(b *testing.B) {
@@ -46,7 +46,7 @@ func BenchmarkRowDataPlaneRSS(b *testing.B) {
 			rssFirst: {rssSource, rssTarget}, rssWhole: {rssSource, rssTarget}})
 	}
 	textPool()
-	want := genDigest(rssSeed, nasMix, rssSize)
+	want := streamDigest(rssSeed, nasMix, rssSize)
 	p := newPKI(b)
 	vals := map[string][]float64{}
 	for run := range rssRuns {
@@ -219,7 +219,7 @@ func TestDataPlaneChild(t *testing.T) {
 		fmt.Println("MARK")
 		m, err := io.Copy(io.Discard, s)
 		if sum := s.Sum(); err != nil || n+m != rssSize || hex.EncodeToString(sum[:]) != os.Getenv(childSum) {
-			t.Fatalf("read %d bytes (sha256 %x, want %s): %v", n+m, sum, os.Getenv(childSum), err)
+			t.Fatalf("read %d bytes (%s %x, want %s): %v", n+m, s.Algorithm(), sum, os.Getenv(childSum), err)
 		}
 		fmt.Println("DONE")
 		io.Copy(io.Discard, os.Stdin)

@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -124,7 +123,7 @@ func Dial(ctx context.Context, cfg ClientConfig, req FetchRequest) (*Stream, err
 var errStreamClosed = errors.New("transfer: stream closed")
 
 // Stream is the target's end of one transfer. It implements resume.Stream:
-// Position is the offset and SHA-256 state of exactly the bytes Read has
+// Position is the offset and digest state of exactly the bytes Read has
 // delivered. It reconnects by itself after transient faults, resuming from
 // Position. A Stream is read by one goroutine; Close and Stats may be called
 // from any.
@@ -144,7 +143,8 @@ type Stream struct {
 	// hmu guards the digest and offset against Position and Close from
 	// other goroutines (the activity's heartbeat reads Position).
 	hmu sync.Mutex
-	h   hash.Hash // SHA-256 of the bytes Read delivered, fed by hp
+	h   hash.Hash // digest of the bytes Read delivered, fed by hp
+	alg string    // h's algorithm: From's (resume.Position.Algorithm)
 	hp  *hashPipe
 	// slotTicket is, per frame-reader slot, the hash ticket of the last
 	// bytes delivered from it: the slot is reused only once they are hashed.
@@ -161,7 +161,7 @@ type Stream struct {
 	connected bool  // a connection was accepted at least once
 	failures  int   // consecutive failed attempts without data
 	lastFault error // why the current connection was lost
-	sum       [sha256.Size]byte
+	sum       [resume.DigestSize]byte
 
 	payload    atomic.Int64
 	wire       atomic.Int64
@@ -199,6 +199,7 @@ func (c *Client) Open(ctx context.Context, req FetchRequest) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transfer: %w", err)
 	}
+	s.alg = req.From.Algorithm()
 	s.hp = newHashPipe(s.h)
 	s.dr.idle = c.cfg.IdleTimeout
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -211,7 +212,7 @@ func (c *Client) Open(ctx context.Context, req FetchRequest) (*Stream, error) {
 }
 
 // Read delivers stream bytes. It returns io.EOF only after the source's
-// trailer matched the length and SHA-256 of everything delivered, From
+// trailer matched the length and digest of everything delivered, From
 // included.
 func (s *Stream) Read(p []byte) (int, error) {
 	if len(p) == 0 {
@@ -232,12 +233,12 @@ func (s *Stream) Position() resume.Position {
 	return resume.At(s.offset, s.h)
 }
 
-// digest is the SHA-256 of every byte delivered, From's prefix included.
-func (s *Stream) digest() [sha256.Size]byte {
+// digest is the digest of every byte delivered, From's prefix included.
+func (s *Stream) digest() [resume.DigestSize]byte {
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	s.hp.wait(0)
-	var d [sha256.Size]byte
+	var d [resume.DigestSize]byte
 	s.h.Sum(d[:0])
 	return d
 }
@@ -249,8 +250,13 @@ func (s *Stream) stopHashing() {
 	s.hmu.Unlock()
 }
 
-// Sum is the SHA-256 of the whole stream, valid once Read returned io.EOF.
-func (s *Stream) Sum() [sha256.Size]byte { return s.sum }
+// Sum is the digest of the whole stream, valid once Read returned io.EOF;
+// its algorithm is Algorithm's.
+func (s *Stream) Sum() [resume.DigestSize]byte { return s.sum }
+
+// Algorithm is the stream digest algorithm (resume.BLAKE3 for a new stream,
+// the algorithm of From for a resumed one).
+func (s *Stream) Algorithm() string { return s.alg }
 
 // Stats returns the traffic so far.
 func (s *Stream) Stats() Stats {
@@ -426,6 +432,10 @@ func (s *Stream) dial() error {
 	if err != nil {
 		return permanent{err}
 	}
+	algFlags, err := digestID(s.alg)
+	if err != nil {
+		return permanent{err}
+	}
 	d := net.Dialer{Timeout: s.c.cfg.IdleTimeout, KeepAlive: 15 * time.Second}
 	raw, err := d.DialContext(s.ctx, "tcp", s.req.Address)
 	if err != nil {
@@ -448,7 +458,7 @@ func (s *Stream) dial() error {
 	if p := tc.ConnectionState().NegotiatedProtocol; p != alpn {
 		return permanent{fmt.Errorf("%s at %s is not a ferry data server (TLS application protocol %q)", s.req.ServerName, s.req.Address, p)}
 	}
-	var flags uint16
+	flags := algFlags
 	if s.req.Compress {
 		flags |= flagCompress
 	}
@@ -487,8 +497,8 @@ func (s *Stream) finish(p []byte) {
 	total, want := parseTrailer(p)
 	got := s.digest()
 	if total != s.offset || want != got {
-		s.fail(fmt.Errorf("%w: received %d bytes with SHA-256 %x, the source sent %d bytes with SHA-256 %x: discard the received data and start over",
-			ErrDigestMismatch, s.offset, got, total, want))
+		s.fail(fmt.Errorf("%w: received %d bytes with %s %x, the source sent %d bytes with %s %x: discard the received data and start over",
+			ErrDigestMismatch, s.offset, s.alg, got, total, s.alg, want))
 		return
 	}
 	s.sum = got

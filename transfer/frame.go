@@ -36,7 +36,7 @@ const (
 	frameDataZstd  frameType = 0x11 // server: stream bytes, one zstd frame
 	frameKeepalive frameType = 0x20 // server: nothing, keeps the client's idle timer quiet
 	frameError     frameType = 0x30 // server: the source failed; code u16 | message
-	frameTrailer   frameType = 0x40 // server: total u64 | sha256 of the whole stream
+	frameTrailer   frameType = 0x40 // server: total u64 | digest of the whole stream (the request's algorithm)
 	frameAck       frameType = 0x50 // client: trailer verified; same payload as the trailer
 	frameBye       frameType = 0x51 // server: acknowledgement recorded, session burned
 )
@@ -255,7 +255,7 @@ func newDataFramer(compress bool) (*dataFramer, error) {
 		enc, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedDefault),
 			zstd.WithEncoderConcurrency(1),
-			zstd.WithEncoderCRC(false), // the frame CRC and the stream SHA-256 cover it
+			zstd.WithEncoderCRC(false), // the frame CRC and the stream digest cover it
 			zstd.WithWindowSize(MaxPayload),
 		)
 		if err != nil {

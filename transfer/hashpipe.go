@@ -4,7 +4,7 @@ import "hash"
 
 // hashPipe feeds a hash on its own goroutine, so that the stream digest of
 // one frame runs beside the framing, TLS and socket work of the next instead
-// of before it: on two cores or more the SHA-256 stops adding to the time
+// of before it: on two cores or more the digest stops adding to the time
 // per byte. Slices are hashed in order; write returns a ticket, and a slice
 // may be changed once waitFor(its ticket) returned. A hashPipe is used by one
 // goroutine at a time (the client serialises it with a mutex).

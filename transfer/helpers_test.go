@@ -269,20 +269,38 @@ func textPool() []byte {
 
 var (
 	digestMu    sync.Mutex
-	digestCache = map[[3]int64][sha256.Size]byte{}
+	digestCache = map[digestKey][resume.DigestSize]byte{}
 )
 
-// genDigest is the SHA-256 of a whole generated stream.
+type digestKey struct {
+	alg              string
+	seed, kind, size int64
+}
+
+// genDigest is the SHA-256 of a whole generated stream (what drain returns).
 func genDigest(seed uint64, kind dataKind, size int64) [sha256.Size]byte {
-	key := [3]int64{int64(seed), int64(kind), size}
+	return genSum(resume.SHA256, seed, kind, size)
+}
+
+// streamDigest is the stream digest of a new stream (BLAKE3) of generated data.
+func streamDigest(seed uint64, kind dataKind, size int64) [resume.DigestSize]byte {
+	return genSum(resume.BLAKE3, seed, kind, size)
+}
+
+// genSum is the digest in algorithm alg of a whole generated stream.
+func genSum(alg string, seed uint64, kind dataKind, size int64) [resume.DigestSize]byte {
+	key := digestKey{alg, int64(seed), int64(kind), size}
 	digestMu.Lock()
 	defer digestMu.Unlock()
 	if d, ok := digestCache[key]; ok {
 		return d
 	}
-	h := sha256.New()
+	h, err := resume.NewHash(alg)
+	if err != nil {
+		panic(err)
+	}
 	io.CopyBuffer(h, newGen(seed, kind, size), make([]byte, 1<<20))
-	var d [sha256.Size]byte
+	var d [resume.DigestSize]byte
 	h.Sum(d[:0])
 	digestCache[key] = d
 	return d

@@ -7,17 +7,20 @@
 package transfer
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/ferry-nas/ferry/resume"
 )
 
 // ProtocolVersion is the version this package speaks; a server refuses any
 // other with CodeBadVersion. Version 2: error frames carry the class of the
-// source's failure (code | message) instead of a bare message.
-const ProtocolVersion = 2
+// source's failure (code | message) instead of a bare message. Version 3: the
+// request names the stream digest algorithm (flags bits 8-15), BLAKE3 for new
+// streams.
+const ProtocolVersion = 3
 
 // DefaultIdleTimeout is how long either side waits for the other to read or
 // write anything before it drops the connection.
@@ -36,20 +39,44 @@ var requestMagic = [4]byte{'F', 'R', 'R', 'Y'}
 //
 //	magic   4 bytes  "FRRY"
 //	version 2 bytes
-//	flags   2 bytes  bit 0: the client accepts zstd frames
+//	flags   2 bytes  bit 0: the client accepts zstd frames;
+//	                 bits 8-15: stream digest algorithm (digestIDs)
 //	token   32 bytes
 //	offset  8 bytes  resume offset O
-//	digest  32 bytes SHA-256 of stream bytes [0, O)
+//	digest  32 bytes digest of stream bytes [0, O) in that algorithm
 const requestSize = 4 + 2 + 2 + 32 + 8 + 32
 
 const flagCompress = 1 << 0
+
+// digestIDs number the stream digest algorithms in the request flags; the
+// trailer's digest is of the algorithm the request named.
+var digestIDs = [...]string{0: resume.SHA256, 1: resume.BLAKE3}
+
+// digestID is the request flag bits of algorithm alg.
+func digestID(alg string) (uint16, error) {
+	for id, name := range digestIDs {
+		if name == alg {
+			return uint16(id) << 8, nil
+		}
+	}
+	return 0, fmt.Errorf("stream digest %q has no data-plane id", alg)
+}
+
+// digestOf is the algorithm the request flags name, or an error naming the id.
+func digestOf(flags uint16) (string, error) {
+	id := int(flags >> 8)
+	if id >= len(digestIDs) {
+		return "", fmt.Errorf("the client hashes the stream with digest algorithm #%d, which this source does not know (it knows #0 %s, #1 %s): run the same ferry version on both hosts", id, resume.SHA256, resume.BLAKE3)
+	}
+	return digestIDs[id], nil
+}
 
 type request struct {
 	version uint16
 	flags   uint16
 	token   [32]byte
 	offset  int64
-	digest  [sha256.Size]byte
+	digest  [resume.DigestSize]byte
 }
 
 func (r *request) marshal() []byte {
@@ -207,7 +234,7 @@ var (
 	// ErrIdleTimeout: nothing arrived (not even a keepalive) within the idle
 	// timeout, on the last of the allowed attempts.
 	ErrIdleTimeout = errors.New("idle timeout")
-	// ErrDigestMismatch: the trailer's length or SHA-256 differs from what
+	// ErrDigestMismatch: the trailer's length or digest differs from what
 	// was delivered. The received data must be discarded.
 	ErrDigestMismatch = errors.New("stream digest mismatch")
 	// ErrServerClosed is returned by Serve after Close or Shutdown.
@@ -229,14 +256,14 @@ func parseSourceError(p []byte) *SourceError {
 	return &SourceError{Code: Code(binary.BigEndian.Uint16(p[0:2])), Message: string(p[2:])}
 }
 
-func trailerPayload(total int64, sum [sha256.Size]byte) []byte {
+func trailerPayload(total int64, sum [resume.DigestSize]byte) []byte {
 	b := make([]byte, trailerSize)
 	binary.BigEndian.PutUint64(b[0:8], uint64(total))
 	copy(b[8:], sum[:])
 	return b
 }
 
-func parseTrailer(p []byte) (total int64, sum [sha256.Size]byte) {
+func parseTrailer(p []byte) (total int64, sum [resume.DigestSize]byte) {
 	total = int64(binary.BigEndian.Uint64(p[0:8]))
 	copy(sum[:], p[8:40])
 	return total, sum

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ferry-nas/ferry/resume"
 )
 
 // SessionSpec is one transfer the source authorises.
@@ -43,8 +45,10 @@ type SessionInfo struct {
 	State       string // waiting | streaming | complete | revoked
 	Connections int    // connections accepted (first + resumes)
 	Offset      int64  // stream offset reached by the latest connection
-	// Digest is the SHA-256 of the whole stream, set once State is complete.
-	Digest [sha256.Size]byte
+	// Digest is the digest of the whole stream in DigestAlgorithm
+	// (resume.BLAKE3 or resume.SHA256), set once State is complete.
+	Digest          [resume.DigestSize]byte
+	DigestAlgorithm string
 }
 
 type sessState uint8
@@ -81,7 +85,8 @@ type session struct {
 	lim         *jobLimiter
 	connections int
 	offset      atomic.Int64
-	digest      [sha256.Size]byte
+	digest      [resume.DigestSize]byte
+	digestAlg   string
 }
 
 // Register authorises one transfer and returns its token (64 hex digits,
@@ -168,7 +173,7 @@ func (s *Server) Session(token string) (SessionInfo, bool) {
 	return SessionInfo{
 		Job: sess.spec.Job, Peer: sess.spec.Peer, Expires: sess.expires,
 		State: sess.state.String(), Connections: sess.connections,
-		Offset: sess.offset.Load(), Digest: sess.digest,
+		Offset: sess.offset.Load(), Digest: sess.digest, DigestAlgorithm: sess.digestAlg,
 	}, true
 }
 
@@ -228,14 +233,14 @@ func (s *Server) release(sess *session, c *serverConn) {
 	}
 }
 
-func (s *Server) complete(sess *session, c *serverConn, digest [sha256.Size]byte) bool {
+func (s *Server) complete(sess *session, c *serverConn, alg string, digest [resume.DigestSize]byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sess.conn != c || sess.state != stateStreaming {
 		return false // revoked meanwhile
 	}
 	sess.state = stateComplete
-	sess.digest = digest
+	sess.digest, sess.digestAlg = digest, alg
 	return true
 }
 

@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ferry-nas/ferry/metrics"
+	"github.com/ferry-nas/ferry/resume"
 )
 
 // outcome is how a stream ended when it did not end well.
@@ -57,6 +57,10 @@ func (s *Server) handle(c *serverConn) {
 	}
 	if req.version != ProtocolVersion {
 		c.refuse(nil, presented, CodeBadVersion, fmt.Sprintf("this source speaks data-plane protocol %d, the client %d: run the same ferry version on both hosts", ProtocolVersion, req.version))
+		return
+	}
+	if _, err := digestOf(req.flags); err != nil {
+		c.refuse(nil, presented, CodeBadVersion, err.Error())
 		return
 	}
 	if req.offset < 0 {
@@ -136,7 +140,11 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 	}
 	defer framer.close()
 	buf := framer.Payload()
-	h := sha256.New()
+	alg, _ := digestOf(req.flags) // checked before the session was acquired
+	h, err := resume.NewHash(alg)
+	if err != nil {
+		return outcome{code: CodeInternal, msg: err.Error()}
+	}
 
 	// Regenerate and hash the prefix the client already has.
 	var off int64
@@ -160,7 +168,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 		}
 	}
 	if !bytes.Equal(h.Sum(nil), req.digest[:]) {
-		return outcome{code: CodeResumeMismatch, msg: fmt.Sprintf("bytes [0, %d) of the regenerated stream differ from the client's: discard the partial receive and start over from byte 0", req.offset)}
+		return outcome{code: CodeResumeMismatch, msg: fmt.Sprintf("bytes [0, %d) of the regenerated stream differ from the client's (%s): discard the partial receive and start over from byte 0", req.offset, alg)}
 	}
 	var ok [9]byte
 	binary.BigEndian.PutUint64(ok[0:8], uint64(req.offset))
@@ -178,7 +186,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 	}
 
 	// Two framers in turn: frame k+1 is read and sealed while frame k's
-	// SHA-256 is still being computed by the hash pipe.
+	// digest is still being computed by the hash pipe.
 	framers := [2]*dataFramer{framer, framer.newTwin()}
 	hp := newHashPipe(h)
 	defer hp.stop()
@@ -220,7 +228,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 		}
 	}
 
-	var sum [sha256.Size]byte
+	var sum [resume.DigestSize]byte
 	hp.sum(sum[:0])
 	trailer := trailerPayload(off, sum)
 	if err := c.writeControl(frameTrailer, trailer); err != nil {
@@ -238,7 +246,7 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 		log.Warn("bad acknowledgement from the client", zap.Stringer("frame", t))
 		return outcome{}
 	}
-	if !s.complete(sess, c, sum) {
+	if !s.complete(sess, c, alg, sum) {
 		return outcome{}
 	}
 	c.writeControl(frameBye, nil)
@@ -247,6 +255,6 @@ func (c *serverConn) stream(sess *session, req request) outcome {
 	c.wmu.Unlock()
 	log.Info("transfer complete", zap.Int64("bytes", off), zap.Int64("resumed_from", req.offset),
 		zap.Int64("wire_bytes", wire), zap.Duration("duration", time.Since(start)),
-		zap.String("sha256", hex.EncodeToString(sum[:])))
+		zap.String("digest", alg+":"+hex.EncodeToString(sum[:])))
 	return outcome{}
 }

@@ -42,12 +42,14 @@ func TestRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			got, n, err := drain(s)
 			require.NoError(t, err)
-			want := genDigest(1, tc.kind, size)
 			assert.Equal(t, int64(size), n)
-			assert.Equal(t, want, got, "digest of the bytes read")
+			assert.Equal(t, genDigest(1, tc.kind, size), got, "digest of the bytes read")
+			want := streamDigest(1, tc.kind, size)
+			assert.Equal(t, resume.BLAKE3, s.Algorithm(), "a new stream's digest")
 			assert.Equal(t, want, s.Sum(), "stream's own digest")
 			pos := s.Position()
 			assert.Equal(t, int64(size), pos.Offset)
+			assert.Equal(t, resume.BLAKE3, pos.Digest)
 			d, err := pos.PrefixDigest()
 			require.NoError(t, err)
 			assert.Equal(t, want, d)
@@ -66,6 +68,7 @@ func TestRoundTrip(t *testing.T) {
 			require.True(t, ok)
 			assert.Equal(t, "complete", info.State)
 			assert.Equal(t, want, info.Digest)
+			assert.Equal(t, resume.BLAKE3, info.DigestAlgorithm)
 		})
 	}
 }
@@ -140,7 +143,7 @@ func TestResumeFromSavedPosition(t *testing.T) {
 	_, n, err := drain(s2)
 	require.NoError(t, err)
 	assert.Equal(t, int64(size-len(first)), n)
-	assert.Equal(t, genDigest(3, random, size), s2.Sum(), "the resumed stream's digest covers the prefix too")
+	assert.Equal(t, streamDigest(3, random, size), s2.Sum(), "the resumed stream's digest covers the prefix too")
 	assert.Equal(t, int64(size), s2.Position().Offset)
 
 	// Resuming at the very end (everything received, trailer lost) works too.
@@ -158,7 +161,7 @@ func TestResumeFromSavedPosition(t *testing.T) {
 	_, n, err = drain(s4)
 	require.NoError(t, err)
 	assert.Zero(t, n)
-	assert.Equal(t, genDigest(3, random, 1<<20), s4.Sum())
+	assert.Equal(t, streamDigest(3, random, 1<<20), s4.Sum())
 }
 
 func TestCorruptFrameIsRefusedAndResumed(t *testing.T) {
@@ -605,7 +608,7 @@ func TestConstantMemory(t *testing.T) {
 		mib(before.HeapInuse), mib(peakHeap), float64(growth)/(1<<20), mib(allocated))
 	assert.Less(t, growth, int64(24<<20), "heap growth while streaming 256 MiB (both ends and zstd in this process)")
 	assert.Less(t, allocated, uint64(32<<20), "allocation while streaming 256 MiB")
-	assert.Equal(t, genDigest(16, nasMix, size), s.Sum())
+	assert.Equal(t, streamDigest(16, nasMix, size), s.Sum())
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

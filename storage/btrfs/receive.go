@@ -618,7 +618,10 @@ func (rx *receiver) finish(st *streamState) (storage.Snapshot, error) {
 		DatasetGUID: rx.req.SourceDatasetGUID, Mode: string(rx.mode), StreamBytes: end.Offset,
 	}
 	if d, err := end.PrefixDigest(); err == nil {
-		m.StreamSHA256 = hex.EncodeToString(d[:])
+		m.StreamDigest = end.Algorithm() + ":" + hex.EncodeToString(d[:])
+		if end.Algorithm() == resume.SHA256 {
+			m.StreamSHA256 = hex.EncodeToString(d[:])
+		}
 	}
 	if err := metafile.WriteJSON(stage+"/"+metaFile, m); err != nil {
 		return storage.Snapshot{}, err

@@ -59,9 +59,12 @@ type meta struct {
 	// dataset as the receive request named it (a local snapshot's dataset
 	// is its ParentUUID, the live subvolume).
 	DatasetGUID string `json:"dataset_guid,omitempty"`
-	// Mode, StreamBytes and StreamSHA256 describe the receive.
+	// Mode, StreamBytes and StreamDigest ("blake3:<hex>" or
+	// "sha256:<hex>") describe the receive; StreamSHA256 is set too for a
+	// SHA-256 stream (every receive before BLAKE3 has only it).
 	Mode         string `json:"mode,omitempty"`
 	StreamBytes  int64  `json:"stream_bytes,omitempty"`
+	StreamDigest string `json:"stream_digest,omitempty"`
 	StreamSHA256 string `json:"stream_sha256,omitempty"`
 }
 
