@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/starter"
 	"github.com/ferry-nas/ferry/workflows"
 )
@@ -78,7 +80,30 @@ func runPrune(cmd *cobra.Command, configPath, jobName string, dryRun bool) (work
 	if err != nil {
 		return workflows.PruneOutcome{}, err
 	}
+	// The workers answer in a second; when one is down the command would
+	// otherwise wait silently for up to timeouts.host per host.
+	slow := time.AfterFunc(pruneQuietFor, func() { fmt.Fprintln(cmd.ErrOrStderr(), pruneWaitingNote(job)) })
+	defer slow.Stop()
 	return starter.Prune(ctx, c, job, dryRun)
+}
+
+// pruneQuietFor is how long prune and snapshots wait before saying why.
+const pruneQuietFor = 10 * time.Second
+
+// pruneWaitingNote says what a prune or listing that has not answered for
+// pruneQuietFor waits for, and how long it will.
+func pruneWaitingNote(job config.Job) string {
+	host := job.Timeouts.Host
+	if host <= 0 {
+		host = workflows.DefaultHostTimeout
+	}
+	workers := fmt.Sprintf("the workers of %s and %s", job.Target.Host, job.Source.Host)
+	cmds := fmt.Sprintf("are `ferry worker --host %s` and `ferry worker --host %s` running", job.Target.Host, job.Source.Host)
+	if job.Target.Host == job.Source.Host {
+		workers, cmds = "the worker of "+job.Source.Host, fmt.Sprintf("is `ferry worker --host %s` running", job.Source.Host)
+	}
+	return fmt.Sprintf("no answer yet from %s after %s: %s and connected to Temporal? (it gives up when a host has not answered within timeouts.host, %s)",
+		workers, pruneQuietFor, cmds, host)
 }
 
 func printJSON(w io.Writer, v any) error {
