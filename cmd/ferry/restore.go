@@ -69,7 +69,7 @@ following; the restore goes on. See docs/restore.md.`,
 				return err
 			}
 			fmt.Fprintf(out, "started %s: restore %s -> %s\nrun ID: %s\n", st.WorkflowID, req.From, req.To, st.RunID)
-			fmt.Fprintf(out, "web UI: %s\n", webUIURL(cfg, st.WorkflowID, st.RunID))
+			fmt.Fprintf(out, "web UI: %s\n", webUIURL(cfg, job, st.WorkflowID, st.RunID))
 			begin := time.Now()
 			res, err := starter.FollowRestore(ctx, c, st.WorkflowID, st.RunID, func(p starter.Progress) {
 				fmt.Fprintf(out, "%s  %s\n", time.Now().Format("15:04:05"), p)

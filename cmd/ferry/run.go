@@ -85,7 +85,7 @@ Interrupting --wait stops following; the run goes on.`,
 			fmt.Fprintf(out, "run ID: %s\n", st.RunID)
 			if !wait {
 				fmt.Fprintf(out, "watch it: ferry status --config %s %s\n", configPath, job.Name)
-				fmt.Fprintf(out, "web UI:   %s\n", webUIURL(cfg, st.WorkflowID, st.RunID))
+				fmt.Fprintf(out, "web UI:   %s\n", webUIURL(cfg, job, st.WorkflowID, st.RunID))
 				return nil
 			}
 

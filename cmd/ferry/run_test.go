@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/workflows"
 )
 
@@ -93,5 +94,20 @@ func TestRunSummaryNamesBackendFeatures(t *testing.T) {
 		"features of nas-a: raw_send yes\nfeatures of nas-b: pool_version 23, resumable_receive no\n"
 	if b.String() != want {
 		t.Errorf("summary\n got %q\nwant %q", b.String(), want)
+	}
+}
+
+// TestWebUIURL: the run's page is under the job's notify.ui_url when the
+// config names the UI there (a UI on another port or host), else on port
+// 8233 of the Temporal host.
+func TestWebUIURL(t *testing.T) {
+	cfg := &config.Config{Temporal: config.Temporal{Address: "10.0.0.1:7233", Namespace: "default"}}
+	job := config.Job{Name: "share01"}
+	if got, want := webUIURL(cfg, job, "ferry-share01-1", "r1"), "http://10.0.0.1:8233/namespaces/default/workflows/ferry-share01-1/r1/history"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	job.Notify.UIURL = "https://ui.lan:18233/"
+	if got, want := webUIURL(cfg, job, "ferry-share01-1", "r1"), "https://ui.lan:18233/namespaces/default/workflows/ferry-share01-1/r1/history"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

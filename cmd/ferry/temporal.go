@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -151,19 +152,24 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, err
 }
 
-// webUIURL is where the run's page is in the web UI of `ferry server`
-// (port 8233 on the Temporal host), the likely place to look at it.
-func webUIURL(cfg *config.Config, workflowID, runID string) string {
-	host := "127.0.0.1"
-	if h, _, err := net.SplitHostPort(cfg.Temporal.Address); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
-		host = h
+// webUIURL is where the run's page is in the web UI: under the job's
+// notify.ui_url when the config names the UI there, else in the UI of
+// `ferry server` (port 8233 on the Temporal host), the likely place.
+func webUIURL(cfg *config.Config, job config.Job, workflowID, runID string) string {
+	base := job.Notify.UIURL
+	if base == "" {
+		host := "127.0.0.1"
+		if h, _, err := net.SplitHostPort(cfg.Temporal.Address); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+			host = h
+		}
+		base = "http://" + net.JoinHostPort(host, "8233")
 	}
 	ns := cfg.Temporal.Namespace
 	if ns == "" {
 		ns = config.DefaultNamespace
 	}
-	return fmt.Sprintf("http://%s/namespaces/%s/workflows/%s/%s/history",
-		net.JoinHostPort(host, "8233"), url.PathEscape(ns), url.PathEscape(workflowID), url.PathEscape(runID))
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history",
+		strings.TrimRight(base, "/"), url.PathEscape(ns), url.PathEscape(workflowID), url.PathEscape(runID))
 }
 
 // localTime renders t for people: local time, to the minute, with the zone.
