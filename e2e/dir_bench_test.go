@@ -149,9 +149,13 @@ func BenchmarkRowDirManyFiles(b *testing.B) {
 			e := newEnv(b, envOptions{ShareSize: manyFiles * manySize, Direct: true, WriteShare: writeManyFiles, Timeout: 10 * time.Minute})
 			e.apply()
 			rsyncDst := filepath.Join(e.dir, "rsync")
+			// cp -al copies rsync's copy of the share, the same tree:
+			// linking the live files themselves (and unlinking them after)
+			// moves every live file's ctime, which ferry's next snapshot
+			// rightly takes for a possible change.
 			cpal := func(c string) {
 				dst := filepath.Join(e.dir, "cpal")
-				add(c, toolCpal, timedCmd(b, dst, "cp", "-al", e.share, dst))
+				add(c, toolCpal, timedCmd(b, dst, "cp", "-al", rsyncDst, dst))
 				require.NoError(b, removeAll(dst))
 			}
 			steps := map[string][]func(){

@@ -325,12 +325,22 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 	// refused when it is sent (its xattrs are checked against the
 	// manifest) and by Verify.
 	if p != nil && p.Type == typeFile && p.Ino != 0 && p.Dev == st.dev && p.Ino == st.ino &&
-		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.Ctime == st.ctime && p.UID == st.uid && p.GID == st.gid {
+		p.Size == st.size && p.Mode == st.mode && p.Mtime == st.mtime && p.UID == st.uid && p.GID == st.gid {
 		xs, err := storage.ReadXattrs(src)
 		if err != nil {
 			return err
 		}
-		if storage.XattrsDigest(xs) == p.Xattrs {
+		same := storage.XattrsDigest(xs) == p.Xattrs
+		if same && p.Ctime != st.ctime {
+			// Only the ctime moved (a hard link made or removed elsewhere,
+			// a chown or chmod back): the content decides, read once
+			// instead of written again.
+			same, err = s.sameContent(src, p)
+			if err != nil {
+				return err
+			}
+		}
+		if same {
 			if err := linkAt(s.prevDirs, s.treeDirs, rel); err == nil {
 				e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
 				s.m.Linked++
@@ -374,6 +384,23 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 	e.Size, e.SHA256 = size, sum
 	s.m.Copied++
 	return nil
+}
+
+// sameContent says whether the live file src holds p's content (its
+// SHA-256 and size): read, never written.
+func (s *snapshotter) sameContent(src string, p *Entry) (bool, error) {
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer in.Close()
+	s.h.Reset()
+	n, err := io.CopyBuffer(s.h, in, s.buf)
+	if err != nil {
+		return false, err
+	}
+	s.m.Rehashed++
+	return n == p.Size && hex.EncodeToString(s.h.Sum(nil)) == p.SHA256, nil
 }
 
 // copyContent copies in to out, by reflink where it can, and returns the

@@ -37,6 +37,9 @@ type meta struct {
 	// Linked and Copied count how the files got into a local snapshot.
 	Linked int64 `json:"linked,omitempty"`
 	Copied int64 `json:"copied,omitempty"`
+	// Rehashed counts the linked files read first: only their ctime had
+	// changed since the previous snapshot.
+	Rehashed int64 `json:"rehashed,omitempty"`
 	// Seq is the dataset's sequence number given at commit (datasetRecord);
 	// 0 for a snapshot committed before ferry kept one.
 	Seq uint64 `json:"seq,omitempty"`
