@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
@@ -100,5 +101,100 @@ func BenchmarkHotReceiveStream(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+	}
+}
+
+// BenchmarkHotNoChangeCycle is one replication of an unchanged share of
+// many small files (FERRY_HOT_FILES, default 20,000 of 1 KiB in 100
+// directories), as a run drives it on both hosts: snapshot, the target's
+// greet (list, partials, anomalies), the incremental stream received, and
+// Verify. Each step's mean wall time per file is reported.
+func BenchmarkHotNoChangeCycle(b *testing.B) {
+	files := 20_000
+	if v := os.Getenv("FERRY_HOT_FILES"); v != "" {
+		if _, err := fmt.Sscan(v, &files); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	src, dst := newTestBackend(b), newTestBackend(b)
+	b.Cleanup(func() { removeTree(src.root); removeTree(dst.root) })
+	live := src.live("share")
+	data := make([]byte, files<<10)
+	rand.Read(data)
+	for d := range 100 {
+		if err := os.MkdirAll(filepath.Join(live, fmt.Sprintf("d%03d", d)), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range files {
+		p := filepath.Join(live, fmt.Sprintf("d%03d", i*100/files), fmt.Sprintf("f%06d", i))
+		if err := os.WriteFile(p, data[i<<10:(i+1)<<10], 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	replicate := func(from, to string) time.Duration {
+		snap, err := src.CreateSnapshot(ctx, "share", to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var stream bytes.Buffer
+		if err := src.Send(ctx, storage.SendRequest{Dataset: "share", From: from, To: to}, &stream); err != nil {
+			b.Fatal(err)
+		}
+		r, err := resume.NewReader(bytes.NewReader(stream.Bytes()), resume.Position{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		began := time.Now()
+		if _, err := dst.Receive(ctx, storage.ReceiveRequest{Dataset: "share", Name: to, SourceGUID: snap.GUID, Parent: from}, r); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(began)
+	}
+	replicate("", "s0")
+	steps := map[string]time.Duration{}
+	timed := func(step string, f func() error) {
+		began := time.Now()
+		if err := f(); err != nil {
+			b.Fatalf("%s: %v", step, err)
+		}
+		steps[step] += time.Since(began)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		from, to := fmt.Sprintf("s%d", i-1), fmt.Sprintf("s%d", i)
+		var snap storage.Snapshot
+		timed("snapshot", func() (err error) { snap, err = src.CreateSnapshot(ctx, "share", to); return err })
+		timed("greet", func() error {
+			if _, err := dst.ListSnapshots(ctx, "share"); err != nil {
+				return err
+			}
+			if _, err := dst.Partials(ctx, "share"); err != nil {
+				return err
+			}
+			_, err := dst.Anomalies(ctx, "share")
+			return err
+		})
+		var stream bytes.Buffer
+		timed("send", func() error {
+			return src.Send(ctx, storage.SendRequest{Dataset: "share", From: from, To: to}, &stream)
+		})
+		timed("receive", func() error {
+			r, err := resume.NewReader(bytes.NewReader(stream.Bytes()), resume.Position{})
+			if err != nil {
+				return err
+			}
+			_, err = dst.Receive(ctx, storage.ReceiveRequest{Dataset: "share", Name: to, SourceGUID: snap.GUID, Parent: from}, r)
+			return err
+		})
+		timed("verify", func() error {
+			_, err := dst.Verify(ctx, storage.VerifyRequest{Dataset: "share", Name: to, SourceGUID: snap.GUID, Digest: snap.Digest})
+			return err
+		})
+	}
+	for step, d := range steps {
+		b.ReportMetric(float64(d.Microseconds())/float64(i)/float64(files)*1000, step+"-ns/file")
 	}
 }

@@ -3,14 +3,18 @@ package dir
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/metafile"
@@ -22,13 +26,19 @@ import (
 // at commit in .ferry/snapshots/<ds>/.inodes/<name> (a hidden name, which
 // no snapshot can have): every entry's inode number, and the ctime of
 // directories and symlinks, which no user can set back and which ferry
-// never changes after commit. A regular file's ctime is not compared:
+// never changes after commit. A regular file's ctime is not compared here:
 // ferry's own hard links to it (the next snapshot, a receive on top of it,
-// destroying a snapshot sharing it) move it. So an in-place edit that keeps
-// a file's size and restores its mtime is left to Verify, which re-reads
-// every byte; everything else, from an added file to a chmod, is seen here.
+// destroying a snapshot sharing it) move it. It is recorded all the same:
+// a file whose ctime is still the one recorded has not been written, had
+// its times set or its xattrs changed since commit, so Verify and a
+// receive on top of the snapshot take its content hash unread, and re-read
+// only the files whose ctime moved.
 
-const inodesHeader = "ferry-dir-inodes v1"
+const inodesHeader = "ferry-dir-inodes v2"
+
+// inodesHeaderV1 is the list of a ferry that recorded 0 for every regular
+// file's ctime: its files are always re-read.
+const inodesHeaderV1 = "ferry-dir-inodes v1"
 
 func (b *Backend) inodesDir(ds string) string { return filepath.Join(b.snapDir(ds), ".inodes") }
 func (b *Backend) inodesPath(ds, name string) string {
@@ -73,14 +83,117 @@ func (b *Backend) recordInodes(ds, name string) error {
 	return err
 }
 
-// inodeLine is one entry of the inode list: quoted path, inode, and the
-// ctime of a directory or symlink (0 for a regular file).
+// inodeLine is one entry of the inode list: quoted path, inode and ctime.
 func inodeLine(rel string, st statOf) string {
-	ctime := st.ctime
-	if st.fileType == 0 {
-		ctime = 0
+	return fmt.Sprintf("%s %d %d\n", strconv.Quote(rel), st.ino, st.ctime)
+}
+
+// inodeRec is one parsed line of an inode list.
+type inodeRec struct {
+	path  string
+	ino   uint64
+	ctime int64
+}
+
+func parseInodeLine(line string) (inodeRec, bool) {
+	q, err := strconv.QuotedPrefix(line)
+	if err != nil {
+		return inodeRec{}, false
 	}
-	return fmt.Sprintf("%s %d %d\n", strconv.Quote(rel), st.ino, ctime)
+	p, _ := strconv.Unquote(q)
+	f := strings.Fields(line[len(q):])
+	if len(f) != 2 {
+		return inodeRec{}, false
+	}
+	ino, err1 := strconv.ParseUint(f[0], 10, 64)
+	ctime, err2 := strconv.ParseInt(f[1], 10, 64)
+	return inodeRec{path: p, ino: ino, ctime: ctime}, err1 == nil && err2 == nil
+}
+
+// inodeList reads an inode list in manifest order.
+type inodeList struct {
+	f    *os.File
+	r    *bufio.Reader
+	next *inodeRec
+	// fileCtimes: the list records regular files' ctimes (v2).
+	fileCtimes bool
+}
+
+// openInodes opens name's inode list; nil without error when there is
+// none (a snapshot committed before ferry kept them).
+func (b *Backend) openInodes(ds, name string) (*inodeList, error) {
+	f, err := os.Open(b.inodesPath(ds, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	l := &inodeList{f: f, r: bufio.NewReaderSize(f, 256<<10)}
+	switch hdr, _ := l.r.ReadString('\n'); strings.TrimSuffix(hdr, "\n") {
+	case inodesHeader:
+		l.fileCtimes = true
+	case inodesHeaderV1:
+	default:
+		f.Close()
+		return nil, errDamagedInodes
+	}
+	return l, nil
+}
+
+var errDamagedInodes = errors.New("ferry's inode list of it is damaged")
+
+func (l *inodeList) close() {
+	if l != nil {
+		l.f.Close()
+	}
+}
+
+// read returns the next record, or nil at the end or on a damaged line.
+func (l *inodeList) read() *inodeRec {
+	if l.next != nil {
+		r := l.next
+		l.next = nil
+		return r
+	}
+	line, err := l.r.ReadString('\n')
+	if err != nil {
+		return nil
+	}
+	r, ok := parseInodeLine(line)
+	if !ok {
+		return nil
+	}
+	return &r
+}
+
+// seek returns rel's record, skipping those before it; nil when the list
+// has none.
+func (l *inodeList) seek(rel string) *inodeRec {
+	if l == nil {
+		return nil
+	}
+	for r := l.read(); r != nil; r = l.read() {
+		switch c := storage.ComparePaths(r.path, rel); {
+		case c == 0:
+			return r
+		case c > 0:
+			l.next = r
+			return nil
+		}
+	}
+	return nil
+}
+
+// unwritten says whether the file rel, as lstat'ed now (st) and as the
+// manifest has it (se), is as ferry committed it: same inode, size and
+// mtime, and the ctime recorded at commit.
+func (l *inodeList) unwritten(rel string, st statOf, se *Entry) bool {
+	if l == nil || !l.fileCtimes {
+		return false
+	}
+	r := l.seek(rel)
+	return r != nil && r.ino == st.ino && r.ctime == st.ctime && st.size == se.Size && st.mtime == se.Mtime
 }
 
 // removeInodes removes name's inode list (and the list directory once empty).
@@ -123,19 +236,23 @@ func (e *errChanged) Error() string { return e.what }
 // modification says how the tree of the committed snapshot name differs
 // from what ferry committed, or "" when it does not (or when the snapshot
 // predates inode lists and only Verify can tell). Errors are for things
-// that could not be looked at.
-func (b *Backend) modification(ds, name string) (string, error) {
-	inodes, err := os.Open(b.inodesPath(ds, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+// that could not be looked at. With rehash (a receive about to use the
+// snapshot as its base, before it links its files), a file whose ctime is
+// not the one recorded at commit is read and its content checked against
+// the manifest: the new snapshot takes the base's hashes unread.
+func (b *Backend) modification(ds, name string, rehash bool) (string, error) {
+	il, err := b.openInodes(ds, name)
+	if errors.Is(err, errDamagedInodes) {
+		return errDamagedInodes.Error(), nil
 	}
-	if err != nil {
+	if err != nil || il == nil {
 		return "", err
 	}
-	defer inodes.Close()
-	ir := bufio.NewReaderSize(inodes, 256<<10)
-	if hdr, err := ir.ReadString('\n'); err != nil || strings.TrimSuffix(hdr, "\n") != inodesHeader {
-		return "ferry's inode list of it is damaged", nil
+	defer il.close()
+	var buf []byte
+	h := newHash()
+	if rehash {
+		buf = make([]byte, 256<<10)
 	}
 	m, err := openManifest(b.manifestPath(ds, name))
 	if err != nil {
@@ -157,9 +274,9 @@ func (b *Backend) modification(ds, name string) (string, error) {
 		if se == nil {
 			return changed("%q was added", rel)
 		}
-		line, err := ir.ReadString('\n')
-		if err != nil {
-			return changed("ferry's inode list of it ends before %q", rel)
+		rec := il.read()
+		if rec == nil || rec.path != rel {
+			return changed("ferry's inode list of it does not list %q", rel)
 		}
 		st := statInfo(fi)
 		typ := entryType(st.fileType)
@@ -177,8 +294,19 @@ func (b *Backend) modification(ds, name string) (string, error) {
 				return changed("symlink %q points to %q, ferry committed %q", rel, target, se.Link)
 			}
 		}
+		// ferry's own hard links move a file's ctime (see above).
+		sameCtime := rec.ctime == st.ctime || typ == typeFile
 		switch {
-		case st.mtime == se.Mtime && line == inodeLine(rel, st):
+		case st.mtime == se.Mtime && rec.ino == st.ino && sameCtime:
+			if rehash && typ == typeFile && se.HardLink == "" && (rec.ctime != st.ctime || !il.fileCtimes) {
+				sum, err := hashFile(filepath.Join(tree, filepath.FromSlash(rel)), h, buf)
+				if err != nil {
+					return err
+				}
+				if sum != se.SHA256 {
+					return changed("the content of %q changed after commit", rel)
+				}
+			}
 		case typ != typeDir:
 			return changed("%q was replaced or altered after commit (its modification time, inode or change time differs)", rel)
 		case dirNote == "":
@@ -203,6 +331,20 @@ func (b *Backend) modification(ds, name string) (string, error) {
 		return "", err
 	}
 	return dirNote, nil
+}
+
+// hashFile is the hex SHA-256 of the file p's content (holes read as zeros).
+func hashFile(p string, h hash.Hash, buf []byte) (string, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h.Reset()
+	if _, err := io.CopyBuffer(h, f, buf); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func entryType(t fs.FileMode) string {
@@ -303,7 +445,7 @@ func (b *Backend) scan(ds string) ([]*meta, []storage.Anomaly, error) {
 			case m.ReceivedGUID != "":
 				// Replicas are checked; local snapshots are re-hashed byte
 				// by byte whenever they are sent, which refuses a modified one.
-				if what, err = b.modification(ds, name); err != nil {
+				if what, err = b.modification(ds, name, false); err != nil {
 					return nil, nil, err
 				}
 				origin = storage.OriginReceived

@@ -241,14 +241,21 @@ func BenchmarkModificationCheck(b *testing.B) {
 	}
 	b.Run("greet-check", func(b *testing.B) {
 		for b.Loop() {
-			if what, err := be.modification("ds", "s1"); err != nil || what != "" {
+			if what, err := be.modification("ds", "s1", false); err != nil || what != "" {
 				b.Fatalf("%q %v", what, err)
 			}
 		}
 	})
 	b.Run("verify-reread", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := be.recomputeDigest("ds", "s1"); err != nil {
+			if _, err := be.recomputeDigest("ds", "s1", true); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("verify-quick", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := be.recomputeDigest("ds", "s1", false); err != nil {
 				b.Fatal(err)
 			}
 		}

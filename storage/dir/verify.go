@@ -46,6 +46,10 @@ type treeWalker struct {
 	// written, at a receive's commit, is what it wrote: those files (same
 	// inode and size) take the hash checked as they were written.
 	written *writtenList
+	// quick, at Verify, is the snapshot's inode list: a file as ferry
+	// committed it (inodeList.unwritten) takes the manifest's content hash
+	// and xattrs unread. Nil reads every file.
+	quick *inodeList
 	// links holds the entry of the first path of every inode seen with
 	// more than one link (files shared with the base count too).
 	links map[devIno]*Entry
@@ -150,7 +154,10 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 			return err
 		}
 	}
-	if st.fileType != 0 || st.nlink < 2 || w.links[devIno{st.dev, st.ino}] == nil {
+	unwritten := st.fileType == 0 && fromStored != nil && fromStored.Type == typeFile && w.quick.unwritten(rel, st, fromStored)
+	if unwritten {
+		e.Xattrs = fromStored.Xattrs // an xattr change moves the ctime
+	} else if st.fileType != 0 || st.nlink < 2 || w.links[devIno{st.dev, st.ino}] == nil {
 		// A later name of a hard-linked inode repeats its first name's xattrs.
 		xs, err := storage.ReadXattrs(abs)
 		if err != nil {
@@ -223,7 +230,9 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 				return w.emit(&e)
 			}
 		}
-		if wf := w.written.seek(rel); wf != nil && wf.dev == st.dev && wf.ino == st.ino && wf.size == st.size {
+		if unwritten {
+			e.Size, e.SHA256, e.Sparse, e.Data = fromStored.Size, fromStored.SHA256, fromStored.Sparse, fromStored.Data
+		} else if wf := w.written.seek(rel); wf != nil && wf.dev == st.dev && wf.ino == st.ino && wf.size == st.size {
 			e.Size, e.SHA256 = wf.size, wf.sha256
 			if w.out != nil {
 				e.Data, e.Sparse = wf.data, wf.sparse
@@ -285,7 +294,7 @@ func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storag
 	case req.Digest != "" && req.Digest != m.Digest:
 		return storage.Snapshot{}, conflict("manifest digest %s, expected %s", m.Digest, req.Digest)
 	}
-	digest, err := b.recomputeDigest(req.Dataset, req.Name)
+	digest, err := b.recomputeDigest(req.Dataset, req.Name, false)
 	if err != nil {
 		if errors.Is(err, errTampered) {
 			return storage.Snapshot{}, conflict("modified after it was made: %v", err)
@@ -298,13 +307,22 @@ func (b *Backend) Verify(ctx context.Context, req storage.VerifyRequest) (storag
 	return m.snapshot(), nil
 }
 
-func (b *Backend) recomputeDigest(ds, name string) (string, error) {
+// recomputeDigest is the manifest digest of name's tree as it is on disk;
+// with full false, files ferry committed and nothing wrote since are not
+// read (see integrity.go).
+func (b *Backend) recomputeDigest(ds, name string, full bool) (string, error) {
 	stored, err := openManifest(b.manifestPath(ds, name))
 	if err != nil {
 		return "", err
 	}
 	defer stored.close()
-	w := &treeWalker{root: b.snapTree(ds, name), d: newDigester(), buf: make([]byte, 1<<20), h: newHash(), stored: stored}
+	var quick *inodeList
+	if !full {
+		// A damaged or missing list: every file is read.
+		quick, _ = b.openInodes(ds, name)
+		defer quick.close()
+	}
+	w := &treeWalker{root: b.snapTree(ds, name), d: newDigester(), buf: make([]byte, 1<<20), h: newHash(), stored: stored, quick: quick}
 	if err := w.walk(); err != nil {
 		return "", err
 	}
