@@ -29,7 +29,7 @@ func newStatusCmd() *cobra.Command {
 		every      time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "status --config FILE [JOB] [--json]",
+		Use:   "status --config FILE [JOB] [--json] [--watch]",
 		Short: "Show each job's schedule, current run, last success and last error",
 		Long: `Show, for every job in the config (or only JOB), in name order:
   SCHEDULE      active or paused (manual jobs are paused), or "not applied"
