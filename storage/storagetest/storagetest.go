@@ -11,6 +11,7 @@ package storagetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -712,6 +713,34 @@ func testResume(t *testing.T, h *Harness) {
 	got, err := h.Target.Receive(ctx, req, Stream(t, incr, from))
 	must(t, err)
 	checkReceived(t, h, got, s2, s1.GUID)
+	must(t, h.Target.DestroySnapshot(ctx, TargetDataset, "snap2"))
+
+	// A stream started with SHA-256 (before BLAKE3) resumes with it, also
+	// from its position untagged, as partials saved before the tag hold it.
+	req.Resume = false
+	_, err = h.Target.Receive(ctx, req, CutStream(t, incr, resume.Position{Digest: resume.SHA256}, int64(len(incr)-1024), errLinkDropped))
+	if err == nil {
+		t.Fatal("cut SHA-256 receive succeeded")
+	}
+	from = resume.Position{Digest: resume.SHA256}
+	if p := partialFor(t, h.Target, TargetDataset, "snap2"); p != nil && p.Resume != nil {
+		if p.Resume.Offset > 0 && p.Resume.Algorithm() != resume.SHA256 {
+			t.Fatalf("the partial of a SHA-256 stream resumes with %q", p.Resume.Algorithm())
+		}
+		from = *p.Resume
+		if from.Offset > 0 {
+			from.Digest = ""
+		}
+	}
+	t.Logf("SHA-256 stream of %d bytes resumes from %d (%q untagged)", len(incr), from.Offset, from.Algorithm())
+	req.Resume = true
+	r := Stream(t, incr, from)
+	got, err = h.Target.Receive(ctx, req, r)
+	must(t, err)
+	checkReceived(t, h, got, s2, s1.GUID)
+	if r.Position().Algorithm() != resume.SHA256 || r.Sum() != sha256.Sum256(incr) {
+		t.Fatalf("the resumed SHA-256 stream ended with %s %x", r.Position().Algorithm(), r.Sum())
+	}
 }
 
 func testVerify(t *testing.T, h *Harness) {
