@@ -306,6 +306,10 @@ const (
 	// resume token (zfs) asks the source to continue it, and a receive's
 	// SessionLost naming a token reopens the session for it.
 	changeNativeResume = "zfs-native-resume-token"
+	// changeDestroyLastUnverified: the received snapshot of a step's last
+	// failed verify is destroyed too, so nothing unverified stays on the
+	// target (and its view's latest goes back to the last verified one).
+	changeDestroyLastUnverified = "verify-failure-destroys-last"
 )
 
 // replication is one run's state; every method runs on the workflow goroutine.
@@ -463,17 +467,41 @@ func (r *replication) replicateStep(ctx workflow.Context, step Step) (int64, err
 		if err == nil {
 			return moved, nil
 		}
-		if !isType(err, activities.ErrVerifyFailed) || verifyAttempt >= MaxVerifyAttempts {
+		if !isType(err, activities.ErrVerifyFailed) {
 			return moved, err
+		}
+		if verifyAttempt >= MaxVerifyAttempts {
+			return moved, r.discardLastUnverified(ctx, step, err)
 		}
 		r.status.LastError = err.Error()
 		workflow.GetLogger(ctx).Warn("verify failed, discarding the received snapshot and redoing the step",
 			"job", r.in.Job, "snapshot", step.To, "attempt", verifyAttempt, "error", err)
-		if err := r.call(ctx, r.in.Target.Host, "discard unverified "+step.To, act.DestroySnapshot,
-			activities.DestroySnapshotInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To}, nil); err != nil {
+		if err := r.discardUnverified(ctx, step); err != nil {
 			return moved, err
 		}
 	}
+}
+
+func (r *replication) discardUnverified(ctx workflow.Context, step Step) error {
+	return r.call(ctx, r.in.Target.Host, "discard unverified "+step.To, act.DestroySnapshot,
+		activities.DestroySnapshotInput{Job: r.in.Job, Dataset: r.in.Target.Dataset, Name: step.To}, nil)
+}
+
+// discardLastUnverified destroys the snapshot whose verify failed for the
+// last time (changeDestroyLastUnverified): compensation never touches
+// complete snapshots, and one left behind would be the replica's latest.
+// The run fails with the verify's error either way.
+func (r *replication) discardLastUnverified(ctx workflow.Context, step Step, verifyErr error) error {
+	if workflow.GetVersion(ctx, changeDestroyLastUnverified, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return verifyErr
+	}
+	if err := r.discardUnverified(ctx, step); err != nil {
+		workflow.GetLogger(ctx).Error("could not destroy the snapshot that failed verification; it is on the target unverified: destroy it there before the next run",
+			"job", r.in.Job, "snapshot", step.To, "error", err)
+		return verifyErr
+	}
+	workflow.GetLogger(ctx).Warn("verify failed on the last attempt; destroyed the received snapshot", "job", r.in.Job, "snapshot", step.To, "attempts", MaxVerifyAttempts)
+	return verifyErr
 }
 
 // stream opens a send session on the source and receives it on the target;

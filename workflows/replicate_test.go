@@ -11,6 +11,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/ferry-nas/ferry/activities"
 )
@@ -170,10 +171,34 @@ func (s *replicateSuite) TestVerifyFailingEveryTimeFailsTheRun() {
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).Return(activities.OpenSendResult{Token: "tok"}, nil)
 	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).Return(activities.ReceiveResult{Snapshot: received}, nil).Times(MaxVerifyAttempts)
 	s.env.OnActivity(act.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, appErr(activities.ErrVerifyFailed, true)).Times(MaxVerifyAttempts)
+	// Every attempt's unverified snapshot is destroyed, the last one too
+	// (changeDestroyLastUnverified): compensation never touches complete
+	// snapshots, and one left would be the replica's latest.
+	s.env.OnActivity(act.DestroySnapshot, mock.Anything, activities.DestroySnapshotInput{Job: "share01", Dataset: "replicas/share01", Name: wantName}).
+		Return(activities.DestroySnapshotResult{}, nil).Times(MaxVerifyAttempts)
+	s.expectCompensation()
+	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
+	s.requireFailure(activities.ErrVerifyFailed)
+	s.env.AssertNumberOfCalls(s.T(), "DestroySnapshot", MaxVerifyAttempts)
+}
+
+// A run recorded before changeDestroyLastUnverified keeps the last
+// unverified snapshot, as it did then.
+func (s *replicateSuite) TestVerifyFailingEveryTimeBeforeTheChangeKeepsTheLast() {
+	s.env.OnGetVersion(changeDestroyLastUnverified, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
+	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{base, newSnap}}, nil)
+	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
+		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}}, nil)
+	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).Return(activities.OpenSendResult{Token: "tok"}, nil)
+	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).Return(activities.ReceiveResult{Snapshot: received}, nil).Times(MaxVerifyAttempts)
+	s.env.OnActivity(act.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, appErr(activities.ErrVerifyFailed, true)).Times(MaxVerifyAttempts)
 	s.env.OnActivity(act.DestroySnapshot, mock.Anything, mock.Anything).Return(activities.DestroySnapshotResult{}, nil).Times(MaxVerifyAttempts - 1)
 	s.expectCompensation()
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
 	s.requireFailure(activities.ErrVerifyFailed)
+	s.env.AssertNumberOfCalls(s.T(), "DestroySnapshot", MaxVerifyAttempts-1)
 }
 
 func (s *replicateSuite) expectCompensation() {
