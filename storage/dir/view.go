@@ -13,9 +13,10 @@ func (b *Backend) view(ds string) replicaview.View {
 }
 
 // syncView shows the dataset's intact snapshots in its view, leaving out
-// `except` (one about to be destroyed). The caller holds the dataset's lock.
-func (b *Backend) syncView(ds, except string) error {
-	metas, _, err := b.scan(ds)
+// `except` (one about to be destroyed) and taking `fresh` (just committed)
+// as intact unchecked. The caller holds the dataset's lock.
+func (b *Backend) syncView(ds, except, fresh string) error {
+	metas, _, err := b.scanFresh(ds, fresh)
 	if err != nil {
 		return err
 	}
@@ -33,10 +34,11 @@ func (b *Backend) syncView(ds, except string) error {
 	return err
 }
 
-// refreshView is syncView after a commit, where the snapshot is already
-// safe: a failure is logged and repaired by the next commit, destroy or mark.
-func (b *Backend) refreshView(ds string) {
-	if err := b.syncView(ds, ""); err != nil {
+// refreshView is syncView after a commit of fresh ("" after a mark), where
+// the snapshot is already safe: a failure is logged and repaired by the
+// next commit, destroy or mark.
+func (b *Backend) refreshView(ds, fresh string) {
+	if err := b.syncView(ds, "", fresh); err != nil {
 		b.log.Warn("replica view not updated; the next receive, prune or mark repairs it",
 			zap.String("dataset", ds), zap.String("path", b.view(ds).Path()), zap.Error(err))
 	}
