@@ -87,7 +87,15 @@ func (h *Host) CreateSnapshot(ctx context.Context, in CreateSnapshotInput) (Crea
 // Inventory is this host's side of the greet step.
 func (h *Host) Inventory(ctx context.Context, in InventoryInput) (InventoryResult, error) {
 	log := h.log(ctx, in.Job, "greet")
-	snaps, err := h.Backend.ListSnapshots(ctx, in.Dataset)
+	var snaps []storage.Snapshot
+	var anomalies []storage.Anomaly
+	var err error
+	inv, once := h.Backend.(storage.Inventorier)
+	if once {
+		snaps, anomalies, err = inv.SnapshotsAndAnomalies(ctx, in.Dataset)
+	} else {
+		snaps, err = h.Backend.ListSnapshots(ctx, in.Dataset)
+	}
 	if err != nil {
 		return InventoryResult{}, h.fail(log, "list snapshots", err)
 	}
@@ -98,9 +106,10 @@ func (h *Host) Inventory(ctx context.Context, in InventoryInput) (InventoryResul
 	for _, p := range partials {
 		log.Info("found partial receive", zap.String("partial", p.ID), logging.Snapshot(p.Name), zap.String("reason", p.Reason))
 	}
-	anomalies, err := h.Backend.Anomalies(ctx, in.Dataset)
-	if err != nil {
-		return InventoryResult{}, h.fail(log, "look for modified and foreign snapshots", err)
+	if !once {
+		if anomalies, err = h.Backend.Anomalies(ctx, in.Dataset); err != nil {
+			return InventoryResult{}, h.fail(log, "look for modified and foreign snapshots", err)
+		}
 	}
 	for _, a := range anomalies {
 		log.Warn("found a "+string(a.Kind)+" item: ferry will not use or remove it", zap.String("path", a.ID), logging.Snapshot(a.Name),

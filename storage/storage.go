@@ -146,6 +146,14 @@ type FeatureReporter interface {
 	BackendFeatures() map[string]string
 }
 
+// Inventorier is a backend that lists a dataset's intact snapshots and its
+// anomalies from one look at it, as ListSnapshots and Anomalies would; the
+// greet asks for both at once. dir checks every replica's tree to list
+// it: once instead of twice.
+type Inventorier interface {
+	SnapshotsAndAnomalies(ctx context.Context, ds string) ([]Snapshot, []Anomaly, error)
+}
+
 // Backend is one host's storage of one kind, rooted at its configured root.
 // Datasets are paths relative to that root, already validated by config.
 // All errors are *Error or wrap one, so callers can classify them.

@@ -390,6 +390,28 @@ func (b *Backend) Anomalies(ctx context.Context, ds string) ([]storage.Anomaly, 
 	return append(anomalies, staging...), nil
 }
 
+// SnapshotsAndAnomalies implements storage.Inventorier: ListSnapshots and
+// Anomalies from one scan, which walks each replica once.
+func (b *Backend) SnapshotsAndAnomalies(ctx context.Context, ds string) ([]storage.Snapshot, []storage.Anomaly, error) {
+	const op = "list snapshots"
+	if err := storage.CheckDataset(op, ds); err != nil {
+		return nil, nil, err
+	}
+	metas, anomalies, err := b.scan(ds)
+	if err != nil {
+		return nil, nil, storage.Wrap(err, storage.KindTemporary, op, ds, "")
+	}
+	staging, err := b.stagingAnomalies(ds)
+	if err != nil {
+		return nil, nil, storage.Wrap(err, storage.KindTemporary, op, ds, "")
+	}
+	snaps := make([]storage.Snapshot, 0, len(metas))
+	for _, m := range metas {
+		snaps = append(snaps, m.snapshot())
+	}
+	return snaps, append(anomalies, staging...), nil
+}
+
 // modifiedErr is the Conflict of an operation on a modified snapshot.
 func (b *Backend) modifiedErr(op, ds, name, what string) error {
 	return b.modified(ds, name, what, storage.OriginReceived).Err(op) // only replicas are checked

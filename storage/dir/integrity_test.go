@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -123,6 +124,12 @@ func TestModifiedSnapshotsAreNotListed(t *testing.T) {
 			}
 			if a == nil || a.Kind != storage.Modified || !strings.Contains(a.What, c.want) {
 				t.Fatalf("anomalies %+v, want s1 modified with %q", as, c.want)
+			}
+			// The greet's one scan says the same as the two calls.
+			snaps, as2, err := b.SnapshotsAndAnomalies(bg, "ds")
+			ok(t, err)
+			if !reflect.DeepEqual(snaps, listed) || !reflect.DeepEqual(as2, as) {
+				t.Fatalf("SnapshotsAndAnomalies %+v %+v, ListSnapshots and Anomalies %+v %+v", snaps, as2, listed, as)
 			}
 			// A change to a file shared by hard links shows in both snapshots.
 			t.Logf("%s %s: %s (%d snapshot(s) modified)", a.Kind, a.ID, a.What, len(as))
