@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -224,15 +227,44 @@ func BenchmarkRowDirManyFiles(b *testing.B) {
 // that the target's copy has the source's content digest.
 func (e *env) timedFerryRun(full bool) time.Duration {
 	e.t.Helper()
+	cpu0 := e.workersCPU()
 	began := time.Now()
 	st := e.start()
 	res := e.mustSucceed(st)
 	took := time.Since(began)
+	cpu := e.workersCPU()
 	require.Len(e.t, res.Plan.Steps, 1)
 	require.Equal(e.t, full, res.Plan.Steps[0].From == "", "full replication: want %v, plan %+v", full, res.Plan)
 	e.requireSameContent(res.Snapshot)
-	e.t.Logf("ferry (full %v): %v", full, took.Round(time.Millisecond))
+	// CPU time says more than wall time on a busy machine.
+	e.t.Logf("ferry (full %v): %v; worker CPU (user+system): source %v, target %v", full, took.Round(time.Millisecond),
+		cpu[0]-cpu0[0], cpu[1]-cpu0[1])
 	return took
+}
+
+// workersCPU is the user and system CPU time the source and the target
+// worker have used so far (/proc/<pid>/stat).
+func (e *env) workersCPU() [2]time.Duration {
+	e.t.Helper()
+	var out [2]time.Duration
+	for i, h := range []string{source, target} {
+		e.mu.Lock()
+		p := e.workers[h]
+		e.mu.Unlock()
+		require.NotNil(e.t, p, "no %s worker", h)
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		require.NoError(e.t, err)
+		// Fields after the command's closing parenthesis; utime and stime
+		// are the 14th and 15th of the line, in clock ticks (USER_HZ, 100).
+		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		require.Greater(e.t, len(f), 13, "short /proc stat line: %q", data)
+		for _, v := range f[11:13] {
+			ticks, err := strconv.ParseInt(v, 10, 64)
+			require.NoError(e.t, err)
+			out[i] += time.Duration(ticks) * 10 * time.Millisecond
+		}
+	}
+	return out
 }
 
 // workerPeakRSS is host's worker's peak resident set (VmHWM) in MiB.

@@ -432,12 +432,13 @@ func (b *Backend) modified(ds, name, what string, origin storage.Origin) storage
 // snapshots (replicas) are walked for modifications. Trees and
 // manifests of ferry's own unfinished commits and destroys are Partials'.
 func (b *Backend) scan(ds string) ([]*meta, []storage.Anomaly, error) {
-	return b.scanFresh(ds, "")
+	return b.scanFresh(ds)
 }
 
-// scanFresh is scan, taking the snapshot fresh as intact unwalked: its
-// commit recorded its inode list from its tree a moment ago.
-func (b *Backend) scanFresh(ds, fresh string) ([]*meta, []storage.Anomaly, error) {
+// scanFresh is scan, taking the snapshots named in fresh as intact
+// unwalked: a receive's new snapshot (its commit recorded its inode list
+// from its tree a moment ago) and its base (checked as the receive began).
+func (b *Backend) scanFresh(ds string, fresh ...string) ([]*meta, []storage.Anomaly, error) {
 	names, err := readDirNames(b.snapDir(ds))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
@@ -470,7 +471,7 @@ func (b *Backend) scanFresh(ds, fresh string) ([]*meta, []storage.Anomaly, error
 				what = "its tree is gone (removed by hand?)"
 			case !ok:
 				continue // removed while we looked
-			case m.ReceivedGUID != "" && name != fresh:
+			case m.ReceivedGUID != "" && !slices.Contains(fresh, name):
 				// Replicas are checked; local snapshots are re-hashed byte
 				// by byte whenever they are sent, which refuses a modified one.
 				if what, err = b.modification(ds, name, false); err != nil {

@@ -21,7 +21,7 @@ func (b *Backend) SetMark(ctx context.Context, ds, mark, snapshot string) error 
 	}
 	if unlock, err := b.locks.Lock("set mark", ds); err == nil {
 		defer unlock()
-		b.refreshView(ds, "")
+		b.refreshView(ds)
 	}
 	return nil
 }

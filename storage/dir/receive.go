@@ -96,7 +96,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		}
 		return storage.Snapshot{}, err
 	}
-	b.refreshView(ds, name)
+	b.refreshView(ds, name, req.Parent)
 	return snap, nil
 }
 

@@ -162,7 +162,7 @@ func (b *Backend) DestroySnapshot(ctx context.Context, ds, name string) error {
 	}
 	// The view lets go of the snapshot before its files go, so no entry
 	// ever dangles.
-	if err := b.syncView(ds, name, ""); err != nil {
+	if err := b.syncView(ds, name); err != nil {
 		return storage.Wrap(err, storage.KindTemporary, op, ds, name)
 	}
 	return storage.Wrap(b.destroy(ds, name), storage.KindTemporary, op, ds, name)

@@ -13,10 +13,10 @@ func (b *Backend) view(ds string) replicaview.View {
 }
 
 // syncView shows the dataset's intact snapshots in its view, leaving out
-// `except` (one about to be destroyed) and taking `fresh` (just committed)
-// as intact unchecked. The caller holds the dataset's lock.
-func (b *Backend) syncView(ds, except, fresh string) error {
-	metas, _, err := b.scanFresh(ds, fresh)
+// `except` (one about to be destroyed) and taking those in `fresh` as
+// intact unchecked (scanFresh). The caller holds the dataset's lock.
+func (b *Backend) syncView(ds, except string, fresh ...string) error {
+	metas, _, err := b.scanFresh(ds, fresh...)
 	if err != nil {
 		return err
 	}
@@ -34,11 +34,11 @@ func (b *Backend) syncView(ds, except, fresh string) error {
 	return err
 }
 
-// refreshView is syncView after a commit of fresh ("" after a mark), where
-// the snapshot is already safe: a failure is logged and repaired by the
-// next commit, destroy or mark.
-func (b *Backend) refreshView(ds, fresh string) {
-	if err := b.syncView(ds, "", fresh); err != nil {
+// refreshView is syncView after a receive's commit (fresh: the new
+// snapshot and its base) or a mark, where the snapshot is already safe: a
+// failure is logged and repaired by the next commit, destroy or mark.
+func (b *Backend) refreshView(ds string, fresh ...string) {
+	if err := b.syncView(ds, "", fresh...); err != nil {
 		b.log.Warn("replica view not updated; the next receive, prune or mark repairs it",
 			zap.String("dataset", ds), zap.String("path", b.view(ds).Path()), zap.Error(err))
 	}
