@@ -106,13 +106,13 @@ func BenchmarkHotReceiveStream(b *testing.B) {
 }
 
 // BenchmarkHotNoChangeCycle is one replication of an unchanged share of
-// many small files (FERRY_HOT_FILES, default 20,000 of 1 KiB in 100
+// many small files (FERRY_HOT_FILES, default 10,000 of 1 KiB in 100
 // directories), as a run drives it on both hosts: snapshot, the target's
 // greet (list, partials, anomalies), the incremental stream received, and
 // Verify. Each step's mean wall and CPU time (user and system, all
 // threads) per file are reported.
 func BenchmarkHotNoChangeCycle(b *testing.B) {
-	files := 20_000
+	files := 10_000
 	if v := os.Getenv("FERRY_HOT_FILES"); v != "" {
 		if _, err := fmt.Sscan(v, &files); err != nil {
 			b.Fatal(err)
