@@ -20,6 +20,17 @@ const (
 	runGap       = 500 * time.Millisecond
 )
 
+// noChangeCause is the measured cause of the gap to 150 ms (each run's
+// history event times, and getrusage around each activity in the worker).
+const noChangeCause = "Measured cause of the gap (history event times; getrusage around each activity; pprof): " +
+	"Temporal takes about 85-100 ms of a run (schedule trigger to start ~12 ms, 17 task dispatches 45-60 ms, 9 workflow tasks ~30 ms); " +
+	"the rest is the dir backend's activities, and it grows with the runs, because the target walks every kept replica's tree for modification " +
+	"at the greet and the receive's view refresh walks all but the new one and its base again: the target's greet took 0.2 ms at the 1st run, " +
+	"~17 ms at the 10th and 30-70 ms at the 15th-20th; the empty receive ~55 ms (staging tree hard-linked from the base and committed ~28 ms, " +
+	"view refresh ~14 ms), the snapshot ~17 ms, verify ~3 ms. " +
+	"The ~47 ms wait of 4-5 tasks per run measured before was the history shard's transfer-queue read limit " +
+	"(Temporal's default 20/s; the server sets 1000/s)"
+
 // BenchmarkRowNoChangeIncremental measures the latency of a run that has
 // nothing to send (snapshot, greet, one empty incremental, verify, mark),
 // trigger to result (starter.Run then starter.Follow, as `ferry run --wait`
@@ -78,7 +89,7 @@ func BenchmarkRowNoChangeIncremental(b *testing.B) {
 		b.ReportMetric(benchrec.Median(events), "events")
 		benchrec.Record(b, benchrec.Row{Table: table, Case: "no-change incremental run, p50 of 20", Tool: tool,
 			Unit: benchrec.Millis, Values: took, Limit: benchrec.AtMost(150),
-			Note: "starter.Run (schedule trigger) to starter.Follow's result, runs 0.5 s apart: snapshot, greet, empty incremental, verify, mark; 16 MiB share, server and both workers in one process"})
+			Note: "starter.Run (schedule trigger) to starter.Follow's result, runs 0.5 s apart: snapshot, greet, empty incremental, verify, mark; 16 MiB share, server and both workers in one process. " + noChangeCause})
 		benchrec.Record(b, benchrec.Row{Table: table, Case: "no-change incremental run, p95 of 20", Tool: tool,
 			Unit: benchrec.Millis, Values: []float64{benchrec.Percentile(took, 95)},
 			Note: "one value: the nearest-rank p95 of the same 20 runs"})
