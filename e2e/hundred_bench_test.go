@@ -212,8 +212,13 @@ func hundredJobsOnce(b *testing.B, run int) hundredResult {
 
 // startServerProc starts `ferry server` on a free port with its database in
 // root and returns once it says it is running.
-func startServerProc(b *testing.B, root string) (*exec.Cmd, string) {
+func startServerProc(b testing.TB, root string) (*exec.Cmd, string) {
 	addr := freeAddr(b)
+	return startServerProcAt(b, root, addr), addr
+}
+
+// startServerProcAt is startServerProc on addr (a restart on the same port).
+func startServerProcAt(b testing.TB, root, addr string) *exec.Cmd {
 	cmd := exec.Command(ferryBin, "server", "--db", filepath.Join(root, "temporal.db"), "--address", addr, "--ui-address", "off")
 	cmd.Dir = root
 	out, err := cmd.StdoutPipe()
@@ -253,7 +258,7 @@ func startServerProc(b *testing.B, root string) (*exec.Cmd, string) {
 		stopProc(cmd)
 		b.Fatalf("ferry server did not say it runs within 2m:\n%s", tail(logf.Name(), 20))
 	}
-	return cmd, addr
+	return cmd
 }
 
 // startWorkerProc starts `ferry worker` for host and returns once it serves.

@@ -194,7 +194,10 @@ type Backend interface {
 	// Receive applies the stream and returns the received snapshot. It only
 	// returns success after the whole stream (through io.EOF, which is where
 	// the data plane checks its trailer) has been applied and made durable;
-	// anything less leaves a Partial.
+	// anything less leaves a Partial. When the target already holds a
+	// complete, unmodified snapshot of that name which is the one being
+	// sent (ReceivedAlready), it returns that snapshot without reading the
+	// stream: a retry of a receive whose success was not acknowledged.
 	Receive(ctx context.Context, req ReceiveRequest, s resume.Stream) (Snapshot, error)
 	// Verify checks a received snapshot against what was sent.
 	Verify(ctx context.Context, req VerifyRequest) (Snapshot, error)

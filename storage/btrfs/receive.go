@@ -95,8 +95,8 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	if err != nil {
 		return storage.Snapshot{}, classify(err, storage.KindTemporary, op, ds, name)
 	}
-	if st.complete {
-		return storage.Snapshot{}, storage.ErrSnapshotExists(op, ds, name)
+	if st.complete { // unmodified since its commit (inspect)
+		return storage.ReceivedAlready(ctx, op, req, st.snapshot(ds))
 	}
 	if st.exists && st.class != classPartial {
 		return storage.Snapshot{}, b.anomaly(ds, st).Err(op)

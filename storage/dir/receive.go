@@ -30,10 +30,10 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	}
 	defer unlock()
 
-	if _, ok, err := b.loadMeta(ds, name); err != nil {
+	if m, ok, err := b.loadMeta(ds, name); err != nil {
 		return storage.Snapshot{}, storage.Wrap(err, storage.KindConflict, op, ds, name)
 	} else if ok {
-		return storage.Snapshot{}, storage.ErrSnapshotExists(op, ds, name)
+		return b.receivedAlready(ctx, op, req, m)
 	}
 	var parent *meta
 	if req.Parent != "" {
@@ -98,6 +98,18 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	}
 	b.refreshView(ds, name, req.Parent)
 	return snap, nil
+}
+
+// receivedAlready answers a receive of a name already committed: the
+// snapshot being sent, unmodified since its commit, is the receive's
+// result; anything else is a Conflict (modified, or storage.ReceivedAlready's).
+func (b *Backend) receivedAlready(ctx context.Context, op string, req storage.ReceiveRequest, m *meta) (storage.Snapshot, error) {
+	if what, err := b.modification(req.Dataset, req.Name, false); err != nil {
+		return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, req.Dataset, req.Name)
+	} else if what != "" {
+		return storage.Snapshot{}, b.modifiedErr(op, req.Dataset, req.Name, what)
+	}
+	return storage.ReceivedAlready(ctx, op, req, m.snapshot())
 }
 
 // heldPartial is the resumable partial receive of name in staging, if any:

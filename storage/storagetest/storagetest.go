@@ -155,6 +155,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"StreamErrorAfterLastByte", testErrorAfterEnd},
 		{"Resume", testResume},
 		{"Verify", testVerify},
+		{"ReceiveAgain", testReceiveAgain},
 		{"InvalidNames", testInvalidNames},
 		{"HostileStreams", testHostile},
 		{"NotFound", testNotFound},
@@ -528,8 +529,9 @@ func testFullBesideOthers(t *testing.T, h *Harness) {
 	} else {
 		receive(t, h, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, To: "snap2"}), s2, "", "")
 	}
-	// Receiving a name the target already holds is a conflict.
-	_, err := h.Target.Receive(ctx, storage.ReceiveRequest{Dataset: TargetDataset, Name: "snap2", SourceGUID: s2.GUID},
+	// Receiving a name the target already holds, as another snapshot, is a
+	// conflict (the same snapshot again is done: ReceiveAgain).
+	_, err := h.Target.Receive(ctx, storage.ReceiveRequest{Dataset: TargetDataset, Name: "snap2", SourceGUID: "other-" + s2.GUID},
 		Stream(t, sendBytes(t, h.Source, storage.SendRequest{Dataset: SourceDataset, To: "snap2"}), resume.Position{}))
 	kindIs(t, err, storage.KindConflict)
 	if got := digestOf(t, h.Target, TargetDataset, "snap2"); got != digestOf(t, h.Source, SourceDataset, "snap2") {

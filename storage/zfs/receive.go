@@ -143,7 +143,7 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 	}
 	switch {
 	case target != nil && target.ferrys():
-		return storage.Snapshot{}, storage.ErrSnapshotExists(op, ds, name)
+		return storage.ReceivedAlready(ctx, op, req, target.toSnapshot(ds))
 	case req.Parent == "" && exists && !resuming:
 		var held []string
 		for _, s := range snaps {
