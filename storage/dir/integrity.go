@@ -229,7 +229,10 @@ func walkTree(root string, fn func(rel string, fi fs.FileInfo) error) error {
 }
 
 // errChanged stops the walk at the first difference.
-type errChanged struct{ what string }
+type errChanged struct {
+	what    string
+	damaged string // a file whose content changed (rehash), else ""
+}
 
 func (e *errChanged) Error() string { return e.what }
 
@@ -241,12 +244,19 @@ func (e *errChanged) Error() string { return e.what }
 // not the one recorded at commit is read and its content checked against
 // the manifest: the new snapshot takes the base's hashes unread.
 func (b *Backend) modification(ds, name string, rehash bool) (string, error) {
+	what, _, err := b.modificationOf(ds, name, rehash)
+	return what, err
+}
+
+// modificationOf is modification that also returns, when a rehash found
+// a file's content changed, that file's path.
+func (b *Backend) modificationOf(ds, name string, rehash bool) (what, damaged string, err error) {
 	il, err := b.openInodes(ds, name)
 	if errors.Is(err, errDamagedInodes) {
-		return errDamagedInodes.Error(), nil
+		return errDamagedInodes.Error(), "", nil
 	}
 	if err != nil || il == nil {
-		return "", err
+		return "", "", err
 	}
 	defer il.close()
 	var buf []byte
@@ -256,10 +266,10 @@ func (b *Backend) modification(ds, name string, rehash bool) (string, error) {
 	}
 	m, err := openManifest(b.manifestPath(ds, name))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer m.close()
-	changed := func(format string, args ...any) error { return &errChanged{fmt.Sprintf(format, args...)} }
+	changed := func(format string, args ...any) error { return &errChanged{what: fmt.Sprintf(format, args...)} }
 	removed := func(e *Entry) error { return changed("%q was removed", e.Path) }
 	// A directory's own mtime or ctime differs whenever something in it
 	// changed: the change found in its subtree says more, so that note is
@@ -304,7 +314,7 @@ func (b *Backend) modification(ds, name string, rehash bool) (string, error) {
 					return err
 				}
 				if sum != se.SHA256 {
-					return changed("the content of %q changed after commit", rel)
+					return &errChanged{what: fmt.Sprintf("the content of %q changed after commit", rel), damaged: rel}
 				}
 			}
 		case typ != typeDir:
@@ -324,13 +334,13 @@ func (b *Backend) modification(ds, name string, rehash bool) (string, error) {
 	var ce *errChanged
 	switch {
 	case errors.As(err, &ce):
-		return "first difference found: " + ce.what, nil
+		return "first difference found: " + ce.what, ce.damaged, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return "an entry vanished while it was checked", nil
+		return "an entry vanished while it was checked", "", nil
 	case err != nil:
-		return "", err
+		return "", "", err
 	}
-	return dirNote, nil
+	return dirNote, "", nil
 }
 
 // hashFile is the hex SHA-256 of the file p's content (holes read as zeros).

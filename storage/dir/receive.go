@@ -40,10 +40,10 @@ func (b *Backend) Receive(ctx context.Context, req storage.ReceiveRequest, s res
 		if parent, err = b.mustMeta(op, ds, req.Parent); err != nil {
 			return storage.Snapshot{}, storage.BaseNotFound(err, req.Parent)
 		}
-		if what, err := b.modification(ds, req.Parent, true); err != nil {
+		if what, damaged, err := b.modificationOf(ds, req.Parent, true); err != nil {
 			return storage.Snapshot{}, storage.Wrap(err, storage.KindTemporary, op, ds, name)
 		} else if what != "" {
-			return storage.Snapshot{}, b.modifiedErr(op, ds, req.Parent, what)
+			return storage.Snapshot{}, b.damagedErr(op, ds, req.Parent, what, damaged)
 		}
 	}
 	if a := b.foreignAt(ds, name); a != nil {

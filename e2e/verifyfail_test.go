@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/storage/layout"
+	"github.com/ferry-nas/ferry/storage/replicaview"
+)
+
+// writeDocs fills a share with a few small files under docs/.
+func writeDocs(dir string, _ int64) error {
+	if err := os.MkdirAll(filepath.Join(dir, "docs"), 0o755); err != nil {
+		return err
+	}
+	for _, n := range []string{"f1", "f2", "f3"} {
+		if err := os.WriteFile(filepath.Join(dir, "docs", n), []byte("the content of "+n+", as the source has it\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// damageKeepingStat changes a replica file's content without changing its
+// size or mtime (the quick checks' blind spot): its bytes are reversed.
+func damageKeepingStat(t testing.TB, p string) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	require.NoError(t, err)
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	for i, j := 0, len(data)-1; i < j; i, j = i+1, j-1 {
+		data[i], data[j] = data[j], data[i]
+	}
+	require.NoError(t, os.Chmod(p, 0o644))
+	require.NoError(t, os.WriteFile(p, data, 0o644))
+	require.NoError(t, os.Chmod(p, fi.Mode().Perm()))
+	require.NoError(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+	after, err := os.Stat(p)
+	require.NoError(t, err)
+	require.Equal(t, fi.Size(), after.Size())
+	require.Equal(t, fi.ModTime(), after.ModTime())
+}
+
+// TestModifiedReplicaFileSameSizeAndMtime is the administrator's report:
+// a replica file that both replica snapshots hold (one inode, hard-linked
+// by the incremental receive) is changed without changing its size or
+// mtime, and the job runs again. The receive reads the base's changed
+// files before linking them and refuses it: the run fails as Conflict
+// before anything is committed (the target as before: same snapshots, no
+// partial, latest at the last verified one), the error names both
+// damaged snapshots and one command removing them, and doing what it says
+// lets the next run through with a replica equal to the source.
+func TestModifiedReplicaFileSameSizeAndMtime(t *testing.T) {
+	e := newEnv(t, envOptions{WriteShare: writeDocs})
+	e.apply()
+	first := e.mustSucceed(e.start())
+	require.NoError(t, os.WriteFile(filepath.Join(e.share, "docs", "f4"), []byte("new\n"), 0o644))
+	second := e.mustSucceed(e.start())
+	e.requireReplicaView(first.Snapshot, second.Snapshot)
+
+	snaps := layout.Layout{Root: e.roots[target]}.SnapshotsDir(tgtDataset)
+	f2 := filepath.Join(snaps, second.Snapshot, "docs", "f2")
+	var a, b unix.Stat_t
+	require.NoError(t, unix.Stat(f2, &a))
+	require.NoError(t, unix.Stat(filepath.Join(snaps, first.Snapshot, "docs", "f2"), &b))
+	require.Equal(t, a.Ino, b.Ino, "the incremental did not hard-link docs/f2 to its base's: the case proves nothing")
+	damageKeepingStat(t, f2)
+	require.NoError(t, os.WriteFile(filepath.Join(e.share, "docs", "f5"), []byte("newer\n"), 0o644))
+
+	before, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	latest := filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset), replicaview.Latest)
+	latestBefore, err := os.Readlink(latest)
+	require.NoError(t, err)
+
+	out, st := e.runCLI()
+	require.NotEqual(t, 0, out.Code, "the run succeeded on top of a damaged replica")
+	_, runErr := e.result(st)
+	err = runErr
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, activities.ErrConflict, ae.Type(), "run failed with %v", err)
+	for _, want := range []string{
+		`the content of "docs/f2" changed after commit`,
+		second.Snapshot, first.Snapshot,
+		`"docs/f2" is one file (hard-linked) with "docs/f2" of ` + first.Snapshot + ", damaged the same way",
+		"remove all 2 of them, then run the job again",
+	} {
+		require.Contains(t, err.Error(), want, "the Conflict does not say it")
+		require.Contains(t, out.Out, want, "ferry run --wait does not say it")
+	}
+	for _, a := range []string{"Verify", "DestroySnapshot", "Mark"} {
+		require.Empty(t, e.activities(st, a), "the run went on to %s", a)
+	}
+
+	// The target is as before the run.
+	after, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the failed run changed the target's snapshots")
+	ps, err := e.backend(target).Partials(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Empty(t, ps, "the failed run left a partial receive")
+	latestAfter, err := os.Readlink(latest)
+	require.NoError(t, err)
+	require.Equal(t, latestBefore, latestAfter, "latest moved")
+
+	// Doing what the error says (one command for both) lets the next run
+	// through: nothing intact is left, so it sends in full.
+	m := regexp.MustCompile(`as root: (.*?) — every one of these files`).FindStringSubmatch(runErr.Error())
+	require.NotNil(t, m, "the error gives no command")
+	rm, err := exec.Command("sh", "-c", m[1]).CombinedOutput()
+	require.NoError(t, err, "%s: %s", m[1], rm)
+	left, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Empty(t, left, "the command left a damaged snapshot")
+	again := e.mustSucceed(e.start())
+	require.Len(t, again.Plan.Steps, 1)
+	require.Empty(t, again.Plan.Steps[0].From, "the run after the fix is not a full send")
+	e.requireSameContent(again.Snapshot)
+	as, err := e.backend(target).Anomalies(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Empty(t, as, "the fix left something behind")
+}
