@@ -72,6 +72,9 @@ func (p Position) PrefixDigest() ([DigestSize]byte, error) {
 type Stream interface {
 	io.Reader
 	Position() Position
+	// Offset is Position().Offset without the hash state, which costs a
+	// fold and a copy of the digest's state: cheap enough per command.
+	Offset() int64
 }
 
 // Reader counts and hashes exactly the bytes it delivers.
@@ -101,6 +104,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 
 // Position returns the position after the last byte delivered.
 func (r *Reader) Position() Position { return At(r.off, r.h) }
+
+// Offset is the number of bytes delivered, Position's offset.
+func (r *Reader) Offset() int64 { return r.off }
 
 // At is the position off with the hash state of h, a Hasher's (or NewHash's)
 // hash that has seen exactly the stream's first off bytes.

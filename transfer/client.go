@@ -233,6 +233,14 @@ func (s *Stream) Position() resume.Position {
 	return resume.At(s.offset, s.h)
 }
 
+// Offset is Position's offset, without waiting for the digest or copying
+// its state. It may be called from any goroutine.
+func (s *Stream) Offset() int64 {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	return s.offset
+}
+
 // digest is the digest of every byte delivered, From's prefix included.
 func (s *Stream) digest() [resume.DigestSize]byte {
 	s.hmu.Lock()

@@ -452,11 +452,22 @@ func sameDigest(t testing.TB, a *Backend, ads string, b *Backend, bds, name stri
 	}
 }
 
-// TestStagedCutResumes: the same cut in staged mode keeps a durable spool;
-// the retry asks the source for a fresh send, skips the durable prefix (as
-// the data plane does) and ends with the source's content.
+// TestStagedCutResumes: the same cut in staged mode keeps a durable spool
+// of every whole command that arrived, whether checkpoints ran before the
+// cut or not (the position at the cut is then hashed from the spool); the
+// retry asks the source for a fresh send, skips the durable prefix (as the
+// data plane does) and ends with the source's content.
 func TestStagedCutResumes(t *testing.T) {
-	p := newPair(t, imageSize, WithCheckpointEvery(64<<10, time.Hour))
+	for _, tc := range []struct {
+		name  string
+		every int64
+	}{{"checkpoints every 64 KiB", 64 << 10}, {"no checkpoint before the cut", 1 << 40}} {
+		t.Run(tc.name, func(t *testing.T) { testStagedCutResumes(t, tc.every) })
+	}
+}
+
+func testStagedCutResumes(t *testing.T, every int64) {
+	p := newPair(t, imageSize, WithCheckpointEvery(every, time.Hour))
 	ds := storagetest.TargetDataset
 	var durable []resume.Position
 	req := storage.ReceiveRequest{Dataset: ds, Name: "snap1", SourceGUID: p.s1.GUID, Mode: storage.ResumeStaged,

@@ -382,9 +382,14 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 	defer ap.abort()
 	w := bufio.NewWriterSize(f, 1<<20)
 	lastCkAt := time.Now()
-	boundary := rx.s.Position()
-	if boundary.Offset != written {
-		return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary.Offset, written)
+	// base is the last position taken with its hash state (the start, or
+	// the last checkpoint begun); the spool holds every byte after it. Per
+	// command only the offset is taken: a Position folds and copies the
+	// digest's state, which cost more CPU than the digest itself.
+	base := rx.s.Position()
+	boundary := base.Offset
+	if boundary != written {
+		return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary, written)
 	}
 	save := func(r ckReq) error {
 		s := &spoolState{Version: 1, Dataset: ds, Name: name, SourceGUID: rx.req.SourceGUID, TargetParent: rx.req.Parent, TargetParentGUID: rx.parentUUID(),
@@ -442,9 +447,17 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 		}
 		if err != nil {
 			var re *readError
-			if errors.As(err, &re) && boundary.Offset > lastCk {
+			if errors.As(err, &re) && boundary > lastCk {
 				// Keep every whole command that arrived: a retry resumes here.
-				if cerr := checkpoint(boundary, st, false); cerr != nil {
+				cerr := w.Flush()
+				var at resume.Position
+				if cerr == nil {
+					at, cerr = spoolPosition(f, base, boundary)
+				}
+				if cerr == nil {
+					cerr = checkpoint(at, st, false)
+				}
+				if cerr != nil {
 					return storage.Snapshot{}, errors.Join(err, cerr)
 				}
 			}
@@ -460,15 +473,16 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 			return storage.Snapshot{}, err
 		}
 		written += int64(len(c.raw))
-		boundary = rx.s.Position()
-		if boundary.Offset != written {
-			return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary.Offset, written)
+		boundary = rx.s.Offset()
+		if boundary != written {
+			return storage.Snapshot{}, fmt.Errorf("internal error: stream position %d, spool %d bytes", boundary, written)
 		}
 		if !ck.busy && (written-lastStarted >= b.ckptBytes || time.Since(lastCkAt) >= b.ckptEvery) {
 			if err := w.Flush(); err != nil {
 				return storage.Snapshot{}, err
 			}
-			ck.start(ckReq{pos: boundary, st: st})
+			base = rx.s.Position()
+			ck.start(ckReq{pos: base, st: st})
 			lastStarted, lastCkAt = written, time.Now()
 		}
 	}
@@ -500,6 +514,20 @@ func (rx *receiver) staged(state *spoolState) (storage.Snapshot, error) {
 		return storage.Snapshot{}, err
 	}
 	return rx.finish(&st)
+}
+
+// spoolPosition is the stream position at offset off: from's hash state
+// advanced over the spool's bytes [from.Offset, off), which the spool holds
+// (flushed) exactly as they arrived.
+func spoolPosition(spool *os.File, from resume.Position, off int64) (resume.Position, error) {
+	h, err := from.Hasher()
+	if err != nil {
+		return resume.Position{}, err
+	}
+	if _, err := io.Copy(h, io.NewSectionReader(spool, from.Offset, off-from.Offset)); err != nil {
+		return resume.Position{}, fmt.Errorf("read the spool back for its position: %w", err)
+	}
+	return resume.At(off, h), nil
 }
 
 // ---- off: straight into btrfs receive ----

@@ -183,6 +183,7 @@ func (c *cutStream) Read(p []byte) (int, error) {
 }
 
 func (c *cutStream) Position() resume.Position { return resume.Position{} }
+func (c *cutStream) Offset() int64             { return 0 }
 
 func stream(data string) resume.Stream {
 	r, err := resume.NewReader(strings.NewReader(data), resume.Position{})
