@@ -101,6 +101,7 @@ func BenchmarkRowBtrfs(b *testing.B) {
 		incr[toolBtrfsPipe] = append(incr[toolBtrfsPipe], sb.pipe(false, base, sb.last))
 		incr[toolBtrfsSSH] = append(incr[toolBtrfsSSH], sb.pipe(true, base, sb.last))
 	}
+	e.stopForProfiles()
 	const cached = "page cache dropped before each run"
 	for _, c := range []struct {
 		name string
@@ -158,9 +159,11 @@ func (sb *sendBench) ferryRun(mode storage.ResumeMode, base string) (time.Durati
 		require.NoError(e.t, e.backend(source).DestroySnapshot(e.ctx, srcDataset, sb.last))
 	}
 	sb.quiesce()
+	cpu0 := e.workersCPU()
 	began := time.Now()
 	res := e.mustSucceed(e.start())
 	took := time.Since(began)
+	cpu := e.workersCPU()
 	require.Len(e.t, res.Plan.Steps, 1)
 	require.Equal(e.t, base, res.Plan.Steps[0].From, "the step's base")
 	require.True(e.t, hasEntry(e.workerLogs(target, "received"), map[string]any{"snapshot": res.Snapshot, "mode": string(mode)}),
@@ -168,7 +171,9 @@ func (sb *sendBench) ferryRun(mode storage.ResumeMode, base string) (time.Durati
 	got, err := e.backend(target).ContentDigest(e.ctx, tgtDataset, res.Snapshot)
 	require.NoError(e.t, err, "target content digest")
 	require.Equal(e.t, sb.sourceDigest(res.Snapshot), got, "ferry %s: content of %s, source vs target", mode, res.Snapshot)
-	e.t.Logf("ferry %s %s: %v, %.1f MB/s", mode, res.Snapshot, took.Round(time.Millisecond), mbps(e.shareSizeFor(base), took))
+	// CPU time says more than wall time on a busy machine.
+	e.t.Logf("ferry %s %s: %v, %.1f MB/s; worker CPU (user+system): source %v, target %v", mode, res.Snapshot,
+		took.Round(time.Millisecond), mbps(e.shareSizeFor(base), took), cpu[0]-cpu0[0], cpu[1]-cpu0[1])
 	sb.last = res.Snapshot
 	return took, res.Snapshot
 }
