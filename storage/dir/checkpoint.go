@@ -125,6 +125,12 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 		}
 		defer w.parent.close()
 		w.parentTree = b.snapTree(ds, rx.req.Parent)
+		// A damaged list was refused as the receive began; none: fstatat.
+		if w.parentInodes, err = b.openInodes(ds, rx.req.Parent); err != nil {
+			mw.abort()
+			return storage.Snapshot{}, err
+		}
+		defer w.parentInodes.close()
 	}
 	if err := w.walk(); err != nil {
 		mw.abort()

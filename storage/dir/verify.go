@@ -33,6 +33,10 @@ type treeWalker struct {
 	parent     *manifestReader
 	parentTree string
 	parentDirs *dirCache
+	// parentInodes, when the base has one, is the base's inode list: a
+	// file of the base's inode (checked against that list as the receive
+	// began) is one of its links, found without an fstatat in its tree.
+	parentInodes *inodeList
 	// stored, when set, is the snapshot's own manifest: true modes come from
 	// it and the on-disk mode must be the true mode without write bits.
 	stored *manifestReader
@@ -97,6 +101,17 @@ func (w *treeWalker) parentStat(rel string) (statOf, bool) {
 		return statOf{}, false
 	}
 	return statInfo(fi), true
+}
+
+// baseLink says whether the staged file rel (st) is a hard link to the
+// base's copy of rel.
+func (w *treeWalker) baseLink(rel string, st statOf) bool {
+	if w.parentInodes != nil {
+		r := w.parentInodes.seek(rel)
+		return r != nil && r.ino == st.ino
+	}
+	pst, ok := w.parentStat(rel)
+	return ok && sameInode(pst, st)
 }
 
 func (w *treeWalker) emit(e *Entry) error {
@@ -222,7 +237,7 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 		}
 		// A hard link to the base's copy keeps the base's true mode and hash.
 		if p != nil && p.Type == typeFile {
-			if pst, ok := w.parentStat(rel); ok && sameInode(pst, st) {
+			if w.baseLink(rel, st) {
 				if st.mode != p.Mode&^0o222 {
 					return &storage.Error{Kind: storage.KindConflict, Op: "receive", Err: fmt.Errorf("base snapshot file %q has mode %o, its manifest says %o: %w", rel, st.mode, p.Mode&^0o222, errTampered)}
 				}
