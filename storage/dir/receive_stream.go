@@ -40,6 +40,11 @@ type receiver struct {
 	dirty    []string
 	ckOffset int64
 	ckTime   time.Time
+	// read counts what the tar reader took from s; readBase + read.n is
+	// the stream offset. The entry loop's checkpoint test needs only that:
+	// s.Position() waits for the stream's hasher and marshals its state.
+	read     *countedReader
+	readBase int64
 
 	dirModes *os.File // stDirModes, when not root
 
@@ -50,13 +55,24 @@ type receiver struct {
 	// written lists the regular files this receive wrote, in stream
 	// order, with the content hash checked as they were written: the
 	// commit's manifest takes them from here instead of reading the files
-	// again (Verify, which every replication and restore runs next,
-	// re-reads every byte).
+	// again.
 	written []writtenFile
 	wrote   *writtenFile // set by writeFile
 
 	buf []byte
 	h   hash.Hash
+}
+
+// countedReader counts the bytes read through it.
+type countedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func invalid(format string, args ...any) error {
@@ -74,11 +90,12 @@ func streamErr(err error) error {
 
 func (rx *receiver) run() (storage.Snapshot, error) {
 	var tr *tar.Reader
+	rx.read = &countedReader{r: rx.s}
 	if rx.ck == nil {
 		if err := rx.b.lay.MkdirAll(rx.tmp); err != nil {
 			return storage.Snapshot{}, err
 		}
-		tr = tar.NewReader(rx.s)
+		tr = tar.NewReader(rx.read)
 		if err := rx.readHeader(tr); err != nil {
 			return storage.Snapshot{}, err
 		}
@@ -97,7 +114,7 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 				return storage.Snapshot{}, streamErr(err)
 			}
 		}
-		tr = tar.NewReader(rx.s)
+		tr = tar.NewReader(rx.read)
 		last, err := strconv.Unquote(rx.ck.LastPath)
 		if err != nil {
 			return storage.Snapshot{}, invalid("corrupt checkpoint: %v", err)
@@ -138,6 +155,7 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 		}
 	}
 	rx.ckOffset, rx.ckTime = rx.s.Position().Offset, time.Now()
+	rx.readBase = rx.ckOffset - rx.read.n
 	var endAt int64
 
 	for {
@@ -181,8 +199,8 @@ func (rx *receiver) run() (storage.Snapshot, error) {
 		}
 		rx.entries++
 		rx.last = hdr.Name
-		pos := rx.s.Position()
-		if pos.Offset-rx.ckOffset >= rx.b.ckptBytes || time.Since(rx.ckTime) >= rx.b.ckptEvery {
+		if rx.readBase+rx.read.n-rx.ckOffset >= rx.b.ckptBytes || time.Since(rx.ckTime) >= rx.b.ckptEvery {
+			pos := rx.s.Position()
 			var pad int64
 			if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
 				pad = -hdr.Size & 511
