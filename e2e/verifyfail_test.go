@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,4 +130,78 @@ func TestModifiedReplicaFileSameSizeAndMtime(t *testing.T) {
 	as, err := e.backend(target).Anomalies(e.ctx, tgtDataset)
 	require.NoError(t, err)
 	require.Empty(t, as, "the fix left something behind")
+}
+
+// TestVerifyFailingEveryTimeLeavesTheTargetAsBefore: with verify: deep, a
+// post_snapshot hook on nas-a sets back the mtime of the file new in the run's
+// source snapshot (while a flag file exists), after ferry recorded it: the
+// stream carries what ferry recorded, the source's content digest what is
+// on disk, so every attempt's deep verify fails. The run fails as
+// VerifyFailed after 3 attempts and the target is as before it: each
+// attempt's snapshot destroyed, the last one too, latest at the last
+// verified snapshot, no partial. With the flag gone and that source
+// snapshot removed, the next run replicates.
+func TestVerifyFailingEveryTimeLeavesTheTargetAsBefore(t *testing.T) {
+	hookDir := t.TempDir()
+	flag := filepath.Join(hookDir, "falsify")
+	hook := filepath.Join(hookDir, "post.sh")
+	require.NoError(t, os.WriteFile(hook, []byte(fmt.Sprintf(`#!/bin/sh
+[ -e %q ] || exit 0
+touch -h -d @86400 "$1/$FERRY_SNAPSHOT/docs/f4"
+`, flag)), 0o755))
+	snapLink := filepath.Join(hookDir, "snapshots")
+	e := newEnv(t, envOptions{WriteShare: writeDocs, Verify: "deep",
+		SourceHooks: fmt.Sprintf("{falsify: {command: [%q, %q]}}", hook, snapLink),
+		JobExtra:    "    hooks: {post_snapshot: falsify}"})
+	require.NoError(t, os.Symlink(layout.Layout{Root: e.roots[source]}.SnapshotsDir(srcDataset), snapLink))
+	e.apply()
+	first := e.mustSucceed(e.start())
+	require.NoError(t, os.WriteFile(filepath.Join(e.share, "docs", "f4"), []byte("new\n"), 0o644))
+	before, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	latest := filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset), replicaview.Latest)
+	latestBefore, err := os.Readlink(latest)
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(flag, nil, 0o644))
+	st := e.start()
+	_, err = e.result(st)
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, activities.ErrVerifyFailed, ae.Type(), "run failed with %v", err)
+	t.Logf("the run failed as expected: %v", err)
+	e.recordHistory(st, "verify-failed-destroys-last-v7.json")
+	require.Len(t, e.activities(st, "Verify"), 3, "the step was not attempted 3 times")
+	require.Len(t, e.activities(st, "DestroySnapshot"), 3, "not every unverified snapshot was destroyed")
+
+	after, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the failed run changed the target's snapshots")
+	ps, err := e.backend(target).Partials(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Empty(t, ps, "the failed run left a partial receive")
+	as, err := e.backend(target).Anomalies(e.ctx, tgtDataset)
+	require.NoError(t, err)
+	require.Empty(t, as, "the failed run left something on the target")
+	latestAfter, err := os.Readlink(latest)
+	require.NoError(t, err)
+	require.Equal(t, latestBefore, latestAfter, "latest is not at the last verified snapshot")
+	des, err := os.ReadDir(filepath.Dir(latest))
+	require.NoError(t, err)
+	var view []string
+	for _, d := range des {
+		if d.Name() != replicaview.Marker {
+			view = append(view, d.Name())
+		}
+	}
+	require.ElementsMatch(t, []string{replicaview.Latest, first.Snapshot}, view, "the replica's view")
+
+	require.NoError(t, os.Remove(flag))
+	srcSnaps, err := e.backend(source).ListSnapshots(e.ctx, srcDataset)
+	require.NoError(t, err)
+	require.Len(t, srcSnaps, 2)
+	require.NoError(t, e.backend(source).DestroySnapshot(e.ctx, srcDataset, srcSnaps[1].Name), "remove the falsified snapshot")
+	again := e.mustSucceed(e.start())
+	e.requireSameContent(again.Snapshot)
+	e.requireReplicaView(first.Snapshot, again.Snapshot)
 }
