@@ -106,3 +106,15 @@ func TestCorruptStateRefused(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMarshal saves a state with 15 complete chunks still buffered (the
+// most MarshalBinary folds), as Position does at every checkpoint.
+func BenchmarkMarshal(b *testing.B) {
+	h := New()
+	h.Write(input(1<<20 + 15<<10 + 100))
+	for b.Loop() {
+		if _, err := h.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
