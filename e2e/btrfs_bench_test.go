@@ -111,12 +111,13 @@ func BenchmarkRowBtrfs(b *testing.B) {
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.90}, {Tool: toolBtrfsSSH, Min: 1.2}},
 			Note: "trigger to result (receive committed with syncfs), data plane over loopback TLS; " + cached +
 				"; CPU of the workers per 2 GiB full run (logged per run): source 3.3-3.5 s, target 2.6-3.0 s, about 1.5 ns/byte each on 2 cores shared with btrfs send/receive; " +
-				"perf of both: BLAKE3 7% and AES-GCM 4-6% of each, CRC32C and the stream checker 2-3%, the kernel's socket and pipe copies 10-15%, context switches and the Go scheduler 17-32% (goroutine and process wake-ups on the busy cores): per-byte work around the digest, not the digest, is the gap"})
+				"pprof of both over the whole row: source: syscalls (btrfs send's pipe, the socket) 39%, BLAKE3 17%, AES-GCM 13%, CRC32C 5%, copies 5%; target: syscalls 58% (socket, the pipe to btrfs receive, staged's spool), BLAKE3 11%, AES-GCM 8%, copies 7%, CRC32C and the stream checker 4%: "+
+				"the data plane's crypto and kernel copies (a socket hop the pipe does not have) on the cores btrfs send/receive need, no longer a digest that dominates, are the gap"})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryStage, Unit: benchrec.MBps, Values: c.vals[toolFerryStage],
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.60}},
 			Note: "as ferry off, the stream spooled on the target (fsync every 16 MiB, in the background) and applied from the spool as it lands; " + cached +
 				"; the target worker's CPU per 2 GiB full run 5.9-6.6 s (7.6-9.0 s while it took the digest's state per command), 3.5 s above off: " +
-				"the spool's buffered btrfs write about 2.2 s of kernel time (delalloc, extent state, page cache) and its fsync 0.6 s, on the cores btrfs receive needs; an incremental's short stream pays the spool's setup and final fsync"})
+				"the spool's buffered btrfs write about 2.1-2.2 s of kernel time (delalloc, extent state, page cache; pprof and perf) and its fsync 0.6 s, on the cores btrfs receive needs; an incremental's short stream pays the spool's setup and final fsync"})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolBtrfsPipe, Unit: benchrec.MBps, Values: c.vals[toolBtrfsPipe],
 			Note: "the ceiling: one pipe between the two processes, plus syncfs of the target; " + cached})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolBtrfsSSH, Unit: benchrec.MBps, Values: c.vals[toolBtrfsSSH],
