@@ -111,7 +111,7 @@ func BenchmarkRowBtrfs(b *testing.B) {
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.90}, {Tool: toolBtrfsSSH, Min: 1.2}},
 			Note: "trigger to result (receive committed with syncfs), data plane over loopback TLS; " + cached +
 				"; CPU of the workers per 2 GiB full run (logged per run): source 3.3-3.5 s, target 2.6-3.0 s, about 1.5 ns/byte each on 2 cores shared with btrfs send/receive; " +
-				"pprof of both over the whole row: source: syscalls (btrfs send's pipe, the socket) 39%, BLAKE3 17%, AES-GCM 13%, CRC32C 5%, copies 5%; target: syscalls 58% (socket, the pipe to btrfs receive, staged's spool), BLAKE3 11%, AES-GCM 8%, copies 7%, CRC32C and the stream checker 4%: "+
+				"pprof of both over the whole row: source: syscalls (btrfs send's pipe, the socket) 39%, BLAKE3 17%, AES-GCM 13%, CRC32C 5%, copies 5%; target: syscalls 58% (socket, the pipe to btrfs receive, staged's spool), BLAKE3 11%, AES-GCM 8%, copies 7%, CRC32C and the stream checker 4%: " +
 				"the data plane's crypto and kernel copies (a socket hop the pipe does not have) on the cores btrfs send/receive need, no longer a digest that dominates, are the gap"})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryStage, Unit: benchrec.MBps, Values: c.vals[toolFerryStage],
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.60}},
