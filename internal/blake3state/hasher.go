@@ -113,7 +113,23 @@ func (h *Hasher) folded() (tree, []byte) {
 	if h.buflen > 0 {
 		full = (h.buflen - 1) / guts.ChunkSize
 	}
-	for i := range full {
+	i := 0
+	// On a batch boundary the chunks fold as power-of-two subtrees with
+	// SIMD, each starting a guts buffer (copied for all but the first).
+	if t.chunks%guts.MaxSIMD == 0 {
+		var scratch [batch]byte
+		for full-i >= 2 {
+			n := 1 << (bits.Len(uint(full-i)) - 1)
+			src := &h.buf
+			if i > 0 {
+				copy(scratch[:], h.buf[i*guts.ChunkSize:(i+n)*guts.ChunkSize])
+				src = &scratch
+			}
+			t.push(guts.ChainingValue(guts.CompressBuffer(src, n*guts.ChunkSize, &guts.IV, t.chunks, 0)), bits.TrailingZeros(uint(n)))
+			i += n
+		}
+	}
+	for ; i < full; i++ {
 		t.pushChunk(h.buf[i*guts.ChunkSize : (i+1)*guts.ChunkSize])
 	}
 	return t, h.buf[full*guts.ChunkSize : h.buflen]
