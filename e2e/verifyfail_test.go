@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferry-nas/ferry/activities"
+	"github.com/ferry-nas/ferry/storage"
 	"github.com/ferry-nas/ferry/storage/layout"
 	"github.com/ferry-nas/ferry/storage/replicaview"
 )
@@ -51,6 +52,40 @@ func damageKeepingStat(t testing.TB, p string) {
 	require.Equal(t, fi.ModTime(), after.ModTime())
 }
 
+// targetState is what a failed run must leave as it was on the target.
+type targetState struct {
+	snapshots []storage.Snapshot
+	latest    string // where the replica view's latest points
+}
+
+func (e *env) targetNow() targetState {
+	e.t.Helper()
+	snaps, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(e.t, err)
+	latest, err := os.Readlink(e.latestLink())
+	require.NoError(e.t, err)
+	return targetState{snapshots: snaps, latest: latest}
+}
+
+func (e *env) latestLink() string {
+	return filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset), replicaview.Latest)
+}
+
+// requireTargetAsBefore: the same snapshots, no partial receive left,
+// latest where it was.
+func (e *env) requireTargetAsBefore(before targetState) {
+	e.t.Helper()
+	after, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
+	require.NoError(e.t, err)
+	require.Equal(e.t, before.snapshots, after, "the failed run changed the target's snapshots")
+	ps, err := e.backend(target).Partials(e.ctx, tgtDataset)
+	require.NoError(e.t, err)
+	require.Empty(e.t, ps, "the failed run left a partial receive")
+	latest, err := os.Readlink(e.latestLink())
+	require.NoError(e.t, err)
+	require.Equal(e.t, before.latest, latest, "latest is not at the last verified snapshot")
+}
+
 // TestModifiedReplicaFileSameSizeAndMtime is the administrator's report:
 // a replica file that both replica snapshots hold (one inode, hard-linked
 // by the incremental receive) is changed without changing its size or
@@ -77,16 +112,11 @@ func TestModifiedReplicaFileSameSizeAndMtime(t *testing.T) {
 	damageKeepingStat(t, f2)
 	require.NoError(t, os.WriteFile(filepath.Join(e.share, "docs", "f5"), []byte("newer\n"), 0o644))
 
-	before, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
-	require.NoError(t, err)
-	latest := filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset), replicaview.Latest)
-	latestBefore, err := os.Readlink(latest)
-	require.NoError(t, err)
+	before := e.targetNow()
 
 	out, st := e.runCLI()
 	require.NotEqual(t, 0, out.Code, "the run succeeded on top of a damaged replica")
-	_, runErr := e.result(st)
-	err = runErr
+	_, err := e.result(st)
 	var ae *temporal.ApplicationError
 	require.ErrorAs(t, err, &ae)
 	require.Equal(t, activities.ErrConflict, ae.Type(), "run failed with %v", err)
@@ -103,20 +133,11 @@ func TestModifiedReplicaFileSameSizeAndMtime(t *testing.T) {
 		require.Empty(t, e.activities(st, a), "the run went on to %s", a)
 	}
 
-	// The target is as before the run.
-	after, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
-	require.NoError(t, err)
-	require.Equal(t, before, after, "the failed run changed the target's snapshots")
-	ps, err := e.backend(target).Partials(e.ctx, tgtDataset)
-	require.NoError(t, err)
-	require.Empty(t, ps, "the failed run left a partial receive")
-	latestAfter, err := os.Readlink(latest)
-	require.NoError(t, err)
-	require.Equal(t, latestBefore, latestAfter, "latest moved")
+	e.requireTargetAsBefore(before)
 
 	// Doing what the error says (one command for both) lets the next run
 	// through: nothing intact is left, so it sends in full.
-	m := regexp.MustCompile(`as root: (.*?) — every one of these files`).FindStringSubmatch(runErr.Error())
+	m := regexp.MustCompile(`as root: (.*?) — every one of these files`).FindStringSubmatch(err.Error())
 	require.NotNil(t, m, "the error gives no command")
 	rm, err := exec.Command("sh", "-c", m[1]).CombinedOutput()
 	require.NoError(t, err, "%s: %s", m[1], rm)
@@ -157,15 +178,11 @@ touch -h -d @86400 "$1/$FERRY_SNAPSHOT/docs/f4"
 	e.apply()
 	first := e.mustSucceed(e.start())
 	require.NoError(t, os.WriteFile(filepath.Join(e.share, "docs", "f4"), []byte("new\n"), 0o644))
-	before, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
-	require.NoError(t, err)
-	latest := filepath.Join(e.roots[target], filepath.FromSlash(tgtDataset), replicaview.Latest)
-	latestBefore, err := os.Readlink(latest)
-	require.NoError(t, err)
+	before := e.targetNow()
 
 	require.NoError(t, os.WriteFile(flag, nil, 0o644))
 	st := e.start()
-	_, err = e.result(st)
+	_, err := e.result(st)
 	var ae *temporal.ApplicationError
 	require.ErrorAs(t, err, &ae)
 	require.Equal(t, activities.ErrVerifyFailed, ae.Type(), "run failed with %v", err)
@@ -174,19 +191,11 @@ touch -h -d @86400 "$1/$FERRY_SNAPSHOT/docs/f4"
 	require.Len(t, e.activities(st, "Verify"), 3, "the step was not attempted 3 times")
 	require.Len(t, e.activities(st, "DestroySnapshot"), 3, "not every unverified snapshot was destroyed")
 
-	after, err := e.backend(target).ListSnapshots(e.ctx, tgtDataset)
-	require.NoError(t, err)
-	require.Equal(t, before, after, "the failed run changed the target's snapshots")
-	ps, err := e.backend(target).Partials(e.ctx, tgtDataset)
-	require.NoError(t, err)
-	require.Empty(t, ps, "the failed run left a partial receive")
+	e.requireTargetAsBefore(before)
 	as, err := e.backend(target).Anomalies(e.ctx, tgtDataset)
 	require.NoError(t, err)
 	require.Empty(t, as, "the failed run left something on the target")
-	latestAfter, err := os.Readlink(latest)
-	require.NoError(t, err)
-	require.Equal(t, latestBefore, latestAfter, "latest is not at the last verified snapshot")
-	des, err := os.ReadDir(filepath.Dir(latest))
+	des, err := os.ReadDir(filepath.Dir(e.latestLink()))
 	require.NoError(t, err)
 	var view []string
 	for _, d := range des {

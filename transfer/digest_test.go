@@ -6,7 +6,6 @@ import (
 	"encoding"
 	"io"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -88,20 +87,7 @@ func TestResumeBadDigestRefused(t *testing.T) {
 
 // The source refuses a digest algorithm it does not know, naming it.
 func TestUnknownDigestAlgorithmRefused(t *testing.T) {
-	e := newEnv(t)
-	cfg := e.pki.clientTLS(t, dstHost).Clone()
-	cfg.ServerName = srcHost
-	cfg.NextProtos = []string{alpn}
-	conn, err := tlsDial(e.addr, cfg)
-	require.NoError(t, err)
-	defer conn.Close()
-	r := request{version: ProtocolVersion, flags: 7 << 8}
-	_, err = conn.Write(r.marshal())
-	require.NoError(t, err)
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	typ, p, err := newFrameReader(conn, maxControl).next()
-	require.NoError(t, err)
-	require.Equal(t, frameRefused, typ)
-	assert.Equal(t, CodeBadVersion, Code(uint16(p[0])<<8|uint16(p[1])))
-	assert.Contains(t, string(p[2:]), "digest algorithm #7")
+	code, msg := refusalOf(t, newEnv(t), request{version: ProtocolVersion, flags: 7 << 8})
+	assert.Equal(t, CodeBadVersion, code)
+	assert.Contains(t, msg, "digest algorithm #7")
 }

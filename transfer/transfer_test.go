@@ -447,24 +447,29 @@ func TestRefusals(t *testing.T) {
 	})
 }
 
-func TestBadVersionRefused(t *testing.T) {
-	e := newEnv(t)
+// refusalOf sends r as a client would, bypassing Dial's checks, and
+// returns the code and message of the source's refusal.
+func refusalOf(t *testing.T, e *env, r request) (Code, string) {
+	t.Helper()
 	cfg := e.pki.clientTLS(t, dstHost).Clone()
 	cfg.ServerName = srcHost
 	cfg.NextProtos = []string{alpn}
 	conn, err := tlsDial(e.addr, cfg)
 	require.NoError(t, err)
 	defer conn.Close()
-	r := request{version: 99}
 	_, err = conn.Write(r.marshal())
 	require.NoError(t, err)
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fr := newFrameReader(conn, maxControl)
-	typ, p, err := fr.next()
+	typ, p, err := newFrameReader(conn, maxControl).next()
 	require.NoError(t, err)
 	require.Equal(t, frameRefused, typ)
-	assert.Equal(t, CodeBadVersion, Code(uint16(p[0])<<8|uint16(p[1])))
-	assert.Contains(t, string(p[2:]), fmt.Sprintf("protocol %d", ProtocolVersion))
+	return Code(uint16(p[0])<<8 | uint16(p[1])), string(p[2:])
+}
+
+func TestBadVersionRefused(t *testing.T) {
+	code, msg := refusalOf(t, newEnv(t), request{version: 99})
+	assert.Equal(t, CodeBadVersion, code)
+	assert.Contains(t, msg, fmt.Sprintf("protocol %d", ProtocolVersion))
 }
 
 func TestIdleTimeout(t *testing.T) {
