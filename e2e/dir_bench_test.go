@@ -259,19 +259,27 @@ func (e *env) workersCPU() [2]time.Duration {
 		p := e.workers[h]
 		e.mu.Unlock()
 		require.NotNil(e.t, p, "no %s worker", h)
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-		require.NoError(e.t, err)
-		// Fields after the command's closing parenthesis; utime and stime
-		// are the 14th and 15th of the line, in clock ticks (USER_HZ, 100).
-		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-		require.Greater(e.t, len(f), 13, "short /proc stat line: %q", data)
-		for _, v := range f[11:13] {
-			ticks, err := strconv.ParseInt(v, 10, 64)
-			require.NoError(e.t, err)
-			out[i] += time.Duration(ticks) * 10 * time.Millisecond
-		}
+		out[i] = procCPU(e.t, p.cmd.Process.Pid)
 	}
 	return out
+}
+
+// procCPU is the user and system CPU time process pid has used so far.
+func procCPU(t testing.TB, pid int) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	// Fields after the command's closing parenthesis; utime and stime
+	// are the 14th and 15th of the line, in clock ticks (USER_HZ, 100).
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	require.Greater(t, len(f), 13, "short /proc stat line: %q", data)
+	var cpu time.Duration
+	for _, v := range f[11:13] {
+		ticks, err := strconv.ParseInt(v, 10, 64)
+		require.NoError(t, err)
+		cpu += time.Duration(ticks) * 10 * time.Millisecond
+	}
+	return cpu
 }
 
 // workerPeakRSS is host's worker's peak resident set (VmHWM) in MiB.

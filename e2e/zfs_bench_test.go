@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,9 +67,11 @@ func BenchmarkRowZFS(b *testing.B) {
 	dataset := tgtDataset
 	for i := range benchRuns {
 		zfsQuiesce(b, e)
+		cpu0, daemon0 := e.workersCPU(), zfsDaemonCPU(b)
 		began := time.Now()
 		res := e.mustSucceed(e.start())
 		took := time.Since(began)
+		cpu, daemon := e.workersCPU(), zfsDaemonCPU(b)
 		require.Len(b, res.Plan.Steps, 1)
 		require.Empty(b, res.Plan.Steps[0].From, "not a full replication")
 		want, err := e.backend(source).ContentDigest(e.ctx, srcDataset, res.Snapshot)
@@ -77,7 +80,9 @@ func BenchmarkRowZFS(b *testing.B) {
 		require.NoError(b, err)
 		require.Equal(b, want, got, "ferry's copy differs from the source")
 		ferryVals = append(ferryVals, mbps(zfsBenchShare, took))
-		b.Logf("ferry %s: %v", res.Snapshot, took.Round(time.Millisecond))
+		// CPU time says where the time went: zfs-fuse does the pool's work in one user-space daemon.
+		b.Logf("ferry %s: %v; CPU (user+system): source worker %v, target worker %v, zfs-fuse %v", res.Snapshot, took.Round(time.Millisecond),
+			cpu[0]-cpu0[0], cpu[1]-cpu0[1], daemon-daemon0)
 		// The next run replicates in full into a new dataset (a copy with
 		// ferry's holds and zfs-fuse's mounted snapshot stays busy).
 		dataset = fmt.Sprintf("%s-%d", tgtDataset, i+1)
@@ -86,19 +91,36 @@ func BenchmarkRowZFS(b *testing.B) {
 		src := e.cfg.Hosts[source].Root + "/" + srcDataset + "@" + res.Snapshot
 		dst := fmt.Sprintf("%s/pipe-%d", pool, i)
 		zfsQuiesce(b, e)
+		daemon0 = zfsDaemonCPU(b)
 		began = time.Now()
-		out, err := exec.Command("sh", "-c", `zfs send "$1" | zfs receive "$2"`, "sh", src, dst+"@"+res.Snapshot).CombinedOutput()
+		pipe := exec.Command("sh", "-c", `zfs send "$1" | zfs receive "$2"`, "sh", src, dst+"@"+res.Snapshot)
+		out, err := pipe.CombinedOutput()
 		took = time.Since(began)
+		daemon = zfsDaemonCPU(b)
 		require.NoError(b, err, "zfs send | zfs receive: %s", out)
 		require.Equal(b, want, zfsHeadDigest(b, dst), "the piped copy differs from the source")
 		pipeVals = append(pipeVals, mbps(zfsBenchShare, took))
-		b.Logf("pipe %s: %v", res.Snapshot, took.Round(time.Millisecond))
+		b.Logf("pipe %s: %v; CPU (user+system): zfs send and receive %v, zfs-fuse %v", res.Snapshot, took.Round(time.Millisecond),
+			pipe.ProcessState.UserTime()+pipe.ProcessState.SystemTime(), daemon-daemon0)
 	}
 	benchrec.Record(b, benchrec.Row{Table: zfsTable, Case: zfsFullCase, Tool: toolFerryOff, Unit: benchrec.MBps, Values: ferryVals,
 		Compare: []benchrec.Compare{{Tool: toolZFSPipe, Min: 0.90}},
 		Note:    "trigger to result, data plane over loopback TLS, zfs-fuse; page cache dropped before each run"})
 	benchrec.Record(b, benchrec.Row{Table: zfsTable, Case: zfsFullCase, Tool: toolZFSPipe, Unit: benchrec.MBps, Values: pipeVals,
 		Note: "the ceiling: one pipe, until zfs receive returns; page cache dropped before each run"})
+}
+
+// zfsDaemonCPU is the CPU time of the zfs-fuse daemon so far (0 with the
+// OpenZFS kernel module, whose work is not in a process).
+func zfsDaemonCPU(t testing.TB) time.Duration {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-x", "zfs-fuse").Output()
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.Fields(string(out))[0])
+	require.NoError(t, err)
+	return procCPU(t, pid)
 }
 
 // zfsQuiesce syncs and drops the page cache before a timed copy.
