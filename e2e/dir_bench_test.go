@@ -117,7 +117,7 @@ func BenchmarkRowDir(b *testing.B) {
 	}
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolFerry, Unit: benchrec.MBps,
 		Values: toMBps(vals["full"][toolFerry]), Compare: []benchrec.Compare{{Tool: toolRsyncEmpty, Min: 1.0}, {Tool: toolTar}},
-		Note: shape + "; tree size over the wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); the others' times include a syncfs of the target. Gap (pprof): without reflinks (ext4) the snapshot is a full copy made before the stream and the target writes it again, with five SHA-256 passes over the data (copy, send check, data-plane digest on both ends, receive check; Verify's quick check re-reads no file the receive wrote) against rsync's one copy"})
+		Note: shape + "; tree size over the wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); the others' times include a syncfs of the target. Gap (pprof): without reflinks (ext4) the snapshot is a full copy made before the stream and the target writes it again, with five digest passes over the data (SHA-256 at the copy, the send check and the receive check; the data plane's BLAKE3 on both ends; Verify's quick check re-reads no file the receive wrote) against rsync's one copy"})
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolTar, Unit: benchrec.MBps, Values: toMBps(vals["full"][toolTar])})
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolRsyncEmpty, Unit: benchrec.MBps, Values: toMBps(vals["full"][toolRsyncEmpty])})
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "incremental", Tool: toolFerry, Unit: benchrec.Seconds,
