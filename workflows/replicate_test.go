@@ -162,7 +162,9 @@ func (s *replicateSuite) TestVerifyFailureRedoesTheStepBounded() {
 	s.Equal(int64(2000), s.result().Bytes)
 }
 
-func (s *replicateSuite) TestVerifyFailingEveryTimeFailsTheRun() {
+// expectVerifyFailingEveryTime: one incremental step whose receive succeeds
+// and whose verify fails on each of its MaxVerifyAttempts attempts.
+func (s *replicateSuite) expectVerifyFailingEveryTime() {
 	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
 		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{base, newSnap}}, nil)
@@ -171,6 +173,10 @@ func (s *replicateSuite) TestVerifyFailingEveryTimeFailsTheRun() {
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).Return(activities.OpenSendResult{Token: "tok"}, nil)
 	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).Return(activities.ReceiveResult{Snapshot: received}, nil).Times(MaxVerifyAttempts)
 	s.env.OnActivity(act.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, appErr(activities.ErrVerifyFailed, true)).Times(MaxVerifyAttempts)
+}
+
+func (s *replicateSuite) TestVerifyFailingEveryTimeFailsTheRun() {
+	s.expectVerifyFailingEveryTime()
 	// Every attempt's unverified snapshot is destroyed, the last one too
 	// (changeDestroyLastUnverified): compensation never touches complete
 	// snapshots, and one left would be the replica's latest.
@@ -186,14 +192,7 @@ func (s *replicateSuite) TestVerifyFailingEveryTimeFailsTheRun() {
 // unverified snapshot, as it did then.
 func (s *replicateSuite) TestVerifyFailingEveryTimeBeforeTheChangeKeepsTheLast() {
 	s.env.OnGetVersion(changeDestroyLastUnverified, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.Anything).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil)
-	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
-		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{base, newSnap}}, nil)
-	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
-		Return(activities.InventoryResult{Snapshots: []activities.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}}, nil)
-	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).Return(activities.OpenSendResult{Token: "tok"}, nil)
-	s.env.OnActivity(act.Receive, mock.Anything, mock.Anything).Return(activities.ReceiveResult{Snapshot: received}, nil).Times(MaxVerifyAttempts)
-	s.env.OnActivity(act.Verify, mock.Anything, mock.Anything).Return(activities.VerifyResult{}, appErr(activities.ErrVerifyFailed, true)).Times(MaxVerifyAttempts)
+	s.expectVerifyFailingEveryTime()
 	s.env.OnActivity(act.DestroySnapshot, mock.Anything, mock.Anything).Return(activities.DestroySnapshotResult{}, nil).Times(MaxVerifyAttempts - 1)
 	s.expectCompensation()
 	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
