@@ -134,18 +134,27 @@ func retentionScenario(t *testing.T, e *env) {
 
 	// The next run is an incremental from the cursor, with the source's content.
 	e.apply()
-	res = e.mustSucceed(e.start())
+	last := e.start()
+	res = e.mustSucceed(last)
 	require.Len(t, res.Plan.Steps, 1)
 	require.Equal(t, srcWant[len(srcWant)-1], res.Plan.Base)
 	e.requireSameContent(res.Snapshot)
 	require.NotNil(t, res.Prune)
 
-	st := e.ferry("status", e.job, "--json")
-	require.Zero(t, st.Code, st.Out)
-	var sts []starter.JobStatus
-	require.NoError(t, json.Unmarshal([]byte(st.Out[strings.Index(st.Out, "["):]), &sts), st.Out)
-	require.NotNil(t, sts[0].LastSuccess.Prune, "ferry status does not say what the last run pruned")
-	require.Equal(t, *res.Prune, *sts[0].LastSuccess.Prune)
+	// Visibility records a closed run a moment after it closes (asynchronously,
+	// more slowly on a loaded machine), so status may show the run before it.
+	var lastSuccess *starter.RunSummary
+	require.Eventually(t, func() bool {
+		st := e.ferry("status", e.job, "--json")
+		var sts []starter.JobStatus
+		if st.Code != 0 || !strings.Contains(st.Out, "[") || json.Unmarshal([]byte(st.Out[strings.Index(st.Out, "["):]), &sts) != nil || len(sts) != 1 {
+			return false
+		}
+		lastSuccess = sts[0].LastSuccess
+		return lastSuccess != nil && lastSuccess.WorkflowID == last.WorkflowID
+	}, 20*time.Second, 250*time.Millisecond, "ferry status never showed run %s as the last success", last.WorkflowID)
+	require.NotNil(t, lastSuccess.Prune, "ferry status does not say what the last run pruned")
+	require.Equal(t, *res.Prune, *lastSuccess.Prune)
 }
 
 // keptByOneBucket is the rule of docs/retention.md for a grid of one
