@@ -63,6 +63,8 @@ func (rx *receiver) writeFile(tmp string, hdr *tar.Header, mode uint32, xs []sto
 	if want := hdr.PAXRecords[paxSHA256]; want != "" && want != hex.EncodeToString(rx.h.Sum(nil)) {
 		return invalid("content of %q does not match its hash", hdr.Name)
 	}
+	// The checkpoint's fsync then finds it written.
+	startWriteback(fd)
 	if !sparse {
 		// A file sent sparse is read again at the commit (rare; its
 		// segments are what the filesystem made of them).

@@ -73,12 +73,8 @@ func (rx *receiver) checkpoint(pos resume.Position, pad int64) error {
 		if err := syncFS(rx.dir); err != nil {
 			return err
 		}
-	} else {
-		for _, p := range rx.dirty {
-			if err := syncPath(p); err != nil {
-				return err
-			}
-		}
+	} else if err := syncPaths(rx.dirty); err != nil {
+		return err
 	}
 	rx.dirty = rx.dirty[:0]
 	ck := &checkpoint{Position: pos, Pad: pad, Entries: rx.entries, LastPath: strconv.Quote(rx.last), At: time.Now().UTC()}

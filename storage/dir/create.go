@@ -361,6 +361,10 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 	}
 	sum, size, err := s.b.copyContent(out, in, s.h, s.buf)
 	if err == nil {
+		// The snapshot's syncfs then finds it written.
+		startWriteback(int(out.Fd()))
+	}
+	if err == nil {
 		e.Data, e.Sparse, err = dataSpans(out, size)
 	}
 	if err == nil {
@@ -395,7 +399,7 @@ func (s *snapshotter) sameContent(src string, p *Entry) (bool, error) {
 	}
 	defer in.Close()
 	s.h.Reset()
-	n, err := io.CopyBuffer(s.h, in, s.buf)
+	n, err := io.CopyBuffer(s.h, plainReader{in}, s.buf)
 	if err != nil {
 		return false, err
 	}
@@ -448,7 +452,7 @@ func (b *Backend) copyContent(out, in *os.File, h hash.Hash, buf []byte) (string
 		_, err := writeSpans(out, io.MultiReader(rs...), d, fi.Size(), h, buf)
 		return hex.EncodeToString(h.Sum(nil)), fi.Size(), err
 	}
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), in, buf)
+	n, err := copyHashing(out, in, h, buf)
 	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
