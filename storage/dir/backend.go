@@ -32,7 +32,7 @@ func WithLogger(l *zap.Logger) Option { return func(b *Backend) { b.log = l } }
 
 // WithCheckpointEvery sets how often a receive makes its progress durable:
 // at the first entry boundary after at least bytes of stream or interval of
-// time since the last checkpoint (defaults 64 MiB and 1 s).
+// time since the last checkpoint (defaults 8 MiB and 1 s).
 func WithCheckpointEvery(bytes int64, interval time.Duration) Option {
 	return func(b *Backend) { b.ckptBytes, b.ckptEvery = bytes, interval }
 }
@@ -87,7 +87,7 @@ func New(root string, opts ...Option) (*Backend, error) {
 		root:      abs,
 		lay:       layout.Layout{Root: abs},
 		log:       zap.NewNop(),
-		ckptBytes: 64 << 20,
+		ckptBytes: 8 << 20,
 		ckptEvery: time.Second,
 		isRoot:    os.Geteuid() == 0,
 		clone:     ficlone,
