@@ -1,15 +1,13 @@
 package btrfs
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -22,7 +20,7 @@ const firstFreeObjectID = 256
 
 // subvol is what ferry knows about one subvolume.
 type subvol struct {
-	// From `btrfs subvolume show`.
+	// What `btrfs subvolume show` prints.
 	Name         string
 	ID           uint64
 	UUID         string
@@ -32,7 +30,7 @@ type subvol struct {
 	ReadOnly     bool
 	Stransid     uint64 // send transid stored by receive (the source's ctransid)
 
-	// From BTRFS_IOC_GET_SUBVOL_INFO: btrfs-progs does not print these.
+	// Not printed by btrfs-progs.
 	// Ctransid is the transaction of the last change to the subvolume's
 	// content (not bumped by balance or by snapshotting it, unlike
 	// Generation); Created is the creation time in ns. Otransid is the
@@ -62,111 +60,17 @@ func isSubvolume(p string) (bool, error) {
 	return sfs.Type == unix.BTRFS_SUPER_MAGIC, nil
 }
 
-// show describes the subvolume at p with `btrfs subvolume show` and the
-// GET_SUBVOL_INFO ioctl; a p that is not a subvolume is an error.
+// show describes the subvolume at p with the GET_SUBVOL_INFO ioctl; a p
+// that is not a subvolume is an error. It reports what `btrfs subvolume
+// show` prints (TestShowMatchesBtrfsProgs) without starting a process per
+// subvolume: every listing inspects each snapshot, and the fork and exec of
+// btrfs-progs (plus its search of the root tree for the snapshot list,
+// which ferry does not use) cost 5-10 ms a call on a loaded host.
 func (b *Backend) show(ctx context.Context, p string) (*subvol, error) {
-	out, err := b.run(ctx, "subvolume", "show", p)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sv, err := parseShow(out)
-	if err != nil {
-		return nil, fmt.Errorf("btrfs subvolume show %s: %w", p, err)
-	}
-	info, err := subvolInfo(p)
-	if err != nil {
-		return nil, err
-	}
-	if info.uuid != sv.UUID {
-		return nil, fmt.Errorf("btrfs subvolume show %s says uuid %s, the kernel %s (changed while looking?)", p, sv.UUID, info.uuid)
-	}
-	sv.Ctransid, sv.Otransid, sv.Rtransid, sv.Created = info.ctransid, info.otransid, info.rtransid, info.otime
-	return sv, nil
-}
-
-// parseShow parses `btrfs subvolume show` output: a path line, then
-// "\tKey:\tvalue" lines up to the "Snapshot(s):" list (and quota lines,
-// which are ignored). UUIDs shown as "-" are empty.
-func parseShow(out string) (*subvol, error) {
-	sv := &subvol{}
-	seen := map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	first := true
-	for sc.Scan() {
-		line := sc.Text()
-		if first {
-			first = false
-			continue // the path
-		}
-		if !strings.HasPrefix(line, "\t") {
-			continue
-		}
-		key, val, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			continue
-		}
-		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-		if key == "Snapshot(s)" {
-			break
-		}
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		var err error
-		switch key {
-		case "Name":
-			sv.Name = val
-		case "UUID":
-			sv.UUID, err = parseUUID(val)
-		case "Parent UUID":
-			sv.ParentUUID, err = parseUUID(val)
-		case "Received UUID":
-			sv.ReceivedUUID, err = parseUUID(val)
-		case "Subvolume ID":
-			sv.ID, err = strconv.ParseUint(val, 10, 64)
-		case "Generation":
-			sv.Generation, err = strconv.ParseUint(val, 10, 64)
-		case "Send transid":
-			sv.Stransid, err = strconv.ParseUint(val, 10, 64)
-		case "Flags":
-			for _, f := range strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == ' ' }) {
-				if f == "readonly" {
-					sv.ReadOnly = true
-				}
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	for _, k := range []string{"UUID", "Subvolume ID", "Flags", "Received UUID", "Parent UUID"} {
-		if !seen[k] {
-			return nil, fmt.Errorf("no %q in the output", k)
-		}
-	}
-	if sv.UUID == "" {
-		return nil, errors.New("the subvolume has no uuid")
-	}
-	return sv, nil
-}
-
-func parseUUID(s string) (string, error) {
-	if s == "-" || s == "" {
-		return "", nil
-	}
-	u, err := uuid.Parse(s)
-	if err != nil {
-		return "", err
-	}
-	if u == uuid.Nil {
-		return "", nil
-	}
-	return u.String(), nil
+	return subvolInfo(p)
 }
 
 // ---- BTRFS_IOC_GET_SUBVOL_INFO ----
@@ -202,32 +106,66 @@ type getSubvolInfoArgs struct {
 // iocGetSubvolInfo is _IOR(BTRFS_IOCTL_MAGIC, 60, struct btrfs_ioctl_get_subvol_info_args).
 const iocGetSubvolInfo = 2<<30 | uintptr(unsafe.Sizeof(getSubvolInfoArgs{}))<<16 | 0x94<<8 | 60
 
-type kernelInfo struct {
-	uuid                         string
-	ctransid, otransid, rtransid uint64
-	otime                        time.Time
-}
-
-// subvolInfo asks the kernel (Linux 4.18+, no privileges needed) for the
-// subvolume's transaction ids and creation time.
-func subvolInfo(p string) (kernelInfo, error) {
+// subvolInfo asks the kernel (Linux 4.18+, no privileges needed) about
+// the subvolume whose root directory is p: a directory that is not one is
+// an error (the ioctl alone would describe the subvolume holding it).
+func subvolInfo(p string) (*subvol, error) {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return kernelInfo{}, &fs.PathError{Op: "open", Path: p, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &fs.PathError{Op: "fstat", Path: p, Err: err}
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return nil, &fs.PathError{Op: "fstatfs", Path: p, Err: err}
+	}
+	if st.Ino != firstFreeObjectID || sfs.Type != unix.BTRFS_SUPER_MAGIC {
+		return nil, fmt.Errorf("%s: not a btrfs subvolume", p)
+	}
 	var a getSubvolInfoArgs
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), iocGetSubvolInfo, uintptr(unsafe.Pointer(&a))); e != 0 {
-		return kernelInfo{}, fmt.Errorf("BTRFS_IOC_GET_SUBVOL_INFO on %s (needs Linux 4.18 or newer): %w", p, e)
+		return nil, fmt.Errorf("BTRFS_IOC_GET_SUBVOL_INFO on %s (needs Linux 4.18 or newer): %w", p, e)
 	}
-	u, _ := uuid.FromBytes(a.UUID[:])
-	return kernelInfo{
-		uuid:     u.String(),
-		ctransid: a.Ctransid,
-		otransid: a.Otransid,
-		rtransid: a.Rtransid,
-		otime:    time.Unix(int64(a.Otime.Sec), int64(a.Otime.Nsec)).UTC(),
-	}, nil
+	name := a.Name[:]
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	sv := subvol{
+		Name:         string(name),
+		ID:           a.TreeID,
+		UUID:         uuidString(a.UUID),
+		ParentUUID:   uuidString(a.ParentUUID),
+		ReceivedUUID: uuidString(a.ReceivedUUID),
+		Generation:   a.Generation,
+		ReadOnly:     a.Flags&rootSubvolRdonly != 0,
+		Stransid:     a.Stransid,
+		Ctransid:     a.Ctransid,
+		Otransid:     a.Otransid,
+		Rtransid:     a.Rtransid,
+		Created:      time.Unix(int64(a.Otime.Sec), int64(a.Otime.Nsec)).UTC(),
+	}
+	if sv.UUID == "" {
+		return nil, fmt.Errorf("%s: the subvolume has no uuid", p)
+	}
+	return &sv, nil
+}
+
+// rootSubvolRdonly is BTRFS_ROOT_SUBVOL_RDONLY, the read-only bit of a
+// root item's flags (what `btrfs property get ro` and show's "Flags:
+// readonly" read).
+const rootSubvolRdonly = 1 << 0
+
+// uuidString is u as btrfs-progs prints it; the all-zero uuid (btrfs's
+// "none", shown as "-") is empty.
+func uuidString(u [16]byte) string {
+	if u == ([16]byte{}) {
+		return ""
+	}
+	return uuid.UUID(u).String()
 }
 
 // ---- removal ----
