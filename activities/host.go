@@ -58,6 +58,8 @@ type Host struct {
 	mu     sync.Mutex
 	tokens map[string][]string // job -> tokens this host registered
 	sends  map[string]sendRef  // token -> what the session reads (prune keeps it)
+	// estimates are the send sizes estimateAhead started, by step.
+	estimates map[estimateKey]*aheadEstimate
 }
 
 func (h *Host) log(ctx context.Context, job, step string) *zap.Logger {
@@ -81,6 +83,7 @@ func (h *Host) CreateSnapshot(ctx context.Context, in CreateSnapshotInput) (Crea
 		return CreateSnapshotResult{}, h.fail(log, "create snapshot", err)
 	}
 	log.Info("snapshot ready", zap.String("guid", snap.GUID))
+	h.estimateAhead(in.Job, in.Dataset, in.Name, log)
 	return CreateSnapshotResult{Snapshot: snapshotOf(snap)}, nil
 }
 

@@ -19,6 +19,9 @@ import (
 // longer continue (its snapshot or base gone there) is dropped: the
 // session then sends the step from byte 0, and refused says why.
 func (h *Host) estimateSend(ctx context.Context, req *storage.SendRequest, log *zap.Logger) (n int64, refused string, err error) {
+	if n, ok := h.takeEstimate(ctx, *req); ok {
+		return n, "", nil
+	}
 	n, err = h.Backend.EstimateSendSize(ctx, *req)
 	if err == nil || req.ResumeToken == "" || !errors.Is(err, storage.ErrResumeRefused) {
 		return n, "", err

@@ -146,6 +146,16 @@ type FeatureReporter interface {
 	BackendFeatures() map[string]string
 }
 
+// EstimateAhead is a backend whose EstimateSendSize reads the snapshots
+// themselves (btrfs: a `btrfs send --no-data` pass over the metadata of
+// everything the step changed, hundreds of ms with a cold cache): the
+// source starts the likely next step's estimate as soon as the run's
+// snapshot exists, so that it overlaps the greet instead of delaying the
+// stream (activities.Host.CreateSnapshot, OpenSend).
+type EstimateAhead interface {
+	EstimateAhead() bool
+}
+
 // Inventorier is a backend that lists a dataset's intact snapshots and its
 // anomalies from one look at it, as ListSnapshots and Anomalies would; the
 // greet asks for both at once. dir checks every replica's tree to list

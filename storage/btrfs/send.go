@@ -108,6 +108,11 @@ func (b *Backend) pipeSend(ctx context.Context, args []string, consume func(io.R
 	return werr
 }
 
+// EstimateAhead implements storage.EstimateAhead: the estimate is a
+// --no-data send, whose metadata reads (cold after a reboot or a busy
+// day) are most of its time.
+func (b *Backend) EstimateAhead() bool { return true }
+
 // EstimateSendSize implements storage.Backend: it runs the same send with
 // --no-data (the kernel walks the metadata only and writes UPDATE_EXTENT
 // commands in place of file data) and adds the data those commands stand
