@@ -73,3 +73,21 @@ func TestEstimateAhead(t *testing.T) {
 	open("s1", "s2")
 	require.Len(t, ab.estimates(), 4)
 }
+
+// TestCreateSnapshotWithInventory: asked for it, the snapshot activity
+// returns the source's inventory taken after the snapshot (which lists
+// it); not asked, none.
+func TestCreateSnapshotWithInventory(t *testing.T) {
+	p := newPair(t, 1<<20, 0)
+	res, err := runActivity(t, p.src.CreateSnapshot, CreateSnapshotInput{Job: "j", Dataset: "share", Name: "s1"})
+	require.NoError(t, err)
+	require.Nil(t, res.Inventory)
+	res, err = runActivity(t, p.src.CreateSnapshot, CreateSnapshotInput{Job: "j", Dataset: "share", Name: "s2", Inventory: true})
+	require.NoError(t, err)
+	require.NotNil(t, res.Inventory)
+	want, err := runActivity(t, p.src.Inventory, InventoryInput{Job: "j", Dataset: "share"})
+	require.NoError(t, err)
+	require.Equal(t, want, *res.Inventory)
+	require.Len(t, res.Inventory.Snapshots, 2)
+	require.Equal(t, "s2", res.Inventory.Snapshots[1].Name)
+}

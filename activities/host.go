@@ -84,7 +84,16 @@ func (h *Host) CreateSnapshot(ctx context.Context, in CreateSnapshotInput) (Crea
 	}
 	log.Info("snapshot ready", zap.String("guid", snap.GUID))
 	h.estimateAhead(in.Job, in.Dataset, in.Name, log)
-	return CreateSnapshotResult{Snapshot: snapshotOf(snap)}, nil
+	res := CreateSnapshotResult{Snapshot: snapshotOf(snap)}
+	if in.Inventory {
+		// A failure retries the activity, which finds the snapshot made.
+		inv, err := h.Inventory(ctx, InventoryInput{Job: in.Job, Dataset: in.Dataset})
+		if err != nil {
+			return CreateSnapshotResult{}, err
+		}
+		res.Inventory = &inv
+	}
+	return res, nil
 }
 
 // Inventory is this host's side of the greet step.

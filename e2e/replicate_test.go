@@ -54,6 +54,7 @@ func TestFullThenIncremental(t *testing.T) {
 	out, st = e.runCLI()
 	require.Equal(t, 0, out.Code, "ferry run --wait failed")
 	incr := e.mustSucceed(st)
+	e.recordHistory(st, "greet-with-snapshot-v8.json")
 	require.Contains(t, out.Out, "snapshot "+incr.Snapshot)
 	require.NotEqual(t, full.Snapshot, incr.Snapshot)
 	require.Len(t, incr.Plan.Steps, 1)

@@ -41,8 +41,12 @@ func (r *replication) snapshot(ctx workflow.Context, name string, res *Replicate
 func (r *replication) createSnapshot(ctx workflow.Context, name string) error {
 	r.setPhase(ctx, PhaseSnapshot, "snapshot "+r.in.Source.String()+"@"+name)
 	var snap activities.CreateSnapshotResult
-	return r.call(ctx, r.in.Source.Host, "snapshot "+name, act.CreateSnapshot,
-		activities.CreateSnapshotInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Name: name}, &snap)
+	if err := r.call(ctx, r.in.Source.Host, "snapshot "+name, act.CreateSnapshot,
+		activities.CreateSnapshotInput{Job: r.in.Job, Dataset: r.in.Source.Dataset, Name: name, Inventory: r.greetWithSnapshot}, &snap); err != nil {
+		return err
+	}
+	r.srcInv = snap.Inventory
+	return nil
 }
 
 // runHook runs one hook on the source host.

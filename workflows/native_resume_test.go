@@ -22,7 +22,7 @@ var tokenPartial = activities.Partial{Dataset: "replicas/share01", Name: wantNam
 
 // greet mocks snapshot and greet with the target holding base and partials.
 func (s *replicateSuite) greet(partials ...activities.Partial) {
-	s.env.OnActivity(act.CreateSnapshot, mock.Anything, activities.CreateSnapshotInput{Job: "share01", Dataset: "share01", Name: wantName}).
+	s.env.OnActivity(act.CreateSnapshot, mock.Anything, activities.CreateSnapshotInput{Job: "share01", Dataset: "share01", Name: wantName, Inventory: true}).
 		Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil).Once()
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
 		Return(activities.InventoryResult{Host: "nas-a", Backend: "zfs", Snapshots: []activities.Snapshot{base, newSnap},

@@ -21,7 +21,9 @@ import (
 // modified replica (Conflict) and a run that left foreign items alone, -v5
 // a run whose prune step pruned both sides and a `ferry prune`
 // (PruneWorkflow), -v6 hooks around the snapshot (a failed pre hook, both
-// hooks around a good snapshot) and notifications (failed, recovered); restore-*-v1 a `ferry restore` (RestoreWorkflow), one
+// hooks around a good snapshot) and notifications (failed, recovered), -v7 a run whose verify failed on every
+// attempt, -v8 an incremental run that took the source's inventory with its
+// snapshot and the target's alongside it (greet-with-snapshot); restore-*-v1 a `ferry restore` (RestoreWorkflow), one
 // whose receiving worker was killed mid-stream. A change to ReplicateWorkflow that is not deterministic
 // against them — one not guarded by workflow.GetVersion — fails here before
 // it can break runs in flight.

@@ -33,8 +33,10 @@ var (
 	wantName  = SnapshotName("share01", testStart)
 	base      = activities.Snapshot{Name: "ferry_share01_20261120T080000Z", GUID: "g-base"}
 	newSnap   = activities.Snapshot{Name: wantName, GUID: "g-new", Digest: "d-new"}
-	received  = activities.Snapshot{Name: wantName, GUID: "t-new", ReceivedGUID: "g-new", ParentGUID: "g-base"}
-	testInput = ReplicateInput{Job: "share01",
+	// srcInventory is the source's greet once the run's snapshot is made.
+	srcInventory = activities.InventoryResult{Host: "nas-a", Snapshots: []activities.Snapshot{base, newSnap}}
+	received     = activities.Snapshot{Name: wantName, GUID: "t-new", ReceivedGUID: "g-new", ParentGUID: "g-base"}
+	testInput    = ReplicateInput{Job: "share01",
 		Source: Endpoint{Host: "nas-a", Dataset: "share01"}, Target: Endpoint{Host: "nas-b", Dataset: "replicas/share01"},
 		Compress: true}
 )
@@ -52,10 +54,14 @@ func (s *replicateSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()
 
 // happyPath mocks a run where the target already holds base.
 func (s *replicateSuite) happyPath(partials ...activities.Partial) {
-	s.env.OnActivity(act.CreateSnapshot, mock.Anything, activities.CreateSnapshotInput{Job: "share01", Dataset: "share01", Name: wantName}).
-		Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil).Once()
+	// With hooks the greet waits for them (Inventory false); the source's
+	// inventory then comes from its own activity, as it does from a worker
+	// that returns none with the snapshot.
+	s.env.OnActivity(act.CreateSnapshot, mock.Anything, mock.MatchedBy(func(in activities.CreateSnapshotInput) bool {
+		return in.Job == "share01" && in.Dataset == "share01" && in.Name == wantName
+	})).Return(activities.CreateSnapshotResult{Snapshot: newSnap}, nil).Once()
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"}).
-		Return(activities.InventoryResult{Host: "nas-a", Snapshots: []activities.Snapshot{base, newSnap}}, nil)
+		Return(srcInventory, nil)
 	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
 		Return(activities.InventoryResult{Host: "nas-b", Snapshots: []activities.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}, Partials: partials}, nil)
 	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).
@@ -115,6 +121,40 @@ func (s *replicateSuite) TestIncrementalRunSucceeds() {
 	s.Equal(PhaseDone, st.Phase)
 	s.Equal(1, st.Step)
 	s.Equal(1, st.Steps)
+}
+
+// TestGreetWithSnapshot: without hooks the snapshot activity is asked for
+// the source's inventory and, when it returns one, the source's Inventory
+// activity is not run; the target's is started before the snapshot is made.
+func (s *replicateSuite) TestGreetWithSnapshot() {
+	// The snapshot activity waits for the target's inventory to start: it
+	// only can when the workflow scheduled that before waiting for the
+	// snapshot (otherwise it gives up after a minute and the test fails).
+	targetStarted := make(chan struct{})
+	var alongside bool
+	s.env.OnActivity(act.CreateSnapshot, mock.Anything, activities.CreateSnapshotInput{Job: "share01", Dataset: "share01", Name: wantName, Inventory: true}).
+		Run(func(mock.Arguments) {
+			select {
+			case <-targetStarted:
+				alongside = true
+			case <-time.After(time.Minute):
+			}
+		}).
+		Return(activities.CreateSnapshotResult{Snapshot: newSnap, Inventory: &srcInventory}, nil).Once()
+	s.env.OnActivity(act.Inventory, mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "replicas/share01"}).
+		Run(func(mock.Arguments) { close(targetStarted) }).
+		Return(activities.InventoryResult{Host: "nas-b", Snapshots: []activities.Snapshot{{Name: base.Name, GUID: "t-base", ReceivedGUID: "g-base"}}}, nil).Once()
+	s.env.OnActivity(act.OpenSend, mock.Anything, mock.Anything).
+		Return(activities.OpenSendResult{Token: "tok", Address: "127.0.0.1:7400", ServerName: "nas-a", SourceGUID: "g-new", SourceDigest: "d-new"}, nil).Once()
+	s.expectReceiveOK()
+	s.expectVerifyOK()
+
+	s.env.ExecuteWorkflow(ReplicateWorkflow, testInput)
+	res := s.result()
+	s.Equal(base.Name, res.Plan.Base)
+	s.Len(res.Plan.Steps, 1)
+	s.True(alongside, "the target's inventory ran while the snapshot was being made")
+	s.env.AssertNotCalled(s.T(), "Inventory", mock.Anything, activities.InventoryInput{Job: "share01", Dataset: "share01"})
 }
 
 func (s *replicateSuite) TestLinkDropRetriesTheReceive() {
