@@ -20,6 +20,7 @@ import (
 // session then sends the step from byte 0, and refused says why.
 func (h *Host) estimateSend(ctx context.Context, req *storage.SendRequest, log *zap.Logger) (n int64, refused string, err error) {
 	if n, ok := h.takeEstimate(ctx, *req); ok {
+		log.Info("send size estimated ahead, while the greet ran", zap.Int64("expected_bytes", n))
 		return n, "", nil
 	}
 	n, err = h.Backend.EstimateSendSize(ctx, *req)
