@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/ferry-nas/ferry/activities"
 	"github.com/ferry-nas/ferry/config"
 	"github.com/ferry-nas/ferry/internal/benchrec"
 	"github.com/ferry-nas/ferry/internal/prereq"
@@ -160,6 +161,11 @@ func (sb *sendBench) ferryRun(mode storage.ResumeMode, base string) (time.Durati
 		// Only base and the new snapshot on the source: the run sends one
 		// step from base, not a catch-up chain through the last run's.
 		require.NoError(e.t, e.backend(source).DestroySnapshot(e.ctx, srcDataset, sb.last))
+		// And the marks say so, as after a run that replicated base: the
+		// cursor names the snapshot the next run sends from (the source
+		// estimates that step's size ahead, during the greet).
+		require.NoError(e.t, e.backend(source).SetMark(e.ctx, srcDataset, activities.MarkName(activities.MarkCursor, e.job), base))
+		require.NoError(e.t, e.backend(target).SetMark(e.ctx, tgtDataset, activities.MarkName(activities.MarkReceived, e.job), base))
 	}
 	sb.quiesce()
 	cpu0 := e.workersCPU()
