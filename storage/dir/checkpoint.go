@@ -4,13 +4,16 @@
 package dir
 
 import (
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 
 	"github.com/ferry-nas/ferry/resume"
 	"github.com/ferry-nas/ferry/storage"
@@ -106,7 +109,8 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err != nil {
 		return storage.Snapshot{}, err
 	}
-	w := &treeWalker{root: rx.tree, out: mw, buf: rx.buf, h: rx.h, strip: true, trueDirModes: !b.isRoot, written: &writtenList{files: rx.written}}
+	var inodes []inodeRec
+	w := &treeWalker{root: rx.tree, out: mw, buf: rx.buf, h: rx.h, strip: true, trueDirModes: !b.isRoot, written: &writtenList{files: rx.written}, inodes: &inodes}
 	if !b.isRoot {
 		if w.dirModes, err = openDirModes(filepath.Join(rx.dir, stDirModes)); err != nil {
 			mw.abort()
@@ -157,7 +161,17 @@ func (rx *receiver) finish() (storage.Snapshot, error) {
 	if err := os.Chmod(b.snapTree(ds, name), storage.FileMode(w.rootMode&^0o222)); err != nil {
 		return storage.Snapshot{}, err
 	}
-	if err := b.recordInodes(ds, name); err != nil {
+	// The walk recorded every entry's inode as it left it; only the root
+	// changed since (its rename and mode).
+	var root unix.Stat_t
+	if err := unix.Lstat(b.snapTree(ds, name), &root); err != nil {
+		return storage.Snapshot{}, &fs.PathError{Op: "lstat", Path: b.snapTree(ds, name), Err: err}
+	}
+	if len(inodes) == 0 || inodes[0].path != "." || inodes[0].ino != root.Ino {
+		return storage.Snapshot{}, fmt.Errorf("the received tree's root %s was replaced while it was committed", b.snapTree(ds, name))
+	}
+	inodes[0].ctime = root.Ctim.Nano()
+	if err := b.writeInodeRecs(ds, name, inodes); err != nil {
 		return storage.Snapshot{}, err
 	}
 	rec, err := b.nextSeq(ds)

@@ -48,6 +48,32 @@ func (b *Backend) inodesPath(ds, name string) string {
 // recordInodes writes the inode list of the committed tree of name; it
 // runs after the tree has its final place and modes, before the metadata.
 func (b *Backend) recordInodes(ds, name string) error {
+	return b.writeInodes(ds, name, func(w *bufio.Writer) error {
+		return walkTree(b.snapTree(ds, name), func(rel string, fi fs.FileInfo) error {
+			_, err := w.WriteString(inodeLine(rel, statInfo(fi)))
+			return err
+		})
+	})
+}
+
+// writeInodeRecs writes the inode list of the committed tree of name from
+// recs, the records of its entries in manifest order taken by the walk
+// that made its manifest (the receive's commit): each stat'ed after the
+// last change ferry made to it, its root after the tree's rename into
+// place. This is recordInodes without a second walk of the tree.
+func (b *Backend) writeInodeRecs(ds, name string, recs []inodeRec) error {
+	return b.writeInodes(ds, name, func(w *bufio.Writer) error {
+		for i := range recs {
+			if _, err := w.WriteString(inodeLine(recs[i].path, statOf{ino: recs[i].ino, ctime: recs[i].ctime})); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writeInodes writes name's inode list, its lines from fill, durably.
+func (b *Backend) writeInodes(ds, name string, fill func(w *bufio.Writer) error) error {
 	if err := b.lay.MkdirAll(b.inodesDir(ds)); err != nil {
 		return err
 	}
@@ -58,10 +84,7 @@ func (b *Backend) recordInodes(ds, name string) error {
 	}
 	w := bufio.NewWriterSize(f, 256<<10)
 	w.WriteString(inodesHeader + "\n")
-	err = walkTree(b.snapTree(ds, name), func(rel string, fi fs.FileInfo) error {
-		_, err := w.WriteString(inodeLine(rel, statInfo(fi)))
-		return err
-	})
+	err = fill(w)
 	if err == nil {
 		err = w.Flush()
 	}

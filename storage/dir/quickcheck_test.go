@@ -2,7 +2,9 @@ package dir
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"testing"
 
@@ -92,4 +94,47 @@ func TestBaseChangedInPlaceRefusesIncremental(t *testing.T) {
 		t.Fatalf("the refusal does not say what changed: %v", err)
 	}
 	t.Log(err)
+}
+
+// TestCommitInodeListIsTheTrees: the inode list a commit records without
+// walking its tree again (taken as its manifest was made) is, line for
+// line, the list a walk of the committed tree makes, for a full receive,
+// an incremental one (files linked from the base, some rewritten, modes
+// changed) and a local snapshot; as root and as a ferry that is not root
+// (staged directories kept writable until the commit).
+func TestCommitInodeListIsTheTrees(t *testing.T) {
+	for _, root := range []bool{true, false} {
+		t.Run(fmt.Sprintf("root=%v", root), func(t *testing.T) {
+			src, dst := newTestBackend(t), newTestBackend(t)
+			src.isRoot, dst.isRoot = src.isRoot && root, dst.isRoot && root
+			// Right after each commit: later snapshots linking its files
+			// move their ctimes.
+			same := func(name string) {
+				for _, b := range []*Backend{src, dst} {
+					recorded, err := os.ReadFile(b.inodesPath("ds", name))
+					ok(t, err)
+					ok(t, b.recordInodes("ds", name))
+					walked, err := os.ReadFile(b.inodesPath("ds", name))
+					ok(t, err)
+					if !bytes.Equal(recorded, walked) {
+						t.Fatalf("%s's inode list as committed differs from a walk of its tree:\n%s\nwalk:\n%s", name, recorded, walked)
+					}
+					if n := bytes.Count(recorded, []byte("\n")); n < 10 {
+						t.Fatalf("%s's inode list has %d lines: the tree is not the test's", name, n)
+					}
+				}
+			}
+			storagetest.MakeTree(t, src.live("ds"))
+			replicate(t, src, dst, "s1")
+			same("s1")
+			storagetest.MutateTree(t, src.live("ds"), 1)
+			s2, err := src.CreateSnapshot(bg, "ds", "s2")
+			ok(t, err)
+			var buf bytes.Buffer
+			ok(t, src.Send(bg, storage.SendRequest{Dataset: "ds", From: "s1", To: "s2"}, &buf))
+			_, err = dst.Receive(bg, storage.ReceiveRequest{Dataset: "ds", Name: "s2", SourceGUID: s2.GUID, Parent: "s1"}, storagetest.Stream(t, buf.Bytes(), resume.Position{}))
+			ok(t, err)
+			same("s2")
+		})
+	}
 }

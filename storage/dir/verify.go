@@ -57,6 +57,10 @@ type treeWalker struct {
 	// links holds the entry of the first path of every inode seen with
 	// more than one link (files shared with the base count too).
 	links map[devIno]*Entry
+	// inodes, when set (a receive's commit), collects every entry's inode
+	// and ctime as the walk leaves it (after the walker's own chmod): the
+	// committed tree's inode list, without walking it again.
+	inodes *[]inodeRec
 }
 
 func (w *treeWalker) walk() error {
@@ -148,6 +152,11 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 	abs := filepath.Join(w.root, filepath.FromSlash(rel))
 	st := statInfo(fi)
 	e := Entry{Path: rel, Mode: st.mode, Mtime: st.mtime, UID: st.uid, GID: st.gid}
+	rec := -1
+	if w.inodes != nil {
+		rec = len(*w.inodes)
+		*w.inodes = append(*w.inodes, inodeRec{path: rel, ino: st.ino, ctime: st.ctime})
+	}
 	var fromStored *Entry
 	if w.stored != nil {
 		se, err := seek(w.stored, rel, missing)
@@ -209,7 +218,7 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 			return err
 		}
 		if w.strip && st.mode != e.Mode&^0o222 && rel != "." { // the root: after its rename
-			return os.Chmod(abs, storage.FileMode(e.Mode&^0o222))
+			return w.chmod(abs, storage.FileMode(e.Mode&^0o222), rec)
 		}
 		return nil
 	case fs.ModeSymlink:
@@ -275,12 +284,33 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 			return err
 		}
 		if w.strip && st.mode&0o222 != 0 {
-			return os.Chmod(abs, storage.FileMode(st.mode&^0o222))
+			return w.chmod(abs, storage.FileMode(st.mode&^0o222), rec)
 		}
 		return nil
 	default:
 		return fmt.Errorf("%q is a %s, which a dir snapshot never holds: %w", rel, st.fileType, errTampered)
 	}
+}
+
+// chmod sets the mode of the entry at abs whose inode record (if the walk
+// collects them) is rec, and records the ctime the change gave it.
+func (w *treeWalker) chmod(abs string, mode fs.FileMode, rec int) error {
+	if err := os.Chmod(abs, mode); err != nil {
+		return err
+	}
+	if rec < 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(abs, &st); err != nil {
+		return &fs.PathError{Op: "lstat", Path: abs, Err: err}
+	}
+	r := &(*w.inodes)[rec]
+	if st.Ino != r.ino {
+		return fmt.Errorf("%q was replaced while the receive committed it", r.path)
+	}
+	r.ctime = st.Ctim.Nano()
+	return nil
 }
 
 // Verify implements storage.Backend: identities as requested, then the
