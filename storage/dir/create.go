@@ -219,7 +219,7 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 			return err
 		}
 		// An entry deleted while we looked is skipped.
-		if err := walkDir(src, true, func(_ *openDir, n string, cfi fs.FileInfo) error {
+		if err := walkDir(src, true, true, func(_ *openDir, n string, cfi fs.FileInfo) error {
 			return s.entry(join(rel, n), cfi)
 		}); err != nil {
 			return err

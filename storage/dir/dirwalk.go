@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -68,8 +69,12 @@ func (d *openDir) openFile(name string) (*os.File, error) {
 
 // walkDir calls fn for every entry of the directory p in byte order with
 // its lstat; an entry that vanished before its lstat is skipped when
-// skipGone, else an error.
-func walkDir(p string, skipGone bool, fn func(d *openDir, name string, fi fs.FileInfo) error) error {
+// skipGone, else an error. With ahead, a second goroutine stats the
+// directory's entries ahead of fn (in chunks of statChunk), so that a walk
+// uses two cores: only for a walk whose fn changes no entry of the
+// directory after the one it is given (an lstat may be taken before fn
+// has run for the entries before it).
+func walkDir(p string, skipGone, ahead bool, fn func(d *openDir, name string, fi fs.FileInfo) error) error {
 	d, err := openDirAt(p)
 	if err != nil {
 		return err
@@ -78,6 +83,9 @@ func walkDir(p string, skipGone bool, fn func(d *openDir, name string, fi fs.Fil
 	names, err := d.names()
 	if err != nil {
 		return err
+	}
+	if ahead && len(names) >= 2*statChunk {
+		return walkAhead(d, names, skipGone, fn)
 	}
 	for _, n := range names {
 		fi, err := d.lstat(n)
@@ -88,6 +96,50 @@ func walkDir(p string, skipGone bool, fn func(d *openDir, name string, fi fs.Fil
 			return err
 		}
 		if err := fn(d, n, fi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statChunk is how many entries walkAhead's second goroutine stats before
+// handing them over.
+const statChunk = 64
+
+// walkAhead is walkDir's loop with the lstats taken on a second goroutine.
+func walkAhead(d *openDir, names []string, skipGone bool, fn func(d *openDir, name string, fi fs.FileInfo) error) error {
+	fis := make([]statFI, len(names))
+	errs := make([]error, len(names))
+	ready := make(chan int, len(names)/statChunk+1)
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < len(names) && !stop.Load(); i += statChunk {
+			end := min(i+statChunk, len(names))
+			for j := i; j < end; j++ {
+				fis[j].name = names[j]
+				if err := unix.Fstatat(d.fd, names[j], &fis[j].st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					errs[j] = &fs.PathError{Op: "lstat", Path: d.path + "/" + names[j], Err: err}
+				}
+			}
+			ready <- end
+		}
+	}()
+	// The directory stays open until the goroutine is done with it.
+	defer func() { stop.Store(true); <-done }()
+	have := 0
+	for i, n := range names {
+		for have <= i {
+			have = <-ready
+		}
+		if skipGone && errors.Is(errs[i], fs.ErrNotExist) {
+			continue
+		}
+		if errs[i] != nil {
+			return errs[i]
+		}
+		if err := fn(d, n, &fis[i]); err != nil {
 			return err
 		}
 	}

@@ -240,7 +240,7 @@ func walkTree(root string, fn func(rel string, fi fs.FileInfo) error) error {
 		if !fi.IsDir() {
 			return nil
 		}
-		return walkDir(filepath.Join(root, filepath.FromSlash(rel)), false, func(_ *openDir, n string, cfi fs.FileInfo) error {
+		return walkDir(filepath.Join(root, filepath.FromSlash(rel)), false, true, func(_ *openDir, n string, cfi fs.FileInfo) error {
 			return visit(join(rel, n), cfi)
 		})
 	}

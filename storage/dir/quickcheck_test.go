@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -137,4 +138,53 @@ func TestCommitInodeListIsTheTrees(t *testing.T) {
 			same("s2")
 		})
 	}
+}
+
+// TestWalksOfALargeDirectory: directories of more entries than a walk
+// stats at once (statChunk), where a second goroutine stats them ahead of
+// the walk, are snapshotted, received and checked entry for entry: the
+// replica verifies, its inode list as committed is the tree's, and a
+// change to one entry late in the directory (a mode, content rewritten in
+// place) is found by the listing's check and by Verify.
+func TestWalksOfALargeDirectory(t *testing.T) {
+	src, dst := newTestBackend(t), newTestBackend(t)
+	n := 5*statChunk + 7
+	for i := range n {
+		storagetest.WriteFile(t, filepath.Join(src.live("ds"), "big", fmt.Sprintf("f%04d", i)), []byte(fmt.Sprint(i)), 0o644, 1)
+	}
+	replicate(t, src, dst, "s1")
+	m, okm, err := dst.loadMeta("ds", "s1")
+	ok(t, err)
+	if !okm || m.Entries != int64(n+2) {
+		t.Fatalf("the replica has %d entries (committed %v), want %d", m.Entries, okm, n+2)
+	}
+	recorded, err := os.ReadFile(dst.inodesPath("ds", "s1"))
+	ok(t, err)
+	ok(t, dst.recordInodes("ds", "s1"))
+	walked, err := os.ReadFile(dst.inodesPath("ds", "s1"))
+	ok(t, err)
+	if !bytes.Equal(recorded, walked) {
+		t.Fatal("the inode list as committed differs from a walk of the tree")
+	}
+	verify := func() error {
+		_, err := dst.Verify(bg, storage.VerifyRequest{Dataset: "ds", Name: "s1", SourceGUID: m.ReceivedGUID, Digest: m.Digest})
+		return err
+	}
+	ok(t, verify())
+	late := filepath.Join(dst.snapTree("ds", "s1"), "big", fmt.Sprintf("f%04d", n-3))
+	ok(t, os.Chmod(late, 0o404))
+	if as, err := dst.Anomalies(bg, "ds"); err != nil || len(as) != 1 || !strings.Contains(as[0].What, fmt.Sprintf("f%04d", n-3)) {
+		t.Fatalf("a mode changed late in a large directory: anomalies %+v, %v", as, err)
+	}
+	wantKind(t, verify(), storage.KindConflict)
+	ok(t, os.Chmod(late, 0o444))
+	ok(t, verify())
+	// Content changed in place, size and times put back.
+	fi, err := os.Stat(late)
+	ok(t, err)
+	ok(t, os.Chmod(late, 0o644))
+	ok(t, os.WriteFile(late, []byte(fmt.Sprintf("%0*d", fi.Size(), 0)), 0o644))
+	ok(t, os.Chmod(late, 0o444))
+	ok(t, os.Chtimes(late, fi.ModTime(), fi.ModTime()))
+	wantKind(t, verify(), storage.KindConflict)
 }

@@ -212,7 +212,7 @@ func (w *treeWalker) entry(rel string, fi fs.FileInfo, dir *openDir) error {
 		if err := w.emit(&e); err != nil {
 			return err
 		}
-		if err := walkDir(abs, false, func(d *openDir, n string, cfi fs.FileInfo) error {
+		if err := walkDir(abs, false, !w.strip, func(d *openDir, n string, cfi fs.FileInfo) error {
 			return w.entry(join(rel, n), cfi, d)
 		}); err != nil {
 			return err
