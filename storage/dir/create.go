@@ -9,10 +9,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -99,9 +101,39 @@ type snapshotter struct {
 	// links holds the entry of the first path of every live inode with
 	// more than one link: later paths become hard links to its copy.
 	links map[devIno]*Entry
+	// deferLinks: the unchanged files (of one link) are linked from the
+	// previous snapshot after the walk, a directory at a time on a few
+	// goroutines (linkFiles), and the directories get their metadata
+	// after that; batches and dirs hold them until then.
+	deferLinks bool
+	batches    []linkBatch
+	batchOf    map[string]int
+	dirs       []pendingDir
 }
 
+// pendingDir is a directory of the new tree whose metadata waits for the
+// deferred links (which would move its mtime, and need it writable).
+type pendingDir struct {
+	rel, dst string
+	st       statOf
+	xs       []storage.Xattr
+}
+
+// errDeferredLink is a deferred link that failed (the previous copy gone,
+// too many links): the snapshot is made again, linking as it walks, which
+// copies what it cannot link.
+var errDeferredLink = errors.New("a deferred link failed")
+
 func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, error) {
+	m, err := b.makeSnapshot(ctx, ds, name, true)
+	if errors.Is(err, errDeferredLink) {
+		b.log.Debug("dir snapshot: a deferred link failed; making the snapshot again, linking as it walks", zap.String("dataset", ds), logging.Snapshot(name), zap.Error(err))
+		m, err = b.makeSnapshot(ctx, ds, name, false)
+	}
+	return m, err
+}
+
+func (b *Backend) makeSnapshot(ctx context.Context, ds, name string, deferLinks bool) (*meta, error) {
 	// A leftover of an interrupted attempt at this name (a temporary tree,
 	// or a tree or manifest in place without metadata) is discarded.
 	tmp := filepath.Join(b.tmpDir(ds), name)
@@ -118,6 +150,7 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 		b: b, ctx: ctx, live: b.live(ds), tree: filepath.Join(tmp, "tree"),
 		m:   &meta{Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString()},
 		buf: make([]byte, 1<<20), h: sha256.New(), links: map[devIno]*Entry{},
+		deferLinks: deferLinks, batchOf: map[string]int{},
 	}
 	// Files are shared only with an intact previous snapshot.
 	metas, _, err := b.scan(ds)
@@ -151,6 +184,20 @@ func (b *Backend) createSnapshot(ctx context.Context, ds, name string) (*meta, e
 	if err := s.prev.err; err != nil {
 		s.out.abort()
 		return nil, err
+	}
+	if err := linkFiles(ctx, s.prevTree, s.tree, s.batches); err != nil {
+		s.out.abort()
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errDeferredLink, err)
+	}
+	for i := range s.dirs {
+		d := &s.dirs[i]
+		if err := s.finishDir(d.rel, d.dst, d.st, d.xs); err != nil {
+			s.out.abort()
+			return nil, err
+		}
 	}
 	if s.m.Digest, err = s.out.close(); err != nil {
 		return nil, err
@@ -225,24 +272,13 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 			return err
 		}
 		// The directory gets its metadata once its children are in (its
-		// default ACL would otherwise be inherited by their copies).
-		if err := s.b.own(dst, st.uid, st.gid); err != nil {
-			return err
+		// default ACL would otherwise be inherited by their copies), and
+		// with deferred links once those are made too.
+		if s.deferLinks {
+			s.dirs = append(s.dirs, pendingDir{rel: rel, dst: dst, st: st, xs: xs})
+			return nil
 		}
-		// Even with none: the copy may have inherited a default ACL from
-		// .ferry (a root whose directory has one).
-		if err := s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs); err != nil {
-			return err
-		}
-		// The tree's root stays writable until it has been renamed into
-		// place: moving a directory to another parent needs write access
-		// to it (its ".." entry changes).
-		if rel != "." {
-			if err := os.Chmod(dst, storage.FileMode(st.mode&^0o222)); err != nil {
-				return err
-			}
-		}
-		return setTimes(dst, st.atime, st.mtime)
+		return s.finishDir(rel, dst, st, xs)
 	case fs.ModeSymlink:
 		e.Type = typeSymlink
 		target, err := os.Readlink(src)
@@ -277,6 +313,28 @@ func (s *snapshotter) entry(rel string, fi fs.FileInfo) error {
 		}
 		return nil
 	}
+}
+
+// finishDir gives a directory of the new tree its metadata, its children
+// all in.
+func (s *snapshotter) finishDir(rel, dst string, st statOf, xs []storage.Xattr) error {
+	if err := s.b.own(dst, st.uid, st.gid); err != nil {
+		return err
+	}
+	// Even with none: the copy may have inherited a default ACL from
+	// .ferry (a root whose directory has one).
+	if err := s.b.setXattrs("create snapshot", s.m.Dataset, s.m.Name, rel, dst, xs); err != nil {
+		return err
+	}
+	// The tree's root stays writable until it has been renamed into
+	// place: moving a directory to another parent needs write access
+	// to it (its ".." entry changes).
+	if rel != "." {
+		if err := os.Chmod(dst, storage.FileMode(st.mode&^0o222)); err != nil {
+			return err
+		}
+	}
+	return setTimes(dst, st.atime, st.mtime)
 }
 
 // skipPrev advances the previous manifest up to rel and returns its entry
@@ -339,6 +397,22 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 			if err != nil {
 				return err
 			}
+		}
+		if same && s.deferLinks && st.nlink == 1 {
+			// Linked after the walk (a later name of an inode of several
+			// links is linked to its first copy as the walk finds it, so
+			// those are linked now).
+			dir, base := path.Split(rel)
+			i, ok := s.batchOf[dir]
+			if !ok {
+				i = len(s.batches)
+				s.batchOf[dir] = i
+				s.batches = append(s.batches, linkBatch{dir: dir})
+			}
+			s.batches[i].names = append(s.batches[i].names, base)
+			e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
+			s.m.Linked++
+			return nil
 		}
 		if same {
 			if err := linkAt(s.prevDirs, s.treeDirs, rel); err == nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -368,5 +369,38 @@ func TestEstimateSendSize(t *testing.T) {
 		if n := int64(buf.Len()); est < n*8/10 || est > n*12/10 {
 			t.Errorf("%+v: estimate %d, actual %d", req, est, n)
 		}
+	}
+}
+
+// TestDeferredLinkFailureCopies: the unchanged files are linked after the
+// snapshot's walk; when a link fails there (the previous snapshot's copy
+// is gone), the snapshot is made again linking as it walks, which copies
+// that file: it succeeds with the live content, the other files linked.
+func TestDeferredLinkFailureCopies(t *testing.T) {
+	b := newTestBackend(t)
+	live := b.live("ds")
+	for i := range 3 {
+		storagetest.WriteFile(t, filepath.Join(live, "d", fmt.Sprintf("f%d", i)), []byte(fmt.Sprint("content ", i)), 0o644, i+1)
+	}
+	_, err := b.CreateSnapshot(bg, "ds", "s1")
+	ok(t, err)
+	gone := filepath.Join(b.snapTree("ds", "s1"), "d", "f1")
+	ok(t, os.Chmod(filepath.Dir(gone), 0o755))
+	ok(t, os.Remove(gone))
+	s2, err := b.CreateSnapshot(bg, "ds", "s2")
+	ok(t, err)
+	m, _, err := b.loadMeta("ds", "s2")
+	ok(t, err)
+	if m.Linked != 2 || m.Copied != 1 {
+		t.Errorf("linked %d copied %d, want 2 and 1 (the copy that was gone)", m.Linked, m.Copied)
+	}
+	if d, _ := storage.TreeDigest(live, nil); d != mustDigest(t, b, "ds", "s2") {
+		t.Fatal("s2 differs from the live tree")
+	}
+	if _, err := b.Verify(bg, storage.VerifyRequest{Dataset: "ds", Name: "s2", Digest: s2.Digest}); err != nil {
+		t.Fatal(err)
+	}
+	if ino(t, filepath.Join(b.snapTree("ds", "s1"), "d", "f0")) != ino(t, filepath.Join(b.snapTree("ds", "s2"), "d", "f0")) {
+		t.Error("an unchanged file was copied instead of linked")
 	}
 }
