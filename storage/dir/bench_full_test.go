@@ -57,15 +57,8 @@ func BenchmarkHotFullCopy(b *testing.B) {
 	if err := syncFS(live); err != nil {
 		b.Fatal(err)
 	}
-	steps, cpu := map[string]time.Duration{}, map[string]time.Duration{}
-	timed := func(step string, f func() error) {
-		began, cpu0 := time.Now(), cpuTime(b)
-		if err := f(); err != nil {
-			b.Fatalf("%s: %v", step, err)
-		}
-		steps[step] += time.Since(began)
-		cpu[step] += cpuTime(b) - cpu0
-	}
+	times := newStepTimes(b)
+	timed := times.timed
 	i := 0
 	for b.Loop() {
 		i++
@@ -104,8 +97,8 @@ func BenchmarkHotFullCopy(b *testing.B) {
 		b.StartTimer()
 	}
 	b.SetBytes(int64(mb) << 20)
-	for step, d := range steps {
+	for step, d := range times.wall {
 		b.ReportMetric(d.Seconds()/float64(i), step+"-s")
-		b.ReportMetric(cpu[step].Seconds()/float64(i), step+"-cpu-s")
+		b.ReportMetric(times.cpu[step].Seconds()/float64(i), step+"-cpu-s")
 	}
 }

@@ -155,15 +155,8 @@ func BenchmarkHotNoChangeCycle(b *testing.B) {
 		return time.Since(began)
 	}
 	replicate("", "s0")
-	steps, cpu := map[string]time.Duration{}, map[string]time.Duration{}
-	timed := func(step string, f func() error) {
-		began, cpu0 := time.Now(), cpuTime(b)
-		if err := f(); err != nil {
-			b.Fatalf("%s: %v", step, err)
-		}
-		steps[step] += time.Since(began)
-		cpu[step] += cpuTime(b) - cpu0
-	}
+	times := newStepTimes(b)
+	timed := times.timed
 	i := 0
 	for b.Loop() {
 		i++
@@ -194,9 +187,9 @@ func BenchmarkHotNoChangeCycle(b *testing.B) {
 			return err
 		})
 	}
-	for step, d := range steps {
+	for step, d := range times.wall {
 		b.ReportMetric(float64(d.Nanoseconds())/float64(i)/float64(files), step+"-ns/file")
-		b.ReportMetric(float64(cpu[step].Nanoseconds())/float64(i)/float64(files), step+"-cpu-ns/file")
+		b.ReportMetric(float64(times.cpu[step].Nanoseconds())/float64(i)/float64(files), step+"-cpu-ns/file")
 	}
 }
 
@@ -207,4 +200,24 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// stepTimes adds up the wall and CPU time of a benchmark's named steps.
+type stepTimes struct {
+	b         *testing.B
+	wall, cpu map[string]time.Duration
+}
+
+func newStepTimes(b *testing.B) *stepTimes {
+	return &stepTimes{b: b, wall: map[string]time.Duration{}, cpu: map[string]time.Duration{}}
+}
+
+// timed runs f as step, failing the benchmark when it fails.
+func (s *stepTimes) timed(step string, f func() error) {
+	began, cpu0 := time.Now(), cpuTime(s.b)
+	if err := f(); err != nil {
+		s.b.Fatalf("%s: %v", step, err)
+	}
+	s.wall[step] += time.Since(began)
+	s.cpu[step] += cpuTime(s.b) - cpu0
 }
