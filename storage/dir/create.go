@@ -14,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -104,10 +103,9 @@ type snapshotter struct {
 	// deferLinks: the unchanged files (of one link) are linked from the
 	// previous snapshot after the walk, a directory at a time on a few
 	// goroutines (linkFiles), and the directories get their metadata
-	// after that; batches and dirs hold them until then.
+	// after that; toLink and dirs hold them until then.
 	deferLinks bool
-	batches    []linkBatch
-	batchOf    map[string]int
+	toLink     linkPlan
 	dirs       []pendingDir
 }
 
@@ -150,7 +148,7 @@ func (b *Backend) makeSnapshot(ctx context.Context, ds, name string, deferLinks 
 		b: b, ctx: ctx, live: b.live(ds), tree: filepath.Join(tmp, "tree"),
 		m:   &meta{Version: 1, Dataset: ds, Name: name, GUID: uuid.NewString()},
 		buf: make([]byte, 1<<20), h: sha256.New(), links: map[devIno]*Entry{},
-		deferLinks: deferLinks, batchOf: map[string]int{},
+		deferLinks: deferLinks,
 	}
 	// Files are shared only with an intact previous snapshot.
 	metas, _, err := b.scan(ds)
@@ -185,7 +183,7 @@ func (b *Backend) makeSnapshot(ctx context.Context, ds, name string, deferLinks 
 		s.out.abort()
 		return nil, err
 	}
-	if err := linkFiles(ctx, s.prevTree, s.tree, s.batches); err != nil {
+	if err := linkFiles(ctx, s.prevTree, s.tree, s.toLink.batches); err != nil {
 		s.out.abort()
 		if ctx.Err() != nil {
 			return nil, err
@@ -402,14 +400,7 @@ func (s *snapshotter) file(rel, src, dst string, st statOf, e *Entry) error {
 			// Linked after the walk (a later name of an inode of several
 			// links is linked to its first copy as the walk finds it, so
 			// those are linked now).
-			dir, base := path.Split(rel)
-			i, ok := s.batchOf[dir]
-			if !ok {
-				i = len(s.batches)
-				s.batchOf[dir] = i
-				s.batches = append(s.batches, linkBatch{dir: dir})
-			}
-			s.batches[i].names = append(s.batches[i].names, base)
+			s.toLink.add(rel)
 			e.Size, e.SHA256, e.Xattrs, e.Sparse, e.Data = p.Size, p.SHA256, p.Xattrs, p.Sparse, p.Data
 			s.m.Linked++
 			return nil

@@ -33,8 +33,7 @@ func (rx *receiver) populate() error {
 	ptree := rx.b.snapTree(rx.req.Dataset, rx.req.Parent)
 	// Directories and symlinks first, in manifest order; the files' links
 	// after, a directory at a time on a few goroutines (see linkFiles).
-	var batches []linkBatch
-	batchOf := map[string]int{}
+	var toLink linkPlan
 	for e := man.take(); e != nil; e = man.take() {
 		if err := rx.ctx.Err(); err != nil {
 			return err
@@ -48,14 +47,7 @@ func (rx *receiver) populate() error {
 				}
 			}
 		case typeFile:
-			dir, base := path.Split(e.Path)
-			i, ok := batchOf[dir]
-			if !ok {
-				i = len(batches)
-				batchOf[dir] = i
-				batches = append(batches, linkBatch{dir: dir})
-			}
-			batches[i].names = append(batches[i].names, base)
+			toLink.add(e.Path)
 		case typeSymlink:
 			if err := os.Symlink(e.Link, dst); err != nil {
 				return err
@@ -74,7 +66,7 @@ func (rx *receiver) populate() error {
 	if man.err != nil {
 		return man.err
 	}
-	if err := linkFiles(rx.ctx, ptree, rx.tree, batches); err != nil {
+	if err := linkFiles(rx.ctx, ptree, rx.tree, toLink.batches); err != nil {
 		return err
 	}
 	// Directory metadata last (deepest first would not matter for modes,
@@ -125,6 +117,28 @@ func (rx *receiver) copyXattrs(e *Entry, ptree, dst string) error {
 type linkBatch struct {
 	dir   string
 	names []string
+}
+
+// linkPlan gathers files to link into batches, one per directory, in the
+// order the directories are first met.
+type linkPlan struct {
+	batches []linkBatch
+	of      map[string]int // directory -> its batch
+}
+
+// add puts the file rel (a path relative to the tree) in its directory's batch.
+func (p *linkPlan) add(rel string) {
+	dir, base := path.Split(rel)
+	i, ok := p.of[dir]
+	if !ok {
+		if p.of == nil {
+			p.of = map[string]int{}
+		}
+		i = len(p.batches)
+		p.of[dir] = i
+		p.batches = append(p.batches, linkBatch{dir: dir})
+	}
+	p.batches[i].names = append(p.batches[i].names, base)
 }
 
 // linkWorkers is how many directories linkFiles links at once. A linkat
