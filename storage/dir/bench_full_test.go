@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,23 +20,14 @@ import (
 // step's mean wall and CPU time (user and system, all threads) are
 // reported; bytes are the tree's.
 func BenchmarkHotFullCopy(b *testing.B) {
-	mb := 256
-	if v := os.Getenv("FERRY_HOT_MB"); v != "" {
-		if _, err := fmt.Sscan(v, &mb); err != nil {
-			b.Fatal(err)
-		}
-	}
+	mb := envInt(b, "FERRY_HOT_MB", 256)
 	ctx := context.Background()
 	newBackend := func() *Backend {
 		root := b.TempDir()
 		b.Cleanup(func() { removeTree(root) })
 		var opts []Option
-		if v := os.Getenv("FERRY_HOT_CKPT_MB"); v != "" {
-			var n int64
-			if _, err := fmt.Sscan(v, &n); err != nil {
-				b.Fatal(err)
-			}
-			opts = append(opts, WithCheckpointEvery(n<<20, time.Hour))
+		if n := envInt(b, "FERRY_HOT_CKPT_MB", -1); n >= 0 {
+			opts = append(opts, WithCheckpointEvery(int64(n)<<20, time.Hour))
 		}
 		be, err := New(root, opts...)
 		if err != nil {

@@ -112,12 +112,7 @@ func BenchmarkHotReceiveStream(b *testing.B) {
 // Verify. Each step's mean wall and CPU time (user and system, all
 // threads) per file are reported.
 func BenchmarkHotNoChangeCycle(b *testing.B) {
-	files := 10_000
-	if v := os.Getenv("FERRY_HOT_FILES"); v != "" {
-		if _, err := fmt.Sscan(v, &files); err != nil {
-			b.Fatal(err)
-		}
-	}
+	files := envInt(b, "FERRY_HOT_FILES", 10_000)
 	ctx := context.Background()
 	src, dst := newTestBackend(b), newTestBackend(b)
 	b.Cleanup(func() { removeTree(src.root); removeTree(dst.root) })
@@ -220,4 +215,18 @@ func (s *stepTimes) timed(step string, f func() error) {
 	}
 	s.wall[step] += time.Since(began)
 	s.cpu[step] += cpuTime(s.b) - cpu0
+}
+
+// envInt is the integer in the environment variable name, or def when it
+// is unset; anything else fails the benchmark.
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n := def
+	if _, err := fmt.Sscan(v, &n); err != nil {
+		b.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
 }
