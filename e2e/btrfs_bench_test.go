@@ -107,7 +107,8 @@ func BenchmarkRowBtrfs(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		vals map[string][]float64
-	}{{btrfsFullCase, full}, {btrfsIncrCase, incr}} {
+		base string
+	}{{btrfsFullCase, full, ""}, {btrfsIncrCase, incr, base}} {
 		incrCause, stagedIncr := "", ""
 		if c.name == btrfsIncrCase {
 			incrCause, stagedIncr = "; "+btrfsIncrCause, "; "+btrfsIncrCause+"; "+btrfsIncrStaged
@@ -115,13 +116,13 @@ func BenchmarkRowBtrfs(b *testing.B) {
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryOff, Unit: benchrec.MBps, Values: c.vals[toolFerryOff],
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.90}, {Tool: toolBtrfsSSH, Min: 1.2}},
 			Note: "trigger to result (receive committed with syncfs), data plane over loopback TLS; " + cached +
-				"; CPU of the workers per 2 GiB full run (logged per run): source 3.3-3.5 s, target 2.6-3.0 s, about 1.5 ns/byte each on 2 cores shared with btrfs send/receive; " +
-				"pprof of both over the whole row: source: syscalls (btrfs send's pipe, the socket) 39%, BLAKE3 17%, AES-GCM 13%, CRC32C 5%, copies 5%; target: syscalls 58% (socket, the pipe to btrfs receive, staged's spool), BLAKE3 11%, AES-GCM 8%, copies 7%, CRC32C and the stream checker 4%: " +
+				"; " + sb.cpuNote(storage.ResumeOff, c.base) + ", on 2 cores shared with btrfs send/receive; " +
+				"pprof of both over the whole row (an earlier report's host): source: syscalls (btrfs send's pipe, the socket) 39%, BLAKE3 17%, AES-GCM 13%, CRC32C 5%, copies 5%; target: syscalls 58% (socket, the pipe to btrfs receive, staged's spool), BLAKE3 11%, AES-GCM 8%, copies 7%, CRC32C and the stream checker 4%: " +
 				"the data plane's crypto and kernel copies (a socket hop the pipe does not have) on the cores btrfs send/receive need, no longer a digest that dominates, are the gap" + incrCause})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolFerryStage, Unit: benchrec.MBps, Values: c.vals[toolFerryStage],
 			Compare: []benchrec.Compare{{Tool: toolBtrfsPipe, Min: 0.60}},
 			Note: "as ferry off, the stream spooled on the target (fsync every 16 MiB, in the background) and applied from the spool as it lands; " + cached +
-				"; the target worker's CPU per 2 GiB full run 5.9-6.6 s (7.6-9.0 s while it took the digest's state per command), 3.5 s above off: " +
+				"; " + sb.cpuNote(storage.ResumeStaged, c.base) + "; what the target spends above off (an earlier report's host: 3.5 s per 2 GiB full run): " +
 				"the spool's buffered btrfs write about 2.1-2.2 s of kernel time (delalloc, extent state, page cache; pprof and perf) and its fsync 0.6 s, on the cores btrfs receive needs" + stagedIncr})
 		benchrec.Record(b, benchrec.Row{Table: btrfsTable, Case: c.name, Tool: toolBtrfsPipe, Unit: benchrec.MBps, Values: c.vals[toolBtrfsPipe],
 			Note: "the ceiling: one pipe between the two processes, plus syncfs of the target; " + cached})
@@ -154,6 +155,33 @@ type sendBench struct {
 	share   string
 	checked bool
 	pipes   int
+	// cpu holds each ferry run's worker CPU (source, target) by mode and
+	// case, for the rows' notes.
+	cpu map[string][][2]time.Duration
+}
+
+// cpuKey names a ferry run's mode and case in sendBench.cpu.
+func cpuKey(mode storage.ResumeMode, base string) string {
+	if base == "" {
+		return string(mode) + " full"
+	}
+	return string(mode) + " incremental"
+}
+
+// cpuNote is the median worker CPU of the runs of mode and case, per run
+// and per byte moved.
+func (sb *sendBench) cpuNote(mode storage.ResumeMode, base string) string {
+	var src, tgt []float64
+	for _, c := range sb.cpu[cpuKey(mode, base)] {
+		src, tgt = append(src, c[0].Seconds()), append(tgt, c[1].Seconds())
+	}
+	if len(src) == 0 {
+		return ""
+	}
+	size := float64(sb.e.shareSizeFor(base))
+	s, t := benchrec.Median(src), benchrec.Median(tgt)
+	return fmt.Sprintf("worker CPU per run in this report (user+system, median): source %.2f s, target %.2f s (%.1f and %.1f ns per byte moved)",
+		s, t, s*1e9/size, t*1e9/size)
 }
 
 // ferry triggers one run in mode, checks it is a full replication (base
@@ -165,7 +193,7 @@ func (sb *sendBench) ferry(mode storage.ResumeMode, base string, keep bool) floa
 	took, res := sb.ferryRun(mode, base)
 	if !keep {
 		require.NoError(e.t, e.backend(target).DestroySnapshot(e.ctx, tgtDataset, res))
-		btrfs(e.t, "subvolume", "sync", e.roots[target])
+		sb.reclaimTarget()
 	}
 	return mbps(e.shareSizeFor(base), took)
 }
@@ -200,6 +228,11 @@ func (sb *sendBench) ferryRun(mode storage.ResumeMode, base string) (time.Durati
 	// CPU time says more than wall time on a busy machine.
 	e.t.Logf("ferry %s %s: %v, %.1f MB/s; worker CPU (user+system): source %v, target %v", mode, res.Snapshot,
 		took.Round(time.Millisecond), mbps(e.shareSizeFor(base), took), cpu[0]-cpu0[0], cpu[1]-cpu0[1])
+	if sb.cpu == nil {
+		sb.cpu = map[string][][2]time.Duration{}
+	}
+	k := cpuKey(mode, base)
+	sb.cpu[k] = append(sb.cpu[k], [2]time.Duration{cpu[0] - cpu0[0], cpu[1] - cpu0[1]})
 	sb.last = res.Snapshot
 	return took, res.Snapshot
 }
@@ -235,7 +268,7 @@ func (sb *sendBench) pipe(overSSH bool, base, snapshot string) float64 {
 	require.Equal(e.t, sb.sourceDigest(snapshot), got, "the piped copy differs from the source")
 	btrfs(e.t, "subvolume", "delete", filepath.Join(dst, snapshot))
 	require.NoError(e.t, os.Remove(dst))
-	btrfs(e.t, "subvolume", "sync", e.roots[target])
+	sb.reclaimTarget()
 	e.t.Logf("pipe (ssh %v) %s: %v, %.1f MB/s", overSSH, snapshot, took.Round(time.Millisecond), mbps(e.shareSizeFor(base), took))
 	return mbps(e.shareSizeFor(base), took)
 }
@@ -257,6 +290,17 @@ func (sb *sendBench) sourceDigest(snapshot string) string {
 		sb.checked = true
 	}
 	return sb.share
+}
+
+// reclaimTarget waits until the copies deleted from the target are
+// cleaned up, so that no timed copy shares the disk with btrfs's cleaner.
+// `btrfs filesystem sync` wakes the cleaner first: alone, `btrfs subvolume
+// sync` waits for the next periodic commit (30 s), which made up most of
+// this row's run time.
+func (sb *sendBench) reclaimTarget() {
+	sb.e.t.Helper()
+	btrfs(sb.e.t, "filesystem", "sync", sb.e.roots[target])
+	btrfs(sb.e.t, "subvolume", "sync", sb.e.roots[target])
 }
 
 // changed forgets the share's digest after the share was written.
