@@ -45,11 +45,11 @@ BENCH_GO  ?= $(CURDIR)/bin/bench-hot.txt
 HOT_PKGS  ?= ./transfer/ ./storage/btrfs/ ./storage/dir/
 ROW_PKGS  ?= ./transfer/ ./starter/ ./demo/ ./e2e/
 bench:
-	@mkdir -p bin && rm -f $(BENCH_OUT) $(BENCH_GO)
+	@mkdir -p bin && rm -f $(BENCH_OUT) $(BENCH_GO) && date +%s > bin/bench-started
 	$(GO) test -p 1 $(HOT_PKGS) -run '^$$' -bench '^BenchmarkHot' -benchtime 1s -count 1 > $(BENCH_GO) || { cat $(BENCH_GO); exit 1; }
 	@cat $(BENCH_GO)
 	FERRY_BENCH_OUT=$(BENCH_OUT) $(GO) test -p 1 $(ROW_PKGS) -run '^$$' -bench '^BenchmarkRow' -benchtime 1x -count 1 -timeout 40m
-	$(GO) run ./internal/benchrec/cmd/benchdoc -rows $(BENCH_OUT) -gobench $(BENCH_GO) -out docs/BENCHMARKS.md
+	$(GO) run ./internal/benchrec/cmd/benchdoc -rows $(BENCH_OUT) -gobench $(BENCH_GO) -started $$(cat bin/bench-started) -out docs/BENCHMARKS.md
 	@echo "make bench: wrote docs/BENCHMARKS.md"
 
 # Only the btrfs (or zfs) rows of make bench, into a scratch report

@@ -20,14 +20,15 @@ func main() {
 	goBench := flag.String("gobench", "", "`go test -bench` output of the hot-path benchmarks")
 	out := flag.String("out", "docs/BENCHMARKS.md", "the report to write")
 	command := flag.String("command", "make bench", "the command that produced the figures, as the report names it")
+	started := flag.Int64("started", 0, "when the command started, in Unix seconds (0: its run time is not reported)")
 	flag.Parse()
-	if err := run(*rowsPath, *goBench, *out, *command); err != nil {
+	if err := run(*rowsPath, *goBench, *out, *command, *started); err != nil {
 		fmt.Fprintln(os.Stderr, "benchdoc:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rowsPath, goBench, out, command string) error {
+func run(rowsPath, goBench, out, command string, started int64) error {
 	f, err := os.Open(rowsPath)
 	if err != nil {
 		return fmt.Errorf("read the benchmark rows: %w (run `make bench`, which writes them)", err)
@@ -51,7 +52,12 @@ func run(rowsPath, goBench, out, command string) error {
 		Command:  command,
 		Machine:  machine(),
 		Kernel:   firstLine("uname", "-sr"),
+		Notes:    []string{"Filesystem: " + tempFS()},
 		Versions: versions(),
+	}
+	if started > 0 {
+		took := time.Since(time.Unix(started, 0)).Round(time.Second)
+		meta.Notes = append(meta.Notes, fmt.Sprintf("`%s` ran for %d min %d s, builds included.", command, int(took.Minutes()), int(took.Seconds())%60))
 	}
 	if os.Geteuid() != 0 {
 		meta.Notes = append(meta.Notes, "Run without root: rows that need loop devices, btrfs or zfs are listed under \"Not measured\".")
@@ -72,16 +78,24 @@ func run(rowsPath, goBench, out, command string) error {
 }
 
 func machine() string {
-	model := "unknown CPU"
+	model, flags := "unknown CPU", ""
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() && (model == "unknown CPU" || flags == "") {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			switch k = strings.TrimSpace(k); {
+			case !ok:
+			case k == "model name" && model == "unknown CPU":
 				model = strings.TrimSpace(v)
-				break
+			case k == "flags" && flags == "":
+				flags = cpuFeatures(strings.Fields(v))
 			}
 		}
 		f.Close()
+	}
+	if flags != "" {
+		model += " (" + flags + ")"
 	}
 	mem := ""
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
@@ -91,6 +105,51 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%s, %d cores%s", model, runtime.NumCPU(), mem)
+}
+
+// tempFS names the filesystem the dir rows and the loop images live on
+// (the temporary directory's) and its mount options: online discard or no
+// journal change what creating and removing many files costs.
+func tempFS() string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return "temporary directory's filesystem unknown"
+	}
+	dir, best := os.TempDir(), ""
+	var desc string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 {
+			continue
+		}
+		mnt := f[1]
+		if (dir == mnt || strings.HasPrefix(dir, strings.TrimSuffix(mnt, "/")+"/")) && len(mnt) >= len(best) {
+			best, desc = mnt, fmt.Sprintf("%s on %s is %s (%s)", dir, mnt, f[2], f[3])
+		}
+	}
+	if desc == "" {
+		return "temporary directory's filesystem unknown"
+	}
+	return desc
+}
+
+// cpuFeatures names the instruction sets the crypto, hashing and
+// compression figures depend on most: the same model name has come with
+// and without AVX-512, at 2-4x the speed per core.
+func cpuFeatures(flags []string) string {
+	has := map[string]bool{}
+	for _, f := range flags {
+		has[f] = true
+	}
+	var out []string
+	for _, f := range []struct{ flag, name string }{{"avx2", "AVX2"}, {"avx512f", "AVX-512"}, {"aes", "AES-NI"}, {"vaes", "VAES"}, {"sha_ni", "SHA-NI"}} {
+		if has[f.flag] {
+			out = append(out, f.name)
+		} else {
+			out = append(out, "no "+f.name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // versions names what produced the figures: Go, ferry, the pinned Temporal
