@@ -223,7 +223,9 @@ func (d *treeDigester) fileSum(abs string) (string, error) {
 	}
 	defer f.Close()
 	d.content.Reset()
-	if _, err := io.CopyBuffer(d.content, f, d.buf); err != nil {
+	// Only f's Read: *os.File's WriteTo would try sendfile and splice into
+	// the hash first and then copy through a new 32 KiB buffer per file.
+	if _, err := io.CopyBuffer(d.content, struct{ io.Reader }{f}, d.buf); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(d.content.Sum(nil)), nil

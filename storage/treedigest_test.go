@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -149,5 +151,42 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTreeDigestIsStable pins the digest of a fixed tree: digests recorded
+// by one version are compared with those another computes (across hosts,
+// across upgrades), so its format and order must never change by accident.
+// The tree has enough files, of sizes around the read buffer's, in nested
+// directories, with a symlink and hard links, for the order of the lines to
+// matter however the content sums are computed.
+func TestTreeDigestIsStable(t *testing.T) {
+	root := t.TempDir()
+	ts := time.Unix(1700000000, 123456789)
+	for i := range 300 {
+		dir := filepath.Join(root, fmt.Sprintf("d%d", i%7), fmt.Sprintf("e%d", i%3))
+		must(t, os.MkdirAll(dir, 0o755))
+		p := filepath.Join(dir, fmt.Sprintf("f%03d", i))
+		data := bytes.Repeat([]byte{byte(i), byte(i >> 8), 'x'}, (i*997)%(300<<10)/3)
+		must(t, os.WriteFile(p, data, 0o644))
+		must(t, os.Chmod(p, fs.FileMode(0o600+i%2*0o44)))
+		must(t, os.Chtimes(p, ts.Add(time.Duration(i)*time.Second), ts.Add(time.Duration(i)*time.Second)))
+	}
+	must(t, os.Link(filepath.Join(root, "d1/e1/f001"), filepath.Join(root, "d0/h")))
+	must(t, os.Link(filepath.Join(root, "d1/e1/f001"), filepath.Join(root, "d6/h")))
+	must(t, os.Symlink("d1/e1/f001", filepath.Join(root, "l")))
+	tsp := []unix.Timespec{unix.NsecToTimespec(ts.UnixNano()), unix.NsecToTimespec(ts.UnixNano())}
+	must(t, unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(root, "l"), tsp, unix.AT_SYMLINK_NOFOLLOW))
+	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			err = os.Chmod(p, 0o755)
+		}
+		return err
+	}))
+	const want = "sha256:552d5c56d3dc5329e0cd06369e1e40f5db286691cc63f32f10cb8718f51fd20c"
+	got, err := TreeDigest(root, nil)
+	must(t, err)
+	if got != want {
+		t.Fatalf("the tree digest's format changed: got %s, want %s", got, want)
 	}
 }
