@@ -10,9 +10,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -109,21 +112,92 @@ func TreeDigest(root string, modeOf func(rel string, fi fs.FileInfo) fs.FileMode
 	if !fi.IsDir() {
 		return "", fmt.Errorf("tree digest: %s is not a directory", root)
 	}
-	d := &treeDigester{h: sha256.New(), content: sha256.New(), modeOf: modeOf, buf: make([]byte, 256<<10), links: map[fileID]string{}}
+	// The walk writes the lines in order; the content sums, most of the
+	// work on a large tree, are computed by a few goroutines meanwhile and
+	// put in their lines (at most digestAhead lines in flight).
+	d := &treeDigester{h: sha256.New(), modeOf: modeOf, links: map[fileID]string{},
+		sums: make(chan *digestLine, digestAhead), lines: make(chan *digestLine, digestAhead)}
 	io.WriteString(d.h, "ferry-tree-digest-v1\n")
-	if err := d.entry(root, ".", fi); err != nil {
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), 4) {
+		wg.Go(d.sumFiles)
+	}
+	written := make(chan error, 1)
+	go func() { written <- d.write() }()
+	err = d.entry(root, ".", fi)
+	close(d.sums)
+	close(d.lines)
+	wg.Wait()
+	if werr := <-written; werr != nil {
+		return "", werr
+	}
+	if err != nil {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(d.h.Sum(nil)), nil
 }
 
+// digestAhead is how many lines the walk may be ahead of the digest.
+const digestAhead = 256
+
 type treeDigester struct {
-	h, content hash.Hash
-	modeOf     func(string, fs.FileInfo) fs.FileMode
-	buf        []byte
+	h      hash.Hash
+	modeOf func(string, fs.FileInfo) fs.FileMode
 	// links maps the inode of every file seen with more than one link to
 	// its first path.
 	links map[fileID]string
+	// sums takes the lines whose file content is to be summed, lines
+	// every line in order; failed is set when a sum failed (the walk stops).
+	sums, lines chan *digestLine
+	failed      atomic.Bool
+}
+
+// digestLine is one entry's text: text alone, or, for a regular file's
+// content (path), text, the content's SHA-256 once done, then tail.
+type digestLine struct {
+	text, path, tail string
+	sum              string
+	err              error
+	done             chan struct{}
+}
+
+// emit queues a line; a line with a path is summed first.
+func (d *treeDigester) emit(l *digestLine) {
+	if l.path != "" {
+		l.done = make(chan struct{})
+		d.sums <- l
+	}
+	d.lines <- l
+}
+
+// sumFiles computes the content sums of the lines on d.sums.
+func (d *treeDigester) sumFiles() {
+	h, buf := sha256.New(), make([]byte, 256<<10)
+	for l := range d.sums {
+		l.sum, l.err = fileSum(h, buf, l.path)
+		close(l.done)
+	}
+}
+
+// write hashes the lines in order, each once its sum is done; after the
+// first failed sum it only drains them.
+func (d *treeDigester) write() error {
+	var first error
+	for l := range d.lines {
+		if l.done != nil {
+			<-l.done
+			if l.err != nil && first == nil {
+				first = l.err
+				d.failed.Store(true)
+			}
+		}
+		if first == nil {
+			io.WriteString(d.h, l.text)
+			io.WriteString(d.h, l.sum)
+			io.WriteString(d.h, l.tail)
+		}
+	}
+	return first
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -150,6 +224,7 @@ func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
 	}
 	perm := strconv.FormatUint(uint64(UnixMode(mode)), 8)
 	var line strings.Builder
+	var file *digestLine // a regular file, whose content is summed
 	line.WriteString(strconv.Quote(rel))
 	first := ""
 	if fi.Mode().IsRegular() {
@@ -159,14 +234,14 @@ func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
 	case first != "":
 		// The inode's content, mode and xattrs are covered at its first path.
 		fmt.Fprintf(&line, " h %s\n", strconv.Quote(first))
-		io.WriteString(d.h, line.String())
+		d.emit(&digestLine{text: line.String()})
 		return nil
 	case t == 0:
-		sum, err := d.fileSum(abs)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&line, " f %s %d %s %d\n", perm, fi.Size(), sum, fi.ModTime().UnixNano())
+		// The content's sum goes between text and tail.
+		fmt.Fprintf(&line, " f %s %d ", perm, fi.Size())
+		file = &digestLine{text: line.String(), path: abs}
+		line.Reset()
+		fmt.Fprintf(&line, " %d\n", fi.ModTime().UnixNano())
 	case t == fs.ModeSymlink:
 		target, err := os.Readlink(abs)
 		if err != nil {
@@ -185,7 +260,12 @@ func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
 	if x := XattrsDigest(xs); x != "" {
 		fmt.Fprintf(&line, "  x %s\n", x)
 	}
-	io.WriteString(d.h, line.String())
+	if file != nil {
+		file.tail = line.String()
+		d.emit(file)
+	} else {
+		d.emit(&digestLine{text: line.String()})
+	}
 	if !fi.IsDir() {
 		return nil
 	}
@@ -200,6 +280,9 @@ func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
 	}
 	slices.Sort(names)
 	for _, name := range names {
+		if d.failed.Load() {
+			return nil // write reports the failed sum
+		}
 		cabs := filepath.Join(abs, name)
 		cfi, err := os.Lstat(cabs)
 		if err != nil {
@@ -216,17 +299,19 @@ func (d *treeDigester) entry(abs, rel string, fi fs.FileInfo) error {
 	return nil
 }
 
-func (d *treeDigester) fileSum(abs string) (string, error) {
+// fileSum is the hex SHA-256 of the content of the file at abs, read with
+// buf into h.
+func fileSum(h hash.Hash, buf []byte, abs string) (string, error) {
 	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	d.content.Reset()
+	h.Reset()
 	// Only f's Read: *os.File's WriteTo would try sendfile and splice into
 	// the hash first and then copy through a new 32 KiB buffer per file.
-	if _, err := io.CopyBuffer(d.content, struct{ io.Reader }{f}, d.buf); err != nil {
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(d.content.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
