@@ -648,10 +648,19 @@ func (e *env) backend(host string) storage.Backend {
 // source's content digest.
 func (e *env) requireSameContent(snapshot string) {
 	e.t.Helper()
-	src, err := e.backend(source).ContentDigest(e.ctx, srcDataset, snapshot)
-	require.NoError(e.t, err, "source content digest")
-	tgt, err := e.backend(target).ContentDigest(e.ctx, tgtDataset, snapshot)
-	require.NoError(e.t, err, "target content digest")
+	// Both sides at once: each reads its whole copy, the suite's largest
+	// untimed cost with 100,000 files.
+	var src, tgt string
+	var srcErr, tgtErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		src, srcErr = e.backend(source).ContentDigest(e.ctx, srcDataset, snapshot)
+	}()
+	tgt, tgtErr = e.backend(target).ContentDigest(e.ctx, tgtDataset, snapshot)
+	<-done
+	require.NoError(e.t, srcErr, "source content digest")
+	require.NoError(e.t, tgtErr, "target content digest")
 	require.Equal(e.t, src, tgt, "content digest of %s: source vs target", snapshot)
 	e.t.Logf("content digest of %s on both sides: %s", snapshot, tgt)
 }
@@ -867,13 +876,46 @@ func freeAddr(t testing.TB) string {
 // removeAll removes a tree that may hold read-only directories (snapshots),
 // which an unprivileged user cannot empty without making them writable.
 func removeAll(root string) error {
+	var dirs []string
 	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			_ = os.Chmod(p, 0o700)
+			dirs = append(dirs, p)
 		}
 		return nil
 	})
+	// The files first, four directories at a time (unlinks wait on the
+	// disk more than on the CPU: 100,000 files went in 12 s instead of
+	// 17), then what is left.
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for d := range work {
+				removeFiles(d)
+			}
+		})
+	}
+	for _, d := range dirs {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
 	return os.RemoveAll(root)
+}
+
+// removeFiles removes the entries of directory d that are not directories
+// (errors are left to removeAll's final os.RemoveAll to report).
+func removeFiles(d string) {
+	entries, err := os.ReadDir(d)
+	if err != nil {
+		return
+	}
+	for _, en := range entries {
+		if !en.IsDir() {
+			_ = os.Remove(filepath.Join(d, en.Name()))
+		}
+	}
 }
 
 // snapshotWithTargetDown starts a run while the target worker is down,
