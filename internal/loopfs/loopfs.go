@@ -1,7 +1,8 @@
-// Package loopfs makes throw-away btrfs filesystems on loop devices for
-// ferry's tests and for `ferry demo --backend btrfs`: a sparse image file in
-// a private temporary directory, mkfs.btrfs, a loop device (losetup --find
-// --show) and a mount on a mountpoint beside the image. Close undoes all of
+// Package loopfs makes throw-away btrfs (or ext4) filesystems on loop
+// devices for ferry's tests and benchmarks and for `ferry demo --backend
+// btrfs`: a sparse image file in a private temporary directory, mkfs, a
+// loop device (losetup --find --show) and a mount on a mountpoint beside
+// the image. Close undoes all of
 // it: unmount (lazily when the filesystem stays busy), detach the loop
 // device, remove the directory.
 //
@@ -9,7 +10,8 @@
 // only ever touches such directories whose creating process is gone, so a
 // crashed earlier run cannot exhaust the machine's loop devices.
 //
-// It needs root (mount, losetup) and btrfs-progs (mkfs.btrfs).
+// It needs root (mount, losetup) and btrfs-progs (mkfs.btrfs) or e2fsprogs
+// (mkfs.ext4).
 package loopfs
 
 import (
@@ -49,19 +51,36 @@ type FS struct {
 	closed bool
 }
 
+// Filesystems loopfs makes, with the mkfs arguments before the image.
+var mkfs = map[string][]string{
+	"btrfs": {"mkfs.btrfs", "-q", "-f", "-L", "ferry-loopfs"},
+	// An inode per 4 KiB: trees of many small files run out of inodes
+	// before blocks at the default ratio.
+	"ext4": {"mkfs.ext4", "-q", "-F", "-i", "4096", "-L", "ferry-loopfs"},
+}
+
 // Create makes a size-byte sparse btrfs image in a new directory under dir
 // (os.TempDir() when empty), attaches it to a free loop device and mounts it.
 // On failure nothing is left behind.
 func Create(dir string, size int64) (f *FS, err error) {
+	return CreateFS(dir, size, "btrfs")
+}
+
+// CreateFS is Create with the filesystem type: "btrfs" or "ext4".
+func CreateFS(dir string, size int64, fstype string) (f *FS, err error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	if size < 128<<20 {
-		return nil, fmt.Errorf("loopfs: %d bytes is too small for btrfs (at least 128 MiB)", size)
+	mk, ok := mkfs[fstype]
+	if !ok {
+		return nil, fmt.Errorf("loopfs: filesystem %q is not one loopfs makes (btrfs or ext4)", fstype)
 	}
-	for _, tool := range []string{"mkfs.btrfs", "losetup"} {
+	if size < 128<<20 {
+		return nil, fmt.Errorf("loopfs: %d bytes is too small for %s (at least 128 MiB)", size, fstype)
+	}
+	for _, tool := range []string{mk[0], "losetup"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("loopfs: %s not found (install btrfs-progs and util-linux)", tool)
+			return nil, fmt.Errorf("loopfs: %s not found (install btrfs-progs or e2fsprogs, and util-linux)", tool)
 		}
 	}
 	d, err := os.MkdirTemp(dir, Prefix+"*")
@@ -90,7 +109,7 @@ func Create(dir string, size int64) (f *FS, err error) {
 	if err != nil {
 		return f, fmt.Errorf("loopfs: sparse image: %w", err)
 	}
-	if _, err := run("mkfs.btrfs", "-q", "-f", "-L", "ferry-loopfs", f.Image); err != nil {
+	if _, err := run(mk[0], append(mk[1:], f.Image)...); err != nil {
 		return f, err
 	}
 	out, err := run("losetup", "--find", "--show", f.Image)
@@ -104,7 +123,7 @@ func Create(dir string, size int64) (f *FS, err error) {
 	if err := os.Mkdir(f.Mountpoint, 0o755); err != nil {
 		return f, fmt.Errorf("loopfs: %w", err)
 	}
-	if err := unix.Mount(f.Device, f.Mountpoint, "btrfs", 0, ""); err != nil {
+	if err := unix.Mount(f.Device, f.Mountpoint, fstype, 0, ""); err != nil {
 		return f, fmt.Errorf("loopfs: mount %s on %s: %w", f.Device, f.Mountpoint, err)
 	}
 	return f, nil
@@ -148,7 +167,13 @@ type TB interface {
 // mountpoint; it is torn down by t.Cleanup, also when the test fails.
 func New(t TB, size int64) string {
 	t.Helper()
-	f, err := Create("", size)
+	return NewFS(t, size, "btrfs")
+}
+
+// NewFS is New with the filesystem type: "btrfs" or "ext4".
+func NewFS(t TB, size int64, fstype string) string {
+	t.Helper()
+	f, err := CreateFS("", size, fstype)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,3 +118,37 @@ func TestUnescape(t *testing.T) {
 		t.Fatalf("unescape: %q", got)
 	}
 }
+
+func TestCreateExt4(t *testing.T) {
+	// What the btrfs tests need, less btrfs: mkfs.ext4 is e2fsprogs's.
+	prereq.Need(t, "btrfs", prereq.All(prereq.Root, prereq.Commands("mkfs.ext4", "losetup"), prereq.LoopDevices))
+	f, err := CreateFS(t.TempDir(), 256<<20, "ext4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st unix.Statfs_t
+	if err := unix.Statfs(f.Mountpoint, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != unix.EXT4_SUPER_MAGIC {
+		t.Fatalf("%s is not ext4 (type %#x)", f.Mountpoint, st.Type)
+	}
+	// An inode per 4 KiB, for trees of many small files.
+	if st.Files < 60000 {
+		t.Fatalf("%d inodes on 256 MiB: want one per 4 KiB", st.Files)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.Dir); !os.IsNotExist(err) {
+		t.Fatalf("directory left behind: %v", err)
+	}
+}
+
+func TestCreateRefusesUnknownFilesystem(t *testing.T) {
+	_, err := CreateFS(t.TempDir(), 256<<20, "xfs")
+	if err == nil || !strings.Contains(err.Error(), `"xfs"`) {
+		t.Fatalf("CreateFS xfs: %v, want an error naming it", err)
+	}
+}
