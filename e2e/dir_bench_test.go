@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-nas/ferry/internal/benchrec"
+	"github.com/ferry-nas/ferry/internal/prereq"
 )
 
 // benchRuns is how many times each dir row is measured, tools interleaved.
@@ -69,14 +70,15 @@ func BenchmarkRowDir(b *testing.B) {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		benchrec.Skip(b, tblDir, "rsync not installed: apt-get install rsync", cases)
 	}
+	dirImage, where := benchExt4(8 << 30)
 	vals := map[string]map[string][]float64{"full": {}, "incremental": {}}
 	for run := range benchRuns {
 		b.Run(fmt.Sprintf("run%d", run+1), func(b *testing.B) {
-			e := newEnv(b, envOptions{ShareSize: dirTreeSize, Direct: true, WriteShare: writeDirTree, Timeout: 10 * time.Minute})
+			e := newEnv(b, envOptions{ShareSize: dirTreeSize, Direct: true, WriteShare: writeDirTree, Timeout: 10 * time.Minute, Ext4Image: dirImage})
 			e.apply()
 			// Full: ferry, tar and rsync into empty directories, the
 			// order turning run by run.
-			tarDst, rsyncDst := filepath.Join(e.dir, "tar"), filepath.Join(e.dir, "rsync")
+			tarDst, rsyncDst := filepath.Join(e.scratch, "tar"), filepath.Join(e.scratch, "rsync")
 			full := []func(){
 				func() { vals["full"][toolFerry] = append(vals["full"][toolFerry], e.timedFerryRun(true).Seconds()) },
 				func() { vals["full"][toolTar] = append(vals["full"][toolTar], timedTar(b, e.share, tarDst).Seconds()) },
@@ -117,7 +119,7 @@ func BenchmarkRowDir(b *testing.B) {
 	}
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolFerry, Unit: benchrec.MBps,
 		Values: toMBps(vals["full"][toolFerry]), Compare: []benchrec.Compare{{Tool: toolRsyncEmpty, Min: 1.0}, {Tool: toolTar}},
-		Note: shape + "; tree size over the wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); the others' times include a syncfs of the target. Gap (pprof of both workers, their CPU from /proc, perf trace of their syncs): CPU, about 6 s per worker per full run against rsync's one copy. Without reflinks (ext4) the snapshot is a full copy made before the stream (the source's copy about 2 s of CPU) and the target writes the tree again (page-cache writes and file creation), and the data crosses five digest passes (SHA-256 at the copy, the send check and the receive check; the data plane's BLAKE3 on both ends, each with TLS; Verify's quick check re-reads no file the receive wrote). Waits on the disk are small: the copy and the receive start each file's writeback as they write it and a checkpoint's fsyncs (every 8 MiB) run in parallel"})
+		Note: shape + "; " + where + "; tree size over the wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); the others' times include a syncfs of the target. Gap (pprof of both workers, their CPU from /proc, perf trace of their syncs): CPU, about 6 s per worker per full run against rsync's one copy. Without reflinks (ext4) the snapshot is a full copy made before the stream (the source's copy about 2 s of CPU) and the target writes the tree again (page-cache writes and file creation), and the data crosses five digest passes (SHA-256 at the copy, the send check and the receive check; the data plane's BLAKE3 on both ends, each with TLS; Verify's quick check re-reads no file the receive wrote). Waits on the disk are small: the copy and the receive start each file's writeback as they write it and a checkpoint's fsyncs (every 8 MiB) run in parallel"})
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolTar, Unit: benchrec.MBps, Values: toMBps(vals["full"][toolTar])})
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "full", Tool: toolRsyncEmpty, Unit: benchrec.MBps, Values: toMBps(vals["full"][toolRsyncEmpty])})
 	benchrec.Record(b, benchrec.Row{Table: tblDir, Case: "incremental", Tool: toolFerry, Unit: benchrec.Seconds,
@@ -142,6 +144,7 @@ func BenchmarkRowDirManyFiles(b *testing.B) {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		benchrec.Skip(b, tblMany, "rsync not installed: apt-get install rsync", cases)
 	}
+	manyImage, where := benchExt4(6 << 30)
 	vals := map[string]map[string][]float64{}
 	for c := range cases {
 		vals[c] = map[string][]float64{}
@@ -149,15 +152,15 @@ func BenchmarkRowDirManyFiles(b *testing.B) {
 	add := func(c, tool string, d time.Duration) { vals[c][tool] = append(vals[c][tool], d.Seconds()) }
 	for run := range benchRuns {
 		b.Run(fmt.Sprintf("run%d", run+1), func(b *testing.B) {
-			e := newEnv(b, envOptions{ShareSize: manyFiles * manySize, Direct: true, WriteShare: writeManyFiles, Timeout: 10 * time.Minute})
+			e := newEnv(b, envOptions{ShareSize: manyFiles * manySize, Direct: true, WriteShare: writeManyFiles, Timeout: 10 * time.Minute, Ext4Image: manyImage})
 			e.apply()
-			rsyncDst := filepath.Join(e.dir, "rsync")
+			rsyncDst := filepath.Join(e.scratch, "rsync")
 			// cp -al copies rsync's copy of the share, the same tree:
 			// linking the live files themselves (and unlinking them after)
 			// moves every live file's ctime, which ferry's next snapshot
 			// rightly takes for a possible change.
 			cpal := func(c string) {
-				dst := filepath.Join(e.dir, "cpal")
+				dst := filepath.Join(e.scratch, "cpal")
 				add(c, toolCpal, timedCmd(b, dst, "cp", "-al", rsyncDst, dst))
 				require.NoError(b, removeAll(dst))
 			}
@@ -198,7 +201,7 @@ func BenchmarkRowDirManyFiles(b *testing.B) {
 			Compare: []benchrec.Compare{{Tool: toolRsync}}}
 		switch c {
 		case "full":
-			r.Note = "wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); rsync's and cp's include a syncfs of the target. Gap (pprof): the source's snapshot creates 100,000 copies (openat O_CREAT was 86 % of the source worker's CPU) before the target creates them again"
+			r.Note = where + "; wall time from trigger to result (snapshot, stream over loopback TLS, commit, quick verify); rsync's and cp's include a syncfs of the target. Gap (pprof): the source's snapshot creates 100,000 copies (openat O_CREAT was 86 % of the source worker's CPU) before the target creates them again"
 		case "no change":
 			r.Compare = append(r.Compare, benchrec.Compare{Tool: toolCpal})
 			r.Limit = benchrec.AtMost(3)
@@ -220,6 +223,19 @@ func BenchmarkRowDirManyFiles(b *testing.B) {
 			Values: vals["worker peak RSS"]["ferry "+side+" worker"],
 			Note:   "VmHWM of the worker process over the full, no-change and one-change runs of one run"})
 	}
+}
+
+// benchExt4 is the size of the ext4 image a dir row runs on (0: none) and
+// where its runs are, for the row's note: a fresh loop-mounted ext4 when
+// root with loop devices, else the temporary directory's filesystem.
+// Every run then starts on an empty filesystem, and tearing down its trees
+// (on this host's ext4 with online discard, 58-81 s per 100,000-file run)
+// is an unmount.
+func benchExt4(size int64) (int64, string) {
+	if err := prereq.All(prereq.Root, prereq.Commands("mkfs.ext4", "losetup"), prereq.LoopDevices)(); err != nil {
+		return 0, fmt.Sprintf("source, target and the other tools' copies on the temporary directory's filesystem (no ext4 image: %v)", err)
+	}
+	return size, fmt.Sprintf("source, target and the other tools' copies on one fresh ext4 filesystem per run (a %d GiB sparse image on a loop device, mkfs.ext4 defaults but an inode per 4 KiB)", size>>30)
 }
 
 // noChangeGap is the measured cause of the no-change run's gap to the 3 s

@@ -160,6 +160,12 @@ type envOptions struct {
 	// Direct points nas-a's data_address at its data server itself rather
 	// than the relay (benchmarks: no copy through the test process).
 	Direct bool
+	// Ext4Image, for the dir backend, puts both hosts' roots and Scratch
+	// on one loop-mounted ext4 image of this many bytes (sparse, made
+	// with internal/loopfs, released after the workers are gone; root
+	// only, the caller checks): every run starts on the same empty
+	// filesystem, and its teardown is an unmount.
+	Ext4Image int64
 	// Timeout bounds the test (default testTimeout).
 	Timeout time.Duration
 	// HostTimeout is the job's timeouts.host ("" for the default, 10m).
@@ -180,9 +186,12 @@ type envOptions struct {
 // env is one test's world: its own directory, certificates, config file,
 // job, relay and worker processes. Everything goes away when the test ends.
 type env struct {
-	t       testing.TB
-	ctx     context.Context
-	dir     string
+	t   testing.TB
+	ctx context.Context
+	dir string
+	// scratch is where a benchmark puts the other tools' copies: on the
+	// hosts' filesystem (e.dir, or the ext4 image's).
+	scratch string
 	job     string
 	cfgPath string
 	cfg     *config.Config
@@ -277,6 +286,14 @@ func newEnv(t testing.TB, opts envOptions) *env {
 			}
 			e.roots[h] = loopfs.New(t, size)
 		}
+	}
+	e.scratch = root
+	if opts.Ext4Image > 0 && e.kind == config.BackendDir {
+		// Registered before the teardown, so released after the workers.
+		mnt := loopfs.NewFS(t, opts.Ext4Image, "ext4")
+		e.roots = map[string]string{source: filepath.Join(mnt, source), target: filepath.Join(mnt, target)}
+		e.scratch = filepath.Join(mnt, "scratch")
+		require.NoError(t, os.Mkdir(e.scratch, 0o755))
 	}
 	// A zfs host's config root is a dataset (<pool>/ferry); e.roots holds
 	// where it is mounted.
