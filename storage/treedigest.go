@@ -200,6 +200,12 @@ func (d *treeDigester) write() error {
 	return first
 }
 
+// PlainReader passes on only its Reader's Read. Given to io.CopyBuffer, it
+// keeps an *os.File's WriteTo out of the copy: that tries sendfile and
+// splice first and then copies through a new 32 KiB buffer of its own
+// instead of the caller's.
+type PlainReader struct{ io.Reader }
+
 type fileID struct{ dev, ino uint64 }
 
 // firstLink returns the first path seen with fi's inode, remembering rel as
@@ -308,9 +314,7 @@ func fileSum(h hash.Hash, buf []byte, abs string) (string, error) {
 	}
 	defer f.Close()
 	h.Reset()
-	// Only f's Read: *os.File's WriteTo would try sendfile and splice into
-	// the hash first and then copy through a new 32 KiB buffer per file.
-	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf); err != nil {
+	if _, err := io.CopyBuffer(h, PlainReader{Reader: f}, buf); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

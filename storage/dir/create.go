@@ -464,7 +464,7 @@ func (s *snapshotter) sameContent(src string, p *Entry) (bool, error) {
 	}
 	defer in.Close()
 	s.h.Reset()
-	n, err := io.CopyBuffer(s.h, plainReader{in}, s.buf)
+	n, err := io.CopyBuffer(s.h, storage.PlainReader{Reader: in}, s.buf)
 	if err != nil {
 		return false, err
 	}

@@ -2,7 +2,6 @@ package dir
 
 import (
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -289,9 +288,3 @@ func RemoveAll(p string) error { return removeTree(p) }
 func startWriteback(fd int) {
 	unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
-
-// plainReader hides an *os.File's WriteTo from io.CopyBuffer, which would
-// otherwise copy through its own 32 KiB buffer instead of the caller's.
-type plainReader struct{ r io.Reader }
-
-func (p plainReader) Read(b []byte) (int, error) { return p.r.Read(b) }
